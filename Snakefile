@@ -1,0 +1,21 @@
+# percell: raw fluorescence microscopy -> a PerCell 3 experiment.
+# Thin entry point: config, includes, the final target. See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/import.smk"
+include: "workflow/rules/pyramid.smk"
+include: "workflow/rules/register.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_output(),

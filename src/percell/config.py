@@ -1,0 +1,97 @@
+"""Validating the workflow config against its JSON schema.
+
+The schema (``schemas/config.schema.yaml``) is the single description of every
+key; validation fills in its defaults so the rest of the code can index keys
+without guessing.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+from percell.errors import ConfigError
+
+
+@cache
+def load_schema(name: str) -> dict:
+    """The JSON schema ``name`` ("config" or "samples") shipped with percell."""
+    text = resources.files("percell").joinpath(f"schemas/{name}.schema.yaml")
+    return yaml.safe_load(text.read_text())
+
+
+def _extend_with_defaults(base: type) -> type:
+    """A validator class that also fills in ``default`` values of properties."""
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+_Validator = _extend_with_defaults(jsonschema.Draft202012Validator)
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "(top level)"
+
+
+def validate(instance: Any, schema_name: str, source: str) -> Any:
+    """Validate (and fill defaults into) ``instance`` or raise ConfigError.
+
+    Args:
+        instance: Parsed config dict or a sample-sheet row.
+        schema_name: "config" or "samples".
+        source: What is being validated, for the message (a file name).
+
+    Returns:
+        The same object, with defaults filled in.
+    """
+    validator = _Validator(load_schema(schema_name))
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"{source}: {_where(e)}: {_message(e)}" for e in errors[:10]]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return instance
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        return f"{error.message}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "pattern" and isinstance(error.instance, str):
+        return f"{error.instance!r} does not match {error.validator_value}"
+    if error.validator == "not":
+        return f"{error.instance!r} is not allowed (contains '..')"
+    if error.validator in ("minProperties", "maxProperties") and not error.path:
+        return error.message
+    return error.message
+
+
+def validate_config(config: dict, source: str = "config") -> dict:
+    """Validate the workflow config; return it with defaults filled in."""
+    validate(config, "config", source)
+    names = [c["name"] for c in config["channels"]]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: channels: duplicate channel names {dupes}")
+    inp = config["input"]
+    if "scan" in inp:
+        pattern = inp["scan"]["pattern"]
+        for needed in ("{condition}", "{region}"):
+            if needed not in pattern:
+                raise ConfigError(
+                    f"{source}: input.scan.pattern {pattern!r} lacks {needed}"
+                )
+    return config

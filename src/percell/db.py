@@ -1,0 +1,253 @@
+"""The PerCell 3 ``experiment.db``: schema 3.0.0 and idempotent upserts.
+
+Only the register step opens the database for writing, in one transaction.
+The journal stays in rollback mode (never WAL): the experiment may live on a
+network file system, where WAL's shared memory does not work.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA_VERSION = "3.0.0"
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    percell_version TEXT NOT NULL DEFAULT '3.0.0',
+    created_at TEXT NOT NULL DEFAULT (datetime('now')),
+    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS channels (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT,
+    excitation_nm REAL,
+    emission_nm REAL,
+    color TEXT,
+    is_segmentation INTEGER NOT NULL DEFAULT 0,
+    display_order INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS conditions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS timepoints (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    time_seconds REAL,
+    display_order INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS regions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    condition_id INTEGER NOT NULL REFERENCES conditions(id),
+    timepoint_id INTEGER REFERENCES timepoints(id),
+    width INTEGER,
+    height INTEGER,
+    pixel_size_um REAL,
+    source_file TEXT,
+    zarr_path TEXT,
+    UNIQUE(name, condition_id, timepoint_id)
+);
+CREATE TABLE IF NOT EXISTS segmentation_runs (
+    id INTEGER PRIMARY KEY,
+    channel_id INTEGER NOT NULL REFERENCES channels(id),
+    model_name TEXT NOT NULL,
+    parameters TEXT,
+    cell_count INTEGER,
+    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS cells (
+    id INTEGER PRIMARY KEY,
+    region_id INTEGER NOT NULL REFERENCES regions(id),
+    segmentation_id INTEGER NOT NULL REFERENCES segmentation_runs(id),
+    label_value INTEGER NOT NULL,
+    centroid_x REAL NOT NULL,
+    centroid_y REAL NOT NULL,
+    bbox_x INTEGER NOT NULL,
+    bbox_y INTEGER NOT NULL,
+    bbox_w INTEGER NOT NULL,
+    bbox_h INTEGER NOT NULL,
+    area_pixels REAL NOT NULL,
+    area_um2 REAL,
+    perimeter REAL,
+    circularity REAL,
+    is_valid INTEGER NOT NULL DEFAULT 1,
+    UNIQUE(region_id, segmentation_id, label_value)
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    id INTEGER PRIMARY KEY,
+    cell_id INTEGER NOT NULL REFERENCES cells(id),
+    channel_id INTEGER NOT NULL REFERENCES channels(id),
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    UNIQUE(cell_id, channel_id, metric)
+);
+CREATE TABLE IF NOT EXISTS threshold_runs (
+    id INTEGER PRIMARY KEY,
+    channel_id INTEGER NOT NULL REFERENCES channels(id),
+    method TEXT NOT NULL,
+    parameters TEXT,
+    threshold_value REAL,
+    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS analysis_runs (
+    id INTEGER PRIMARY KEY,
+    plugin_name TEXT NOT NULL,
+    parameters TEXT,
+    status TEXT NOT NULL DEFAULT 'running',
+    cell_count INTEGER,
+    started_at TEXT NOT NULL DEFAULT (datetime('now')),
+    completed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS tags (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    color TEXT
+);
+CREATE TABLE IF NOT EXISTS cell_tags (
+    cell_id INTEGER NOT NULL REFERENCES cells(id),
+    tag_id INTEGER NOT NULL REFERENCES tags(id),
+    PRIMARY KEY (cell_id, tag_id)
+);
+CREATE INDEX IF NOT EXISTS idx_cells_region ON cells(region_id);
+CREATE INDEX IF NOT EXISTS idx_cells_segmentation ON cells(segmentation_id);
+CREATE INDEX IF NOT EXISTS idx_cells_area ON cells(area_pixels);
+CREATE INDEX IF NOT EXISTS idx_measurements_cell ON measurements(cell_id);
+CREATE INDEX IF NOT EXISTS idx_measurements_channel ON measurements(channel_id);
+CREATE INDEX IF NOT EXISTS idx_measurements_metric ON measurements(metric);
+CREATE INDEX IF NOT EXISTS idx_regions_condition ON regions(condition_id);
+
+-- Beyond PerCell 3.0.0 (the application ignores these tables).
+CREATE TABLE IF NOT EXISTS percell_region_sources (
+    region_id INTEGER NOT NULL REFERENCES regions(id),
+    position INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (region_id, position)
+);
+"""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) an experiment database for writing.
+
+    The connection is in autocommit mode; callers group their writes in
+    ``with transaction(conn):``.
+    """
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=60)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.executescript(SCHEMA_SQL)
+    return conn
+
+
+class transaction:  # noqa: N801 - used like a function: ``with transaction(c):``
+    """One IMMEDIATE transaction: all writes land together or not at all."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, *_: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def upsert_experiment(conn: sqlite3.Connection, name: str, description: str) -> int:
+    """The single experiments row; created_at is kept on updates."""
+    row = conn.execute("SELECT id, name, description FROM experiments ORDER BY id "
+                       "LIMIT 1").fetchone()
+    if row is None:
+        cur = conn.execute(
+            "INSERT INTO experiments (name, description, percell_version) "
+            "VALUES (?, ?, ?)", (name, description, SCHEMA_VERSION))
+        return int(cur.lastrowid)
+    if (row[1], row[2]) != (name, description):
+        conn.execute("UPDATE experiments SET name = ?, description = ?, "
+                     "updated_at = datetime('now') WHERE id = ?", (name, description, row[0]))
+    return int(row[0])
+
+
+def touch_experiment(conn: sqlite3.Connection) -> None:
+    """Mark the experiment as updated now."""
+    conn.execute("UPDATE experiments SET updated_at = datetime('now')")
+
+
+def upsert_channel(conn: sqlite3.Connection, ch: dict, order: int,
+                   is_segmentation: bool = False) -> int:
+    """Insert or update a channel by name; return its id."""
+    conn.execute(
+        """INSERT INTO channels (name, role, excitation_nm, emission_nm, color,
+                                 is_segmentation, display_order)
+           VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(name) DO UPDATE SET role = excluded.role,
+               excitation_nm = excluded.excitation_nm,
+               emission_nm = excluded.emission_nm, color = excluded.color,
+               is_segmentation = excluded.is_segmentation,
+               display_order = excluded.display_order""",
+        (ch["name"], ch.get("role"), ch.get("excitation_nm"), ch.get("emission_nm"),
+         str(ch.get("color", "FFFFFF")).lstrip("#").upper(), int(is_segmentation), order),
+    )
+    return _id(conn, "channels", ch["name"])
+
+
+def upsert_condition(conn: sqlite3.Connection, name: str) -> int:
+    """Insert a condition if new; return its id."""
+    conn.execute("INSERT INTO conditions (name) VALUES (?) ON CONFLICT(name) DO NOTHING",
+                 (name,))
+    return _id(conn, "conditions", name)
+
+
+def upsert_timepoint(conn: sqlite3.Connection, name: str, time_seconds: float | None,
+                     order: int) -> int:
+    """Insert or update a timepoint by name; return its id."""
+    conn.execute(
+        """INSERT INTO timepoints (name, time_seconds, display_order) VALUES (?, ?, ?)
+           ON CONFLICT(name) DO UPDATE SET time_seconds = excluded.time_seconds,
+               display_order = excluded.display_order""",
+        (name, time_seconds, order))
+    return _id(conn, "timepoints", name)
+
+
+def upsert_region(conn: sqlite3.Connection, name: str, condition_id: int,
+                  timepoint_id: int | None, width: int, height: int,
+                  pixel_size_um: float, source_file: str, zarr_path: str) -> int:
+    """Insert or update a region by (name, condition, timepoint); return its id.
+
+    SQLite's UNIQUE treats NULL timepoints as distinct, so the lookup uses
+    ``IS`` rather than relying on ON CONFLICT.
+    """
+    row = conn.execute(
+        "SELECT id FROM regions WHERE name = ? AND condition_id = ? AND timepoint_id IS ?",
+        (name, condition_id, timepoint_id)).fetchone()
+    values = (width, height, pixel_size_um, source_file, zarr_path)
+    if row is None:
+        cur = conn.execute(
+            "INSERT INTO regions (name, condition_id, timepoint_id, width, height, "
+            "pixel_size_um, source_file, zarr_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, condition_id, timepoint_id, *values))
+        return int(cur.lastrowid)
+    conn.execute(
+        "UPDATE regions SET width = ?, height = ?, pixel_size_um = ?, source_file = ?, "
+        "zarr_path = ? WHERE id = ?", (*values, row[0]))
+    return int(row[0])
+
+
+def replace_region_sources(conn: sqlite3.Connection, region_id: int,
+                           paths: list[str]) -> None:
+    """Record every raw file of a region (beyond 3.0.0)."""
+    conn.execute("DELETE FROM percell_region_sources WHERE region_id = ?", (region_id,))
+    conn.executemany(
+        "INSERT INTO percell_region_sources (region_id, position, path) VALUES (?, ?, ?)",
+        [(region_id, i, p) for i, p in enumerate(paths)])
+
+
+def _id(conn: sqlite3.Connection, table: str, name: str) -> int:
+    return int(conn.execute(f"SELECT id FROM {table} WHERE name = ?", (name,)).fetchone()[0])

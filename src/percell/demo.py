@@ -1,0 +1,138 @@
+"""A synthetic experiment: nuclei, cytoplasm and puncta in three channels.
+
+Used by the default config so that ``snakemake --cores 2`` has something real
+to process on a fresh machine, and by the tests, which need images whose
+objects are known.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+from scipy import ndimage
+
+from percell.sheets import COLUMNS
+
+
+def demo_path(directory: str, condition: str, timepoint: str | None, region: str,
+              channel: str) -> str:
+    """Where the demo writes one channel of one region."""
+    sub = f"{condition}/{timepoint}" if timepoint else condition
+    return f"{directory}/{sub}/{region}_{channel}.tif"
+
+
+def demo_size(demo: dict, condition: str, timepoint: str | None, region: str) -> int:
+    """Edge length of a demo region: the very first region is the large one."""
+    first = (demo["conditions"][0], (demo["timepoints"] or [None])[0], demo["regions"][0])
+    return demo["large_size"] if (condition, timepoint, region) == first else demo["size"]
+
+
+def demo_sheet(demo: dict, channels: Sequence[str]) -> pd.DataFrame:
+    """The sample sheet of the demo experiment described by config ``demo``."""
+    rows = []
+    for cond in demo["conditions"]:
+        for tp in demo["timepoints"] or [None]:
+            for region in demo["regions"]:
+                for ch in channels:
+                    rows.append({
+                        "condition": cond, "timepoint": tp, "region": region,
+                        "channel": ch, "z": None,
+                        "path": demo_path(demo["directory"], cond, tp, region, ch),
+                    })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def region_seed(seed: int, *parts: str | None) -> int:
+    """A stable per-region seed (Python's hash() changes between runs)."""
+    return zlib.crc32("/".join(p or "" for p in parts).encode()) ^ seed
+
+
+def synthetic_cells(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    spacing: int = 40,
+    nucleus_radius: float = 8.0,
+    signal_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Three uint16 channels (nuclei, cytoplasm, puncta) and the nucleus labels.
+
+    Cells sit on a jittered grid, so they rarely touch; the returned int32
+    label image marks each nucleus with its own id (1..n), which tests use as
+    ground truth.
+    """
+    h, w = shape
+    ys = np.arange(spacing // 2, h - spacing // 2 + 1, spacing)
+    xs = np.arange(spacing // 2, w - spacing // 2 + 1, spacing)
+    cy, cx = np.meshgrid(ys, xs, indexing="ij")
+    keep = rng.random(cy.shape) < 0.8
+    jitter = spacing * 0.2
+    cy = (cy[keep] + rng.uniform(-jitter, jitter, keep.sum())).astype(int)
+    cx = (cx[keep] + rng.uniform(-jitter, jitter, keep.sum())).astype(int)
+    n = cy.size
+    radii = rng.uniform(0.75, 1.25, n) * nucleus_radius
+    labels = np.zeros(shape, np.int32)
+    cyto_mask = np.zeros(shape, bool)
+    r_cell = int(np.ceil(radii.max() * 2.0)) + 1
+    yy, xx = np.mgrid[-r_cell : r_cell + 1, -r_cell : r_cell + 1]
+    dist2 = yy**2 + xx**2
+    for i in range(n):
+        y0, x0 = cy[i] - r_cell, cx[i] - r_cell
+        sl = (slice(max(y0, 0), min(y0 + 2 * r_cell + 1, h)),
+              slice(max(x0, 0), min(x0 + 2 * r_cell + 1, w)))
+        sub = (slice(sl[0].start - y0, sl[0].stop - y0),
+               slice(sl[1].start - x0, sl[1].stop - x0))
+        d2 = dist2[sub]
+        nuc = d2 <= radii[i] ** 2
+        labels[sl][nuc & (labels[sl] == 0)] = i + 1
+        cyto_mask[sl] |= d2 <= (radii[i] * 2.0) ** 2
+    nuclei = (labels > 0).astype(np.float32)
+    cyto = (cyto_mask & (labels == 0)).astype(np.float32)
+    puncta = np.zeros(shape, np.float32)
+    n_p = max(1, n * 3)
+    py, px = rng.integers(0, h, n_p), rng.integers(0, w, n_p)
+    inside = cyto_mask[py, px]
+    puncta[py[inside], px[inside]] = 1.0
+    dapi = ndimage.gaussian_filter(nuclei, 1.0) * 3000 + 200
+    gfp = ndimage.gaussian_filter(cyto, 2.0) * 1500 * signal_scale + 150
+    rfp = ndimage.gaussian_filter(puncta, 1.5) * 20000 + 100
+    out = []
+    for img in (dapi, gfp, rfp):
+        img += rng.normal(0, 30, shape).astype(np.float32)
+        out.append(np.clip(img, 0, 65535).astype(np.uint16))
+    return out[0], out[1], out[2], labels
+
+
+def write_demo_region(paths: dict[str, str], size: int, seed: int,
+                      signal_scale: float = 1.0) -> None:
+    """Write one demo region: one 2-D TIFF per channel.
+
+    ``paths`` maps channel names to files in display order; the first three
+    channels get nuclei, cytoplasm and puncta, any further one noise.
+    """
+    rng = np.random.default_rng(seed)
+    images = list(synthetic_cells((size, size), rng, signal_scale=signal_scale)[:3])
+    for i, (_, path) in enumerate(paths.items()):
+        img = images[i] if i < 3 else rng.normal(100, 10, (size, size)).astype(np.uint16)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(path).with_name(f".{Path(path).name}.partial")
+        tifffile.imwrite(tmp, img)
+        tmp.replace(path)
+
+
+def demo_region_params(demo: dict, group: str, region: str,
+                       channels: Sequence[str]) -> dict:
+    """Size, seed and signal strength of one demo region (its rule's params)."""
+    condition, _, timepoint = group.partition("/")
+    cond_index = demo["conditions"].index(condition)
+    return {
+        "size": demo_size(demo, condition, timepoint or None, region),
+        "seed": region_seed(demo["seed"], condition, timepoint, region),
+        # the second condition doubles the cytoplasmic signal: a visible effect
+        "signal_scale": 1.0 + cond_index,
+        "channels": list(channels),
+    }

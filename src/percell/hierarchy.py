@@ -1,0 +1,34 @@
+"""Shared zarr hierarchy metadata, written once per run from the manifest.
+
+Parallel jobs write only inside their own region groups; the store roots and
+the condition / timepoint groups above them belong to this one step, so no
+two jobs ever read-modify-write the same metadata file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from percell import layout
+from percell.ngff import PERCELL_VERSION
+from percell.sentinel import write_sentinel
+from percell.storage import write_json_if_changed
+
+ZGROUP = {"zarr_format": 2}
+
+
+def write_hierarchy(experiment: str | Path, group_paths: list[str],
+                    sentinel: str | Path) -> None:
+    """Write root and intermediate group metadata of all three stores.
+
+    Files whose content is already right are left alone (mtime included).
+    """
+    experiment = Path(experiment)
+    for store in layout.STORES:
+        root = experiment / store
+        write_json_if_changed(root / ".zgroup", ZGROUP)
+        write_json_if_changed(root / ".zattrs", {"percell_version": PERCELL_VERSION})
+        for path in group_paths:
+            write_json_if_changed(root / path / ".zgroup", ZGROUP)
+    write_sentinel(sentinel, "hierarchy", "all", {"groups": group_paths}, [],
+                   {"stores": list(layout.STORES)})

@@ -1,0 +1,165 @@
+"""The import step: raw files of a region group → ``images.zarr`` level 0.
+
+Every file of the group is probed and every region planned before anything is
+written, so a bad file fails the job with the experiment untouched. Each
+region is then written to a hidden sibling directory, band by band (memory is
+bounded by a band, not the image), and moved into place whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from percell import layout, ngff
+from percell.errors import ConfigError
+from percell.plan import RegionPlan, plan_region
+from percell.sentinel import write_sentinel
+from percell.sources import SourceInfo, SourceReader, probe_source
+from percell.storage import (
+    IMAGE_COMPRESSOR,
+    create_array,
+    open_group,
+    partial_path,
+    remove_tree,
+    replace_directory,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK_YX = 512
+CHUNK_Z = 10
+
+
+def image_chunks(has_z: bool) -> tuple[int, ...]:
+    """Chunk shape of an image array (PerCell 3: one channel, 512×512)."""
+    return (1, CHUNK_Z, CHUNK_YX, CHUNK_YX) if has_z else (1, CHUNK_YX, CHUNK_YX)
+
+
+def _plan_group(params: dict) -> list[tuple[dict, RegionPlan, list[SourceInfo], float,
+                                            float | None]]:
+    names = [c["name"] for c in params["channels"]]
+    planned = []
+    for region in params["regions"]:
+        infos = [probe_source(f["path"], f["channel"] is None) for f in region["files"]]
+        plan = plan_region(region["key"], region["files"], infos, names)
+        pixel_size = params["pixel_size_um"] or plan.pixel_size_um
+        if pixel_size is None:
+            raise ConfigError(
+                f"region {region['key']}: no pixel size in {infos[0].path} and "
+                "pixel_size_um is not set in the config"
+            )
+        z_step = (params["z_step_um"] or plan.z_step_um or 1.0) if plan.has_z else None
+        planned.append((region, plan, infos, float(pixel_size), z_step))
+    return planned
+
+
+def import_group(params: dict, experiment: str | Path, sentinel: str | Path,
+                 threads: int = 1) -> list[dict]:
+    """Import every region of a group and write the group's sentinel last.
+
+    Args:
+        params: The group's import params (see ``Manifest.import_params``).
+        experiment: The ``.percell`` directory.
+        sentinel: Path of the sentinel to write when everything is in place.
+        threads: Bands written in parallel.
+
+    Returns:
+        One record per region (what register needs), also stored in the sentinel.
+    """
+    experiment = Path(experiment)
+    planned = _plan_group(params)
+    log.info("group %s: %d region(s) checked, importing", params["group"], len(planned))
+    records = []
+    for region, plan, infos, pixel_size, z_step in planned:
+        start = time.monotonic()
+        final = layout.image_path(experiment, region["key"])
+        final.parent.mkdir(parents=True, exist_ok=True)
+        built = partial_path(final)
+        remove_tree(built)
+        windows = write_image(built, plan, infos, threads)
+        group = open_group(built, mode="r+")
+        group.attrs.put(ngff.image_attrs(
+            region["region"], 1, pixel_size, z_step, plan.has_z,
+            params["channels"], windows,
+        ))
+        replace_directory(built, final)
+        mb = np.prod(plan.shape) * np.dtype(plan.dtype).itemsize / 1e6
+        elapsed = time.monotonic() - start
+        log.info("region %s: %s %s written (%.0f MB in %.1f s)", region["key"],
+                 plan.shape, np.dtype(plan.dtype).name, mb, elapsed)
+        records.append({
+            "condition": region["condition"],
+            "timepoint": region["timepoint"],
+            "region": region["region"],
+            "key": region["key"],
+            "zarr_path": f"{layout.IMAGES}/{region['key']}",
+            "shape": list(plan.shape),
+            "dtype": np.dtype(plan.dtype).name,
+            "pixel_size_um": pixel_size,
+            "z_step_um": z_step,
+            "source_file": region["files"][0]["path"],
+            "source_files": [f["path"] for f in region["files"]],
+        })
+    inputs = [f["path"] for r in params["regions"] for f in r["files"]]
+    write_sentinel(sentinel, "import", params["group"], params, inputs, records)
+    return records
+
+
+def write_image(target: Path, plan: RegionPlan, infos: list[SourceInfo],
+                threads: int = 1) -> list[tuple[float, float, float, float]]:
+    """Write level 0 of one region into a new group at ``target``.
+
+    Returns the display window (min, max, start, end) of each channel: the
+    dtype's range as min/max for integers, the data's range as start/end.
+    """
+    group = open_group(target, mode="w")
+    arr = create_array(group, "0", plan.shape, image_chunks(plan.has_z), plan.dtype,
+                       IMAGE_COMPRESSOR)
+    height = plan.shape[-2]
+    zc = CHUNK_Z if plan.has_z else 1
+    by_cz = {(p.c, p.z): p for p in plan.planes}
+    tasks = [
+        (c, z0, min(z0 + zc, plan.n_z), y0, min(y0 + CHUNK_YX, height))
+        for c in range(plan.n_channels)
+        for z0 in range(0, plan.n_z, zc)
+        for y0 in range(0, height, CHUNK_YX)
+    ]
+    lo = np.full(plan.n_channels, np.inf)
+    hi = np.full(plan.n_channels, -np.inf)
+    with ExitStack() as stack:
+        readers = [stack.enter_context(SourceReader(i)) for i in infos]
+
+        def write_band(task: tuple[int, int, int, int, int]) -> tuple[int, float, float]:
+            c, z0, z1, y0, y1 = task
+            planes = []
+            for z in range(z0, z1):
+                p = by_cz[(c, z)]
+                planes.append(readers[p.source].read(p.source_c, p.source_z, y0, y1))
+            block = np.stack(planes) if plan.has_z else planes[0]
+            index = (c, slice(z0, z1)) if plan.has_z else (c,)
+            arr[(*index, slice(y0, y1), slice(None))] = block
+            return c, float(block.min()), float(block.max())
+
+        done = 0
+        report_every = max(1, len(tasks) // 10)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for c, bmin, bmax in pool.map(write_band, tasks):
+                lo[c] = min(lo[c], bmin)
+                hi[c] = max(hi[c], bmax)
+                done += 1
+                if done % report_every == 0:
+                    log.info("  %s: %d/%d bands", target.name, done, len(tasks))
+    dtype = np.dtype(plan.dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        rng = (float(info.min), float(info.max))
+    else:
+        rng = (float(np.min(lo)), float(np.max(hi)))
+    return [(rng[0], rng[1], float(lo[c]), float(hi[c])) for c in range(plan.n_channels)]
+

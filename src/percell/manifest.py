@@ -1,0 +1,187 @@
+"""The manifest: every region of the run, grouped into the jobs that write them.
+
+Built once at parse time from the validated config and sample sheet. The
+Snakemake rules take their inputs and ``params`` from here, so a region
+group's params hold exactly what its jobs depend on and nothing of other
+groups: adding a region reruns only its own group.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from percell import demo, layout
+from percell.config import validate_config
+from percell.errors import ConfigError, SourceImageError
+from percell.plan import plan_region
+from percell.sheets import read_sample_sheet, scan_directory
+from percell.sources import probe_source
+
+
+@dataclass
+class Manifest:
+    """All regions of a run, by region group.
+
+    Attributes:
+        config: The validated config (defaults filled in).
+        experiment: Path of the ``.percell`` directory.
+        groups: Group id → list of region dicts (condition, timepoint, region,
+            key, files), in a stable order.
+        generated: Whether the source files are made by the workflow (demo)
+            and so need not exist at parse time.
+    """
+
+    config: dict
+    experiment: str
+    groups: dict[str, list[dict]] = field(default_factory=dict)
+    generated: bool = False
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [c["name"] for c in self.config["channels"]]
+
+    def regions(self) -> list[dict]:
+        """Every region of every group."""
+        return [r for regions in self.groups.values() for r in regions]
+
+    def source_files(self, group: str) -> list[str]:
+        """The raw files a group's import reads."""
+        return [f["path"] for r in self.groups[group] for f in r["files"]]
+
+    def import_params(self, group: str) -> dict:
+        """Everything a group's import depends on (its Snakemake params)."""
+        cfg = self.config
+        return {
+            "group": group,
+            "regions": self.groups[group],
+            "channels": cfg["channels"],
+            "pixel_size_um": cfg["pixel_size_um"],
+            "z_step_um": cfg["z_step_um"],
+        }
+
+    def pyramid_params(self) -> dict:
+        """Everything a pyramid job depends on besides its import."""
+        return {"levels": self.config["pyramid"]["levels"]}
+
+    def hierarchy(self) -> list[str]:
+        """Group paths (conditions, condition/timepoint) that hold regions."""
+        paths = set()
+        for r in self.regions():
+            paths.add(r["condition"])
+            if r["timepoint"]:
+                paths.add(f"{r['condition']}/{r['timepoint']}")
+        return sorted(paths)
+
+    def register_params(self) -> dict:
+        """Experiment-wide facts the register step writes."""
+        cfg = self.config
+        timepoints = []
+        for r in self.regions():
+            if r["timepoint"] and r["timepoint"] not in timepoints:
+                timepoints.append(r["timepoint"])
+        return {
+            "name": cfg["experiment"]["name"],
+            "description": cfg["experiment"]["description"],
+            "channels": cfg["channels"],
+            "conditions": sorted({r["condition"] for r in self.regions()}),
+            "timepoints": [
+                {"name": t, "time_seconds": cfg["timepoints"].get(t), "order": i}
+                for i, t in enumerate(timepoints)
+            ],
+        }
+
+
+def sheet_for(config: dict) -> tuple[pd.DataFrame, bool]:
+    """The sample sheet of a validated config, and whether it is generated."""
+    inp = config["input"]
+    if "demo" in inp:
+        return demo.demo_sheet(inp["demo"], [c["name"] for c in config["channels"]]), True
+    if "sample_sheet" in inp:
+        return read_sample_sheet(inp["sample_sheet"]), False
+    scan = inp["scan"]
+    return scan_directory(scan["directory"], scan["pattern"]), False
+
+
+def build_manifest(config: dict, check_files: bool = True) -> Manifest:
+    """Validate the config, read the sheet and group its regions.
+
+    Args:
+        config: The raw config dict (defaults are filled in place).
+        check_files: Probe every existing raw file's header now, so that a
+            wrong file stops the run before any job starts.
+
+    Raises:
+        ConfigError: bad config key or value, bad sheet row.
+        SourceImageError: a raw file that is missing, unreadable, or does not
+            fit the other files of its region.
+    """
+    validate_config(config)
+    sheet, generated = sheet_for(config)
+    channel_names = [c["name"] for c in config["channels"]]
+    unknown = sorted(set(sheet["channel"].dropna()) - set(channel_names))
+    if unknown:
+        raise ConfigError(
+            f"sample sheet names channel(s) {unknown} that are not in the config "
+            f"(channels: {', '.join(channel_names)})"
+        )
+    manifest = Manifest(config, config["experiment"]["path"], generated=generated)
+    sheet = sheet.astype(object).where(sheet.notna(), None)
+    for (cond, tp, region), rows in sheet.groupby(
+        ["condition", "timepoint", "region"], dropna=False, sort=True
+    ):
+        tp = None if tp is None or pd.isna(tp) else tp
+        files = [
+            {"path": r.path, "channel": r.channel,
+             "z": None if r.z is None or pd.isna(r.z) else int(r.z)}
+            for r in rows.itertuples()
+        ]
+        files.sort(key=lambda f: (
+            channel_names.index(f["channel"]) if f["channel"] else -1, f["z"] or 0))
+        gid = layout.group_id(cond, tp)
+        manifest.groups.setdefault(gid, []).append(
+            {"condition": cond, "timepoint": tp, "region": region,
+             "key": layout.region_key(cond, tp, region), "files": files}
+        )
+    _check_timepoint_consistency(manifest)
+    if check_files and not generated:
+        check_sources(manifest)
+    return manifest
+
+
+def _check_timepoint_consistency(manifest: Manifest) -> None:
+    with_tp = {r["condition"] for r in manifest.regions() if r["timepoint"]}
+    without = {r["condition"] for r in manifest.regions() if not r["timepoint"]}
+    both = sorted(with_tp & without)
+    if both:
+        raise ConfigError(
+            f"condition(s) {both} have rows with and rows without a timepoint; "
+            "give every row of a condition a timepoint, or none"
+        )
+
+
+def check_sources(manifest: Manifest, threads: int = 8) -> None:
+    """Probe every raw file and plan every region; raise on the first problem."""
+    regions = manifest.regions()
+    paths = sorted({f["path"] for r in regions for f in r["files"]})
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise SourceImageError(
+            f"raw image file(s) not found: {', '.join(missing[:5])}{more}"
+        )
+    multi = {f["path"] for r in regions for f in r["files"] if f["channel"] is None}
+    with ThreadPoolExecutor(threads) as pool:
+        infos = dict(zip(paths, pool.map(lambda p: probe_source(p, p in multi), paths),
+                         strict=True))
+    for r in regions:
+        plan = plan_region(r["key"], r["files"], [infos[f["path"]] for f in r["files"]],
+                           manifest.channel_names)
+        if manifest.config["pixel_size_um"] is None and plan.pixel_size_um is None:
+            raise ConfigError(
+                f"region {r['key']}: no pixel size in {r['files'][0]['path']} and "
+                "pixel_size_um is not set in the config"
+            )

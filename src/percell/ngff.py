@@ -1,0 +1,120 @@
+"""NGFF 0.4 metadata for images, labels and masks, as plain dicts.
+
+Pure builders: nothing here touches storage. Where the PerCell 3 seed's example
+is not valid NGFF 0.4 (an "identity" top-level transform, an omero window
+without min/max) we write the valid form, which the PerCell 3 reader accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+NGFF_VERSION = "0.4"
+PERCELL_VERSION = "3.0.0"
+
+
+def _axes(spatial: str, with_channel: bool) -> list[dict]:
+    axes = [{"name": "c", "type": "channel"}] if with_channel else []
+    axes += [{"name": a, "type": "space", "unit": "micrometer"} for a in spatial]
+    return axes
+
+
+def level_scales(
+    n_levels: int, pixel_size_um: float, z_step_um: float | None, has_z: bool
+) -> list[list[float]]:
+    """The spatial scale of each pyramid level: y and x double, z stays."""
+    scales = []
+    for level in range(n_levels):
+        factor = 2.0**level
+        yx = [pixel_size_um * factor, pixel_size_um * factor]
+        scales.append(([float(z_step_um or 1.0)] if has_z else []) + yx)
+    return scales
+
+
+def multiscales(
+    name: str,
+    n_levels: int,
+    pixel_size_um: float,
+    z_step_um: float | None,
+    has_z: bool,
+    with_channel: bool,
+) -> list[dict]:
+    """An NGFF 0.4 ``multiscales`` list with datasets "0".."n-1"."""
+    spatial = "zyx" if has_z else "yx"
+    datasets = []
+    for level, scale in enumerate(level_scales(n_levels, pixel_size_um, z_step_um, has_z)):
+        full = ([1.0] if with_channel else []) + scale
+        datasets.append(
+            {
+                "path": str(level),
+                "coordinateTransformations": [{"type": "scale", "scale": full}],
+            }
+        )
+    return [
+        {
+            "version": NGFF_VERSION,
+            "name": name,
+            "axes": _axes(spatial, with_channel),
+            "datasets": datasets,
+        }
+    ]
+
+
+def omero(
+    channels: Sequence[dict], windows: Sequence[tuple[float, float, float, float]]
+) -> dict:
+    """The ``omero`` block: one entry per channel in display order.
+
+    Args:
+        channels: Channel configs with "name" and "color" (hex, no '#').
+        windows: Per channel (min, max, start, end) of the display window.
+    """
+    entries = []
+    for ch, (lo, hi, start, end) in zip(channels, windows, strict=True):
+        entries.append(
+            {
+                "label": ch["name"],
+                "color": str(ch["color"]).lstrip("#").upper(),
+                "active": True,
+                "window": {"min": lo, "max": hi, "start": start, "end": end},
+            }
+        )
+    return {"version": NGFF_VERSION, "channels": entries}
+
+
+def image_attrs(
+    name: str,
+    n_levels: int,
+    pixel_size_um: float,
+    z_step_um: float | None,
+    has_z: bool,
+    channels: Sequence[dict],
+    windows: Sequence[tuple[float, float, float, float]],
+) -> dict:
+    """Full ``.zattrs`` of an image group."""
+    return {
+        "multiscales": multiscales(
+            name, n_levels, pixel_size_um, z_step_um, has_z, with_channel=True
+        ),
+        "omero": omero(channels, windows),
+    }
+
+
+def with_levels(attrs: dict, n_levels: int) -> dict:
+    """Copy of image/label ``attrs`` whose multiscales list ``n_levels`` levels.
+
+    Level k's scale is level 0's with y and x multiplied by 2**k (z and c stay).
+    """
+    ms = dict(attrs["multiscales"][0])
+    base = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+    datasets = []
+    for level in range(n_levels):
+        scale = [*base[:-2], base[-2] * 2.0**level, base[-1] * 2.0**level]
+        datasets.append(
+            {
+                "path": str(level),
+                "coordinateTransformations": [{"type": "scale", "scale": scale}],
+            }
+        )
+    ms["datasets"] = datasets
+    return {**attrs, "multiscales": [ms]}

@@ -1,0 +1,161 @@
+"""The pyramid step: levels 1..n, each from the previous stored level.
+
+Images are reduced by the 2×2 mean in y and x (never z); label images (by the
+segmentation step) by taking one pixel of each 2×2 block, so no label id is
+ever invented by interpolation. Work goes band by band: a band of output rows
+needs twice as many rows of the previous level, whatever the image size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from percell import ngff
+from percell.layout import image_path
+from percell.sentinel import write_sentinel
+from percell.storage import IMAGE_COMPRESSOR, create_array, open_group
+
+log = logging.getLogger(__name__)
+
+#: An image larger than this in y or x always gets pyramid levels.
+ALWAYS_PYRAMID_ABOVE = 4096
+
+
+def count_levels(height: int, width: int, levels: int | str, chunk: int = 512) -> int:
+    """Number of resolution levels (level 0 included) for an image.
+
+    ``"auto"`` halves until the image fits in one ``chunk``×``chunk`` tile. An
+    image larger than ALWAYS_PYRAMID_ABOVE gets at least one extra level.
+    """
+    if levels == "auto":
+        n = 1
+        while max(height, width) > chunk:
+            height, width = math.ceil(height / 2), math.ceil(width / 2)
+            n += 1
+        return n
+    n = int(levels)
+    if n == 1 and max(height, width) > ALWAYS_PYRAMID_ABOVE:
+        log.warning("image %dx%d is larger than %d px: adding one pyramid level "
+                    "although pyramid.levels is 1", height, width, ALWAYS_PYRAMID_ABOVE)
+        n = 2
+    # never reduce past a single pixel
+    max_n = 1 + max(0, math.ceil(math.log2(max(height, width, 1))))
+    return min(n, max_n)
+
+
+def _pad_even(block: np.ndarray) -> np.ndarray:
+    """Repeat the last row/column where y or x is odd, so 2×2 blocks tile it."""
+    pad = [(0, 0)] * (block.ndim - 2) + [(0, block.shape[-2] % 2), (0, block.shape[-1] % 2)]
+    return np.pad(block, pad, mode="edge") if any(p[1] for p in pad[-2:]) else block
+
+
+def mean_2x2(block: np.ndarray) -> np.ndarray:
+    """2×2 mean over the last two axes, rounded half up for integer types."""
+    b = _pad_even(block)
+    dtype = b.dtype
+    if dtype.kind == "f":
+        acc = b[..., 0::2, 0::2].astype(np.float64)
+    else:
+        acc = b[..., 0::2, 0::2].astype(np.uint32 if dtype.itemsize <= 2 and dtype.kind == "u"
+                                        else np.int64)
+    acc += b[..., 1::2, 0::2]
+    acc += b[..., 0::2, 1::2]
+    acc += b[..., 1::2, 1::2]
+    if dtype.kind == "f":
+        return (acc / 4).astype(dtype)
+    return ((acc + 2) // 4).astype(dtype)
+
+
+def nearest_2x2(block: np.ndarray) -> np.ndarray:
+    """Top-left pixel of each 2×2 block: keeps label ids exact."""
+    return np.ascontiguousarray(block[..., 0::2, 0::2])
+
+
+def max_2x2(block: np.ndarray) -> np.ndarray:
+    """2×2 maximum: keeps thin foreground of binary masks visible."""
+    b = _pad_even(block)
+    return np.maximum(np.maximum(b[..., 0::2, 0::2], b[..., 1::2, 0::2]),
+                      np.maximum(b[..., 0::2, 1::2], b[..., 1::2, 1::2]))
+
+
+def downsample_level(prev: zarr.Array, out: zarr.Array,
+                     reduce: Callable[[np.ndarray], np.ndarray],
+                     threads: int = 1) -> None:
+    """Fill ``out`` from ``prev`` one output chunk-row band at a time."""
+    lead_shape = prev.shape[:-2]
+    lead_chunks = out.chunks[:-2]
+    band = out.chunks[-2]
+    tasks = []
+    for lead in np.ndindex(*[math.ceil(s / c) for s, c in zip(lead_shape, lead_chunks,
+                                                              strict=True)]):
+        lead_sl = tuple(slice(i * c, min((i + 1) * c, s))
+                        for i, c, s in zip(lead, lead_chunks, lead_shape, strict=True))
+        for y0 in range(0, out.shape[-2], band):
+            tasks.append((lead_sl, y0, min(y0 + band, out.shape[-2])))
+
+    def work(task: tuple[tuple[slice, ...], int, int]) -> None:
+        lead_sl, y0, y1 = task
+        block = prev[(*lead_sl, slice(2 * y0, min(2 * y1, prev.shape[-2])), slice(None))]
+        out[(*lead_sl, slice(y0, y1), slice(None))] = reduce(np.asarray(block))
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        list(pool.map(work, tasks))
+
+
+def build_levels(group_path: str | Path, n_levels: int,
+                 reduce: Callable[[np.ndarray], np.ndarray],
+                 compressor, threads: int = 1) -> None:
+    """Replace levels 1.. of the group at ``group_path`` with ``n_levels`` in all.
+
+    The multiscales metadata first drops to level 0 alone and lists the new
+    levels only once they are all written, so a killed job leaves a valid
+    (if shallower) image.
+    """
+    group = open_group(group_path, mode="r+")
+    attrs = dict(group.attrs)
+    group.attrs.put(ngff.with_levels(attrs, 1))
+    for name in [k for k in group.array_keys() if k != "0"]:
+        del group[name]
+    prev = group["0"]
+    for level in range(1, n_levels):
+        shape = (*prev.shape[:-2], math.ceil(prev.shape[-2] / 2),
+                 math.ceil(prev.shape[-1] / 2))
+        out = create_array(group, str(level), shape, prev.chunks, prev.dtype, compressor)
+        downsample_level(prev, out, reduce, threads)
+        log.info("  %s: level %d %s", Path(group_path).name, level, shape)
+        prev = out
+    group.attrs.put(ngff.with_levels(attrs, n_levels))
+
+
+def pyramid_group(records: list[dict], experiment: str | Path, levels: int | str,
+                  sentinel: str | Path, group: str, import_sentinel: str,
+                  threads: int = 1) -> list[dict]:
+    """Build the image pyramid of every region a group's import wrote.
+
+    Args:
+        records: The region records of the group's import sentinel.
+        experiment: The ``.percell`` directory.
+        levels: ``pyramid.levels`` from the config ("auto" or a count).
+        sentinel: Path of this step's sentinel, written last.
+        group: The region group id.
+        import_sentinel: The import sentinel (recorded as this step's input).
+        threads: Bands processed in parallel.
+    """
+    outputs = []
+    for rec in records:
+        height, width = rec["shape"][-2:]
+        n = count_levels(height, width, levels)
+        build_levels(image_path(experiment, rec["key"]), n, mean_2x2,
+                     IMAGE_COMPRESSOR, threads)
+        log.info("region %s: %d level(s)", rec["key"], n)
+        outputs.append({"key": rec["key"], "levels": n})
+    write_sentinel(sentinel, "pyramid", group, {"levels": levels}, [import_sentinel],
+                   outputs)
+    return outputs

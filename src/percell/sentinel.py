@@ -1,0 +1,60 @@
+"""Sentinels: the file each step writes last for a region group.
+
+A sentinel records what produced the step's output (parameters, package
+versions, input files), so an experiment carries its own provenance; its
+presence means the step finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from percell.storage import read_json, write_json
+
+_PACKAGES = ("percell", "numpy", "zarr", "numcodecs", "tifffile", "scikit-image",
+             "scipy", "cellpose", "torch", "snakemake")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape percell's output."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def describe_inputs(paths: list[str]) -> list[dict]:
+    """Path, size and modification time of each input file."""
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        mtime = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC).isoformat()
+        out.append({"path": str(p), "size": st.st_size, "mtime": mtime})
+    return out
+
+
+def write_sentinel(path: str | Path, step: str, group: str, params: Any,
+                   inputs: list[str], outputs: Any) -> None:
+    """Write the sentinel of ``step`` for ``group``; call it last."""
+    write_json(path, {
+        "step": step,
+        "group": group,
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "params": params,
+        "versions": package_versions(),
+        "inputs": describe_inputs(inputs),
+        "outputs": outputs,
+    })
+
+
+def read_sentinel(path: str | Path) -> dict:
+    """Read a sentinel written by write_sentinel."""
+    return read_json(path)

@@ -1,0 +1,233 @@
+"""Raw image files: probing their layout and reading them band by band.
+
+A source is a TIFF or OME-TIFF holding one of: a 2-D plane (YX), a Z-stack of
+one channel (ZYX), all channels (CYX) or all channels as a stack (CZYX or
+ImageJ's ZCYX). Reading never loads a whole file: the importer asks for one
+plane's rows ``y0:y1`` at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import zarr
+
+from percell.errors import SourceImageError
+
+#: dtypes a PerCell 3 image may hold; anything else is refused at probe time.
+SUPPORTED_DTYPES = frozenset(
+    np.dtype(t).str
+    for t in ("u1", "u2", "u4", "i1", "i2", "i4", "f4", "f8")
+)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a probe learns from a file's header without reading its pixels.
+
+    Attributes:
+        path: The file.
+        axes: Axes of the stored series after normalisation: a subset of "CZYX"
+            in that order, e.g. "YX", "ZYX", "CYX", "CZYX".
+        shape: Shape in the order of ``axes``.
+        dtype: Pixel type, as a numpy dtype string.
+        pixel_size_um: Pixel size from OME or ImageJ metadata, if present.
+        z_step_um: Z step from OME metadata, if present.
+        stored_axes: Axes in the file's own order ("ZCYX" for ImageJ stacks).
+    """
+
+    path: str
+    axes: str
+    shape: tuple[int, ...]
+    dtype: str
+    pixel_size_um: float | None = None
+    z_step_um: float | None = None
+    stored_axes: str = ""
+
+    @property
+    def height(self) -> int:
+        return self.shape[-2]
+
+    @property
+    def width(self) -> int:
+        return self.shape[-1]
+
+    def size(self, axis: str) -> int:
+        """Length of ``axis`` ("C" or "Z"), 1 when the file lacks it."""
+        return self.shape[self.axes.index(axis)] if axis in self.axes else 1
+
+
+def _normalise_axes(axes: str, shape: tuple[int, ...], multichannel: bool) -> str:
+    """Map tifffile's axes to our "CZYX" subset, or raise for what we refuse."""
+    # tifffile names unknown leading axes Q/I; S (samples) of 1 is squeezed.
+    known = {"YX": "YX", "ZYX": "ZYX", "CYX": "CYX", "CZYX": "CZYX", "ZCYX": "ZCYX"}
+    if axes in known:
+        return known[axes]
+    if len(shape) == 3 and axes[1:] == "YX":
+        return "CYX" if multichannel else "ZYX"
+    if len(shape) == 4 and axes[2:] == "YX":
+        return "CZYX"
+    raise SourceImageError(
+        f"{axes!r} layout with shape {shape} is not supported: expected a 2-D "
+        "plane (YX), a Z-stack (ZYX), channels (CYX) or channels of Z-stacks "
+        "(CZYX or ZCYX)"
+    )
+
+
+def _ome_physical_sizes(xml: str | None) -> tuple[float | None, float | None]:
+    """PhysicalSizeX and PhysicalSizeZ of the first OME image, in µm."""
+    if not xml:
+        return None, None
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None, None
+    for elem in root.iter():
+        if elem.tag.endswith("}Pixels") or elem.tag == "Pixels":
+            unit = elem.get("PhysicalSizeXUnit", "µm")
+            if unit not in ("µm", "um", "micrometer"):
+                return None, None
+            sx = elem.get("PhysicalSizeX")
+            sz = elem.get("PhysicalSizeZ")
+            return (float(sx) if sx else None, float(sz) if sz else None)
+    return None, None
+
+
+def probe_source(path: str | os.PathLike, multichannel: bool = False) -> SourceInfo:
+    """Read a TIFF's header and check it can be imported.
+
+    Args:
+        path: The file.
+        multichannel: Whether the sheet says the file holds every channel
+            (this decides how an unlabelled 3-D stack is read).
+
+    Raises:
+        SourceImageError: Missing, unreadable, corrupt or truncated file,
+            unsupported layout or dtype. The message names the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SourceImageError(f"{p}: file not found")
+    try:
+        with tifffile.TiffFile(p) as tf:
+            series = tf.series[0]
+            shape = tuple(int(s) for s in series.shape)
+            dtype = np.dtype(series.dtype)
+            axes = _normalise_axes(series.axes, shape, multichannel)
+            _check_not_truncated(tf, p)
+            pixel_size, z_step = _ome_physical_sizes(tf.ome_metadata)
+            if pixel_size is None and tf.is_imagej:
+                pixel_size = _imagej_pixel_size(tf)
+    except SourceImageError as exc:
+        raise SourceImageError(f"{p}: {exc}") from None
+    except Exception as exc:  # tifffile raises many types on corrupt files
+        raise SourceImageError(
+            f"{p}: not a readable TIFF ({type(exc).__name__}: {exc})"
+        ) from None
+    if dtype.str not in SUPPORTED_DTYPES:
+        raise SourceImageError(
+            f"{p}: unsupported pixel type {dtype} (expected one of uint8, uint16, "
+            "uint32, int8, int16, int32, float32, float64)"
+        )
+    stored_axes = axes
+    if axes == "ZCYX":
+        axes, shape = "CZYX", (shape[1], shape[0], shape[2], shape[3])
+    return SourceInfo(str(p), axes, shape, dtype.str, pixel_size, z_step, stored_axes)
+
+
+def _check_not_truncated(tf: tifffile.TiffFile, p: Path) -> None:
+    size = p.stat().st_size
+    for page in tf.pages:
+        offsets = page.dataoffsets
+        counts = page.databytecounts
+        if offsets and max(o + c for o, c in zip(offsets, counts, strict=True)) > size:
+            raise SourceImageError(
+                f"truncated: pixel data runs past the end of the file ({size} bytes)"
+            )
+
+
+def _imagej_pixel_size(tf: tifffile.TiffFile) -> float | None:
+    page = tf.pages[0]
+    tag = page.tags.get("XResolution")
+    meta = tf.imagej_metadata or {}
+    if tag is None or meta.get("unit") not in ("micron", "um", "µm", "\\u00B5m"):
+        return None
+    num, den = tag.value
+    return den / num if num else None
+
+
+@dataclass
+class SourceReader:
+    """Reads rows of one plane of a probed source, a band at a time.
+
+    Uncompressed contiguous files are read with positioned reads (no
+    whole-file buffer); anything else goes through tifffile's zarr view, which
+    decodes only the strips or tiles a band touches.
+    """
+
+    info: SourceInfo
+    _fd: int | None = None
+    _offset: int | None = None
+    _zarr: zarr.Array | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _tf: tifffile.TiffFile | None = None
+
+    def __enter__(self) -> SourceReader:
+        self._tf = tifffile.TiffFile(self.info.path)
+        series = self._tf.series[0]
+        offset = series.dataoffset
+        if offset is not None and series.keyframe.compression == 1:
+            self._offset = int(offset)
+            self._fd = os.open(self.info.path, os.O_RDONLY)
+        else:
+            self._zarr = zarr.open_array(series.aszarr(), mode="r")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        if self._tf is not None:
+            self._tf.close()
+
+    def read(self, c: int, z: int, y0: int, y1: int) -> np.ndarray:
+        """Rows ``y0:y1`` of channel ``c``, plane ``z`` (indices in the file)."""
+        info = self.info
+        stored = self._stored_index(c, z)
+        dtype = np.dtype(info.dtype)
+        width = info.width
+        try:
+            if self._fd is not None:
+                lead = self._stored_lead()
+                plane = int(np.ravel_multi_index(stored, lead)) if stored else 0
+                row = plane * info.height + y0
+                start = self._offset + row * width * dtype.itemsize
+                nbytes = (y1 - y0) * width * dtype.itemsize
+                buf = os.pread(self._fd, nbytes, start)
+                if len(buf) != nbytes:
+                    raise SourceImageError("file ends before the pixel data does")
+                return np.frombuffer(buf, dtype=dtype).reshape(y1 - y0, width)
+            with self._lock:  # tifffile's zarr store shares one file handle
+                return np.asarray(self._zarr[(*stored, slice(y0, y1))])
+        except SourceImageError as exc:
+            raise SourceImageError(f"{info.path}: {exc}") from None
+        except Exception as exc:
+            raise SourceImageError(
+                f"{info.path}: reading rows {y0}-{y1} failed "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+
+    def _stored_lead(self) -> tuple[int, ...]:
+        """Shape of the non-YX axes in the file's own order."""
+        sizes = dict(zip(self.info.axes, self.info.shape, strict=True))
+        return tuple(sizes[a] for a in self.info.stored_axes[:-2])
+
+    def _stored_index(self, c: int, z: int) -> tuple[int, ...]:
+        """Index of plane (c, z) in the file's own axis order."""
+        idx = {"C": c, "Z": z}
+        return tuple(idx[a] for a in self.info.stored_axes[:-2])

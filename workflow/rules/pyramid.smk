@@ -1,0 +1,18 @@
+rule pyramid:
+    input:
+        imported=sentinel("import"),
+    output:
+        sentinel=sentinel("pyramid"),
+    log:
+        "logs/pyramid/{group}.log",
+    conda:
+        "../../envs/percell.yaml"
+    threads: get_resources("pyramid", "threads")
+    resources:
+        mem_mb=get_resources("pyramid", "mem_mb"),
+        runtime=get_resources("pyramid", "runtime"),
+    params:
+        levels=config["pyramid"]["levels"],
+        experiment=get_experiment,
+    script:
+        "../scripts/pyramid.py"

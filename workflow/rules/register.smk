@@ -1,0 +1,35 @@
+rule hierarchy:
+    output:
+        sentinel=sentinel("hierarchy", "all"),
+    log:
+        "logs/hierarchy.log",
+    localrule: True
+    conda:
+        "../../envs/percell.yaml"
+    params:
+        groups=MANIFEST.hierarchy(),
+        experiment=get_experiment,
+    script:
+        "../scripts/hierarchy.py"
+
+
+rule register:
+    input:
+        imported=get_all("import"),
+        pyramids=get_all("pyramid"),
+        hierarchy=sentinel("hierarchy", "all"),
+    output:
+        sentinel=sentinel("register", "all"),
+    log:
+        "logs/register.log",
+    localrule: True
+    conda:
+        "../../envs/percell.yaml"
+    resources:
+        mem_mb=get_resources("register", "mem_mb"),
+        runtime=get_resources("register", "runtime"),
+    params:
+        spec=MANIFEST.register_params(),
+        experiment=get_experiment,
+    script:
+        "../scripts/register.py"
