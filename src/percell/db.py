@@ -146,7 +146,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-class transaction:  # noqa: N801 - used like a function: ``with transaction(c):``
+class transaction:
     """One IMMEDIATE transaction: all writes land together or not at all."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -162,16 +162,22 @@ class transaction:  # noqa: N801 - used like a function: ``with transaction(c):`
 
 def upsert_experiment(conn: sqlite3.Connection, name: str, description: str) -> int:
     """The single experiments row; created_at is kept on updates."""
-    row = conn.execute("SELECT id, name, description FROM experiments ORDER BY id "
-                       "LIMIT 1").fetchone()
+    row = conn.execute(
+        "SELECT id, name, description FROM experiments ORDER BY id LIMIT 1"
+    ).fetchone()
     if row is None:
         cur = conn.execute(
             "INSERT INTO experiments (name, description, percell_version) "
-            "VALUES (?, ?, ?)", (name, description, SCHEMA_VERSION))
+            "VALUES (?, ?, ?)",
+            (name, description, SCHEMA_VERSION),
+        )
         return int(cur.lastrowid)
     if (row[1], row[2]) != (name, description):
-        conn.execute("UPDATE experiments SET name = ?, description = ?, "
-                     "updated_at = datetime('now') WHERE id = ?", (name, description, row[0]))
+        conn.execute(
+            "UPDATE experiments SET name = ?, description = ?, "
+            "updated_at = datetime('now') WHERE id = ?",
+            (name, description, row[0]),
+        )
     return int(row[0])
 
 
@@ -180,8 +186,9 @@ def touch_experiment(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE experiments SET updated_at = datetime('now')")
 
 
-def upsert_channel(conn: sqlite3.Connection, ch: dict, order: int,
-                   is_segmentation: bool = False) -> int:
+def upsert_channel(
+    conn: sqlite3.Connection, ch: dict, order: int, is_segmentation: bool = False
+) -> int:
     """Insert or update a channel by name; return its id."""
     conn.execute(
         """INSERT INTO channels (name, role, excitation_nm, emission_nm, color,
@@ -192,62 +199,90 @@ def upsert_channel(conn: sqlite3.Connection, ch: dict, order: int,
                emission_nm = excluded.emission_nm, color = excluded.color,
                is_segmentation = excluded.is_segmentation,
                display_order = excluded.display_order""",
-        (ch["name"], ch.get("role"), ch.get("excitation_nm"), ch.get("emission_nm"),
-         str(ch.get("color", "FFFFFF")).lstrip("#").upper(), int(is_segmentation), order),
+        (
+            ch["name"],
+            ch.get("role"),
+            ch.get("excitation_nm"),
+            ch.get("emission_nm"),
+            str(ch.get("color", "FFFFFF")).lstrip("#").upper(),
+            int(is_segmentation),
+            order,
+        ),
     )
     return _id(conn, "channels", ch["name"])
 
 
 def upsert_condition(conn: sqlite3.Connection, name: str) -> int:
     """Insert a condition if new; return its id."""
-    conn.execute("INSERT INTO conditions (name) VALUES (?) ON CONFLICT(name) DO NOTHING",
-                 (name,))
+    conn.execute(
+        "INSERT INTO conditions (name) VALUES (?) ON CONFLICT(name) DO NOTHING", (name,)
+    )
     return _id(conn, "conditions", name)
 
 
-def upsert_timepoint(conn: sqlite3.Connection, name: str, time_seconds: float | None,
-                     order: int) -> int:
+def upsert_timepoint(
+    conn: sqlite3.Connection, name: str, time_seconds: float | None, order: int
+) -> int:
     """Insert or update a timepoint by name; return its id."""
     conn.execute(
         """INSERT INTO timepoints (name, time_seconds, display_order) VALUES (?, ?, ?)
            ON CONFLICT(name) DO UPDATE SET time_seconds = excluded.time_seconds,
                display_order = excluded.display_order""",
-        (name, time_seconds, order))
+        (name, time_seconds, order),
+    )
     return _id(conn, "timepoints", name)
 
 
-def upsert_region(conn: sqlite3.Connection, name: str, condition_id: int,
-                  timepoint_id: int | None, width: int, height: int,
-                  pixel_size_um: float, source_file: str, zarr_path: str) -> int:
+def upsert_region(
+    conn: sqlite3.Connection,
+    name: str,
+    condition_id: int,
+    timepoint_id: int | None,
+    width: int,
+    height: int,
+    pixel_size_um: float,
+    source_file: str,
+    zarr_path: str,
+) -> int:
     """Insert or update a region by (name, condition, timepoint); return its id.
 
     SQLite's UNIQUE treats NULL timepoints as distinct, so the lookup uses
     ``IS`` rather than relying on ON CONFLICT.
     """
     row = conn.execute(
-        "SELECT id FROM regions WHERE name = ? AND condition_id = ? AND timepoint_id IS ?",
-        (name, condition_id, timepoint_id)).fetchone()
+        "SELECT id FROM regions "
+        "WHERE name = ? AND condition_id = ? AND timepoint_id IS ?",
+        (name, condition_id, timepoint_id),
+    ).fetchone()
     values = (width, height, pixel_size_um, source_file, zarr_path)
     if row is None:
         cur = conn.execute(
             "INSERT INTO regions (name, condition_id, timepoint_id, width, height, "
             "pixel_size_um, source_file, zarr_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, condition_id, timepoint_id, *values))
+            (name, condition_id, timepoint_id, *values),
+        )
         return int(cur.lastrowid)
     conn.execute(
         "UPDATE regions SET width = ?, height = ?, pixel_size_um = ?, source_file = ?, "
-        "zarr_path = ? WHERE id = ?", (*values, row[0]))
+        "zarr_path = ? WHERE id = ?",
+        (*values, row[0]),
+    )
     return int(row[0])
 
 
-def replace_region_sources(conn: sqlite3.Connection, region_id: int,
-                           paths: list[str]) -> None:
+def replace_region_sources(
+    conn: sqlite3.Connection, region_id: int, paths: list[str]
+) -> None:
     """Record every raw file of a region (beyond 3.0.0)."""
     conn.execute("DELETE FROM percell_region_sources WHERE region_id = ?", (region_id,))
     conn.executemany(
-        "INSERT INTO percell_region_sources (region_id, position, path) VALUES (?, ?, ?)",
-        [(region_id, i, p) for i, p in enumerate(paths)])
+        "INSERT INTO percell_region_sources (region_id, position, path) "
+        "VALUES (?, ?, ?)",
+        [(region_id, i, p) for i, p in enumerate(paths)],
+    )
 
 
 def _id(conn: sqlite3.Connection, table: str, name: str) -> int:
-    return int(conn.execute(f"SELECT id FROM {table} WHERE name = ?", (name,)).fetchone()[0])
+    return int(
+        conn.execute(f"SELECT id FROM {table} WHERE name = ?", (name,)).fetchone()[0]
+    )

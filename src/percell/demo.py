@@ -19,8 +19,9 @@ from scipy import ndimage
 from percell.sheets import COLUMNS
 
 
-def demo_path(directory: str, condition: str, timepoint: str | None, region: str,
-              channel: str) -> str:
+def demo_path(
+    directory: str, condition: str, timepoint: str | None, region: str, channel: str
+) -> str:
     """Where the demo writes one channel of one region."""
     sub = f"{condition}/{timepoint}" if timepoint else condition
     return f"{directory}/{sub}/{region}_{channel}.tif"
@@ -28,8 +29,14 @@ def demo_path(directory: str, condition: str, timepoint: str | None, region: str
 
 def demo_size(demo: dict, condition: str, timepoint: str | None, region: str) -> int:
     """Edge length of a demo region: the very first region is the large one."""
-    first = (demo["conditions"][0], (demo["timepoints"] or [None])[0], demo["regions"][0])
-    return demo["large_size"] if (condition, timepoint, region) == first else demo["size"]
+    first = (
+        demo["conditions"][0],
+        (demo["timepoints"] or [None])[0],
+        demo["regions"][0],
+    )
+    return (
+        demo["large_size"] if (condition, timepoint, region) == first else demo["size"]
+    )
 
 
 def demo_sheet(demo: dict, channels: Sequence[str]) -> pd.DataFrame:
@@ -39,11 +46,16 @@ def demo_sheet(demo: dict, channels: Sequence[str]) -> pd.DataFrame:
         for tp in demo["timepoints"] or [None]:
             for region in demo["regions"]:
                 for ch in channels:
-                    rows.append({
-                        "condition": cond, "timepoint": tp, "region": region,
-                        "channel": ch, "z": None,
-                        "path": demo_path(demo["directory"], cond, tp, region, ch),
-                    })
+                    rows.append(
+                        {
+                            "condition": cond,
+                            "timepoint": tp,
+                            "region": region,
+                            "channel": ch,
+                            "z": None,
+                            "path": demo_path(demo["directory"], cond, tp, region, ch),
+                        }
+                    )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -82,10 +94,14 @@ def synthetic_cells(
     dist2 = yy**2 + xx**2
     for i in range(n):
         y0, x0 = cy[i] - r_cell, cx[i] - r_cell
-        sl = (slice(max(y0, 0), min(y0 + 2 * r_cell + 1, h)),
-              slice(max(x0, 0), min(x0 + 2 * r_cell + 1, w)))
-        sub = (slice(sl[0].start - y0, sl[0].stop - y0),
-               slice(sl[1].start - x0, sl[1].stop - x0))
+        sl = (
+            slice(max(y0, 0), min(y0 + 2 * r_cell + 1, h)),
+            slice(max(x0, 0), min(x0 + 2 * r_cell + 1, w)),
+        )
+        sub = (
+            slice(sl[0].start - y0, sl[0].stop - y0),
+            slice(sl[1].start - x0, sl[1].stop - x0),
+        )
         d2 = dist2[sub]
         nuc = d2 <= radii[i] ** 2
         labels[sl][nuc & (labels[sl] == 0)] = i + 1
@@ -107,8 +123,9 @@ def synthetic_cells(
     return out[0], out[1], out[2], labels
 
 
-def write_demo_region(paths: dict[str, str], size: int, seed: int,
-                      signal_scale: float = 1.0) -> None:
+def write_demo_region(
+    paths: dict[str, str], size: int, seed: int, signal_scale: float = 1.0
+) -> None:
     """Write one demo region: one 2-D TIFF per channel.
 
     ``paths`` maps channel names to files in display order; the first three
@@ -117,15 +134,18 @@ def write_demo_region(paths: dict[str, str], size: int, seed: int,
     rng = np.random.default_rng(seed)
     images = list(synthetic_cells((size, size), rng, signal_scale=signal_scale)[:3])
     for i, (_, path) in enumerate(paths.items()):
-        img = images[i] if i < 3 else rng.normal(100, 10, (size, size)).astype(np.uint16)
+        img = (
+            images[i] if i < 3 else rng.normal(100, 10, (size, size)).astype(np.uint16)
+        )
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(path).with_name(f".{Path(path).name}.partial")
         tifffile.imwrite(tmp, img)
         tmp.replace(path)
 
 
-def demo_region_params(demo: dict, group: str, region: str,
-                       channels: Sequence[str]) -> dict:
+def demo_region_params(
+    demo: dict, group: str, region: str, channels: Sequence[str]
+) -> dict:
     """Size, seed and signal strength of one demo region (its rule's params)."""
     condition, _, timepoint = group.partition("/")
     cond_index = demo["conditions"].index(condition)

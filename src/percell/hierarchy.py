@@ -17,8 +17,9 @@ from percell.storage import write_json_if_changed
 ZGROUP = {"zarr_format": 2}
 
 
-def write_hierarchy(experiment: str | Path, group_paths: list[str],
-                    sentinel: str | Path) -> None:
+def write_hierarchy(
+    experiment: str | Path, group_paths: list[str], sentinel: str | Path
+) -> None:
     """Write root and intermediate group metadata of all three stores.
 
     Files whose content is already right are left alone (mtime included).
@@ -30,5 +31,11 @@ def write_hierarchy(experiment: str | Path, group_paths: list[str],
         write_json_if_changed(root / ".zattrs", {"percell_version": PERCELL_VERSION})
         for path in group_paths:
             write_json_if_changed(root / path / ".zgroup", ZGROUP)
-    write_sentinel(sentinel, "hierarchy", "all", {"groups": group_paths}, [],
-                   {"stores": list(layout.STORES)})
+    write_sentinel(
+        sentinel,
+        "hierarchy",
+        "all",
+        {"groups": group_paths},
+        [],
+        {"stores": list(layout.STORES)},
+    )

@@ -41,8 +41,9 @@ def image_chunks(has_z: bool) -> tuple[int, ...]:
     return (1, CHUNK_Z, CHUNK_YX, CHUNK_YX) if has_z else (1, CHUNK_YX, CHUNK_YX)
 
 
-def _plan_group(params: dict) -> list[tuple[dict, RegionPlan, list[SourceInfo], float,
-                                            float | None]]:
+def _plan_group(
+    params: dict,
+) -> list[tuple[dict, RegionPlan, list[SourceInfo], float, float | None]]:
     names = [c["name"] for c in params["channels"]]
     planned = []
     for region in params["regions"]:
@@ -59,8 +60,9 @@ def _plan_group(params: dict) -> list[tuple[dict, RegionPlan, list[SourceInfo], 
     return planned
 
 
-def import_group(params: dict, experiment: str | Path, sentinel: str | Path,
-                 threads: int = 1) -> list[dict]:
+def import_group(
+    params: dict, experiment: str | Path, sentinel: str | Path, threads: int = 1
+) -> list[dict]:
     """Import every region of a group and write the group's sentinel last.
 
     Args:
@@ -82,45 +84,68 @@ def import_group(params: dict, experiment: str | Path, sentinel: str | Path,
         final.parent.mkdir(parents=True, exist_ok=True)
         built = partial_path(final)
         remove_tree(built)
-        windows = write_image(built, plan, infos, threads)
+        windows = write_image(built, plan, infos, threads, label=region["key"])
         group = open_group(built, mode="r+")
-        group.attrs.put(ngff.image_attrs(
-            region["region"], 1, pixel_size, z_step, plan.has_z,
-            params["channels"], windows,
-        ))
+        group.attrs.put(
+            ngff.image_attrs(
+                region["region"],
+                1,
+                pixel_size,
+                z_step,
+                plan.has_z,
+                params["channels"],
+                windows,
+            )
+        )
         replace_directory(built, final)
         mb = np.prod(plan.shape) * np.dtype(plan.dtype).itemsize / 1e6
         elapsed = time.monotonic() - start
-        log.info("region %s: %s %s written (%.0f MB in %.1f s)", region["key"],
-                 plan.shape, np.dtype(plan.dtype).name, mb, elapsed)
-        records.append({
-            "condition": region["condition"],
-            "timepoint": region["timepoint"],
-            "region": region["region"],
-            "key": region["key"],
-            "zarr_path": f"{layout.IMAGES}/{region['key']}",
-            "shape": list(plan.shape),
-            "dtype": np.dtype(plan.dtype).name,
-            "pixel_size_um": pixel_size,
-            "z_step_um": z_step,
-            "source_file": region["files"][0]["path"],
-            "source_files": [f["path"] for f in region["files"]],
-        })
+        log.info(
+            "region %s: %s %s written (%.0f MB in %.1f s)",
+            region["key"],
+            plan.shape,
+            np.dtype(plan.dtype).name,
+            mb,
+            elapsed,
+        )
+        records.append(
+            {
+                "condition": region["condition"],
+                "timepoint": region["timepoint"],
+                "region": region["region"],
+                "key": region["key"],
+                "zarr_path": f"{layout.IMAGES}/{region['key']}",
+                "shape": list(plan.shape),
+                "dtype": np.dtype(plan.dtype).name,
+                "pixel_size_um": pixel_size,
+                "z_step_um": z_step,
+                "source_file": str(Path(region["files"][0]["path"]).resolve()),
+                "source_files": [
+                    str(Path(f["path"]).resolve()) for f in region["files"]
+                ],
+            }
+        )
     inputs = [f["path"] for r in params["regions"] for f in r["files"]]
     write_sentinel(sentinel, "import", params["group"], params, inputs, records)
     return records
 
 
-def write_image(target: Path, plan: RegionPlan, infos: list[SourceInfo],
-                threads: int = 1) -> list[tuple[float, float, float, float]]:
+def write_image(
+    target: Path,
+    plan: RegionPlan,
+    infos: list[SourceInfo],
+    threads: int = 1,
+    label: str = "",
+) -> list[tuple[float, float, float, float]]:
     """Write level 0 of one region into a new group at ``target``.
 
     Returns the display window (min, max, start, end) of each channel: the
     dtype's range as min/max for integers, the data's range as start/end.
     """
     group = open_group(target, mode="w")
-    arr = create_array(group, "0", plan.shape, image_chunks(plan.has_z), plan.dtype,
-                       IMAGE_COMPRESSOR)
+    arr = create_array(
+        group, "0", plan.shape, image_chunks(plan.has_z), plan.dtype, IMAGE_COMPRESSOR
+    )
     height = plan.shape[-2]
     zc = CHUNK_Z if plan.has_z else 1
     by_cz = {(p.c, p.z): p for p in plan.planes}
@@ -135,7 +160,9 @@ def write_image(target: Path, plan: RegionPlan, infos: list[SourceInfo],
     with ExitStack() as stack:
         readers = [stack.enter_context(SourceReader(i)) for i in infos]
 
-        def write_band(task: tuple[int, int, int, int, int]) -> tuple[int, float, float]:
+        def write_band(
+            task: tuple[int, int, int, int, int],
+        ) -> tuple[int, float, float]:
             c, z0, z1, y0, y1 = task
             planes = []
             for z in range(z0, z1):
@@ -154,12 +181,13 @@ def write_image(target: Path, plan: RegionPlan, infos: list[SourceInfo],
                 hi[c] = max(hi[c], bmax)
                 done += 1
                 if done % report_every == 0:
-                    log.info("  %s: %d/%d bands", target.name, done, len(tasks))
+                    log.info("  %s: %d/%d bands", label or target, done, len(tasks))
     dtype = np.dtype(plan.dtype)
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
         rng = (float(info.min), float(info.max))
     else:
         rng = (float(np.min(lo)), float(np.max(hi)))
-    return [(rng[0], rng[1], float(lo[c]), float(hi[c])) for c in range(plan.n_channels)]
-
+    return [
+        (rng[0], rng[1], float(lo[c]), float(hi[c])) for c in range(plan.n_channels)
+    ]

@@ -9,7 +9,9 @@ from pathlib import Path
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
+def setup_logging(
+    log_file: str | Path | None = None, level: int = logging.INFO
+) -> None:
     """Send percell's log records to ``log_file`` (and stderr when none)."""
     handlers: list[logging.Handler] = []
     if log_file:

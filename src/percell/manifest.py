@@ -99,7 +99,9 @@ def sheet_for(config: dict) -> tuple[pd.DataFrame, bool]:
     """The sample sheet of a validated config, and whether it is generated."""
     inp = config["input"]
     if "demo" in inp:
-        return demo.demo_sheet(inp["demo"], [c["name"] for c in config["channels"]]), True
+        return demo.demo_sheet(
+            inp["demo"], [c["name"] for c in config["channels"]]
+        ), True
     if "sample_sheet" in inp:
         return read_sample_sheet(inp["sample_sheet"]), False
     scan = inp["scan"]
@@ -135,16 +137,28 @@ def build_manifest(config: dict, check_files: bool = True) -> Manifest:
     ):
         tp = None if tp is None or pd.isna(tp) else tp
         files = [
-            {"path": r.path, "channel": r.channel,
-             "z": None if r.z is None or pd.isna(r.z) else int(r.z)}
+            {
+                "path": r.path,
+                "channel": r.channel,
+                "z": None if r.z is None or pd.isna(r.z) else int(r.z),
+            }
             for r in rows.itertuples()
         ]
-        files.sort(key=lambda f: (
-            channel_names.index(f["channel"]) if f["channel"] else -1, f["z"] or 0))
+        files.sort(
+            key=lambda f: (
+                channel_names.index(f["channel"]) if f["channel"] else -1,
+                f["z"] or 0,
+            )
+        )
         gid = layout.group_id(cond, tp)
         manifest.groups.setdefault(gid, []).append(
-            {"condition": cond, "timepoint": tp, "region": region,
-             "key": layout.region_key(cond, tp, region), "files": files}
+            {
+                "condition": cond,
+                "timepoint": tp,
+                "region": region,
+                "key": layout.region_key(cond, tp, region),
+                "files": files,
+            }
         )
     _check_timepoint_consistency(manifest)
     if check_files and not generated:
@@ -175,11 +189,20 @@ def check_sources(manifest: Manifest, threads: int = 8) -> None:
         )
     multi = {f["path"] for r in regions for f in r["files"] if f["channel"] is None}
     with ThreadPoolExecutor(threads) as pool:
-        infos = dict(zip(paths, pool.map(lambda p: probe_source(p, p in multi), paths),
-                         strict=True))
+        infos = dict(
+            zip(
+                paths,
+                pool.map(lambda p: probe_source(p, p in multi), paths),
+                strict=True,
+            )
+        )
     for r in regions:
-        plan = plan_region(r["key"], r["files"], [infos[f["path"]] for f in r["files"]],
-                           manifest.channel_names)
+        plan = plan_region(
+            r["key"],
+            r["files"],
+            [infos[f["path"]] for f in r["files"]],
+            manifest.channel_names,
+        )
         if manifest.config["pixel_size_um"] is None and plan.pixel_size_um is None:
             raise ConfigError(
                 f"region {r['key']}: no pixel size in {r['files'][0]['path']} and "

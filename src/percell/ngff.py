@@ -42,7 +42,9 @@ def multiscales(
     """An NGFF 0.4 ``multiscales`` list with datasets "0".."n-1"."""
     spatial = "zyx" if has_z else "yx"
     datasets = []
-    for level, scale in enumerate(level_scales(n_levels, pixel_size_um, z_step_um, has_z)):
+    for level, scale in enumerate(
+        level_scales(n_levels, pixel_size_um, z_step_um, has_z)
+    ):
         full = ([1.0] if with_channel else []) + scale
         datasets.append(
             {

@@ -124,9 +124,7 @@ def _plan_per_channel(
         )
     per_z = [f["z"] is not None for f in files]
     if any(per_z) and not all(per_z):
-        raise SourceImageError(
-            f"region {label}: either every row or no row may give z"
-        )
+        raise SourceImageError(f"region {label}: either every row or no row may give z")
     for f, info in zip(files, infos, strict=True):
         if "C" in info.axes:
             raise SourceImageError(
@@ -140,8 +138,9 @@ def _plan_per_channel(
                 f"{info.shape}, expected a 2-D plane (YX) because its row gives z"
             )
     if all(per_z):
-        zs_by_channel = {n: sorted(f["z"] for f in files if f["channel"] == n)
-                         for n in channel_names}
+        zs_by_channel = {
+            n: sorted(f["z"] for f in files if f["channel"] == n) for n in channel_names
+        }
         n_z = len(zs_by_channel[channel_names[0]])
         for n, zs in zs_by_channel.items():
             if zs != list(range(n_z)):
@@ -149,7 +148,9 @@ def _plan_per_channel(
                     f"region {label}: channel {n} has z {zs}, expected 0..{n_z - 1} "
                     "like every other channel"
                 )
-        planes = [Plane(index[f["channel"]], f["z"], i, 0, 0) for i, f in enumerate(files)]
+        planes = [
+            Plane(index[f["channel"]], f["z"], i, 0, 0) for i, f in enumerate(files)
+        ]
         return planes, n_z, True
     if len(files) != len(channel_names):
         raise SourceImageError(
@@ -175,6 +176,4 @@ def _check_same(label: str, infos: Sequence[SourceInfo], what: str, key) -> None
     values = {key(i) for i in infos}
     if len(values) > 1:
         detail = ", ".join(f"{i.path}: {key(i)}" for i in infos)
-        raise SourceImageError(
-            f"region {label}: files differ in {what} ({detail})"
-        )
+        raise SourceImageError(f"region {label}: files differ in {what} ({detail})")

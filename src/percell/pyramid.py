@@ -42,8 +42,13 @@ def count_levels(height: int, width: int, levels: int | str, chunk: int = 512) -
         return n
     n = int(levels)
     if n == 1 and max(height, width) > ALWAYS_PYRAMID_ABOVE:
-        log.warning("image %dx%d is larger than %d px: adding one pyramid level "
-                    "although pyramid.levels is 1", height, width, ALWAYS_PYRAMID_ABOVE)
+        log.warning(
+            "image %dx%d is larger than %d px: adding one pyramid level "
+            "although pyramid.levels is 1",
+            height,
+            width,
+            ALWAYS_PYRAMID_ABOVE,
+        )
         n = 2
     # never reduce past a single pixel
     max_n = 1 + max(0, math.ceil(math.log2(max(height, width, 1))))
@@ -52,7 +57,10 @@ def count_levels(height: int, width: int, levels: int | str, chunk: int = 512) -
 
 def _pad_even(block: np.ndarray) -> np.ndarray:
     """Repeat the last row/column where y or x is odd, so 2×2 blocks tile it."""
-    pad = [(0, 0)] * (block.ndim - 2) + [(0, block.shape[-2] % 2), (0, block.shape[-1] % 2)]
+    pad = [(0, 0)] * (block.ndim - 2) + [
+        (0, block.shape[-2] % 2),
+        (0, block.shape[-1] % 2),
+    ]
     return np.pad(block, pad, mode="edge") if any(p[1] for p in pad[-2:]) else block
 
 
@@ -63,8 +71,9 @@ def mean_2x2(block: np.ndarray) -> np.ndarray:
     if dtype.kind == "f":
         acc = b[..., 0::2, 0::2].astype(np.float64)
     else:
-        acc = b[..., 0::2, 0::2].astype(np.uint32 if dtype.itemsize <= 2 and dtype.kind == "u"
-                                        else np.int64)
+        acc = b[..., 0::2, 0::2].astype(
+            np.uint32 if dtype.itemsize <= 2 and dtype.kind == "u" else np.int64
+        )
     acc += b[..., 1::2, 0::2]
     acc += b[..., 0::2, 1::2]
     acc += b[..., 1::2, 1::2]
@@ -81,37 +90,52 @@ def nearest_2x2(block: np.ndarray) -> np.ndarray:
 def max_2x2(block: np.ndarray) -> np.ndarray:
     """2×2 maximum: keeps thin foreground of binary masks visible."""
     b = _pad_even(block)
-    return np.maximum(np.maximum(b[..., 0::2, 0::2], b[..., 1::2, 0::2]),
-                      np.maximum(b[..., 0::2, 1::2], b[..., 1::2, 1::2]))
+    return np.maximum(
+        np.maximum(b[..., 0::2, 0::2], b[..., 1::2, 0::2]),
+        np.maximum(b[..., 0::2, 1::2], b[..., 1::2, 1::2]),
+    )
 
 
-def downsample_level(prev: zarr.Array, out: zarr.Array,
-                     reduce: Callable[[np.ndarray], np.ndarray],
-                     threads: int = 1) -> None:
+def downsample_level(
+    prev: zarr.Array,
+    out: zarr.Array,
+    reduce: Callable[[np.ndarray], np.ndarray],
+    threads: int = 1,
+) -> None:
     """Fill ``out`` from ``prev`` one output chunk-row band at a time."""
     lead_shape = prev.shape[:-2]
     lead_chunks = out.chunks[:-2]
     band = out.chunks[-2]
     tasks = []
-    for lead in np.ndindex(*[math.ceil(s / c) for s, c in zip(lead_shape, lead_chunks,
-                                                              strict=True)]):
-        lead_sl = tuple(slice(i * c, min((i + 1) * c, s))
-                        for i, c, s in zip(lead, lead_chunks, lead_shape, strict=True))
+    for lead in np.ndindex(
+        *[math.ceil(s / c) for s, c in zip(lead_shape, lead_chunks, strict=True)]
+    ):
+        lead_sl = tuple(
+            slice(i * c, min((i + 1) * c, s))
+            for i, c, s in zip(lead, lead_chunks, lead_shape, strict=True)
+        )
         for y0 in range(0, out.shape[-2], band):
             tasks.append((lead_sl, y0, min(y0 + band, out.shape[-2])))
 
     def work(task: tuple[tuple[slice, ...], int, int]) -> None:
         lead_sl, y0, y1 = task
-        block = prev[(*lead_sl, slice(2 * y0, min(2 * y1, prev.shape[-2])), slice(None))]
+        block = prev[
+            (*lead_sl, slice(2 * y0, min(2 * y1, prev.shape[-2])), slice(None))
+        ]
         out[(*lead_sl, slice(y0, y1), slice(None))] = reduce(np.asarray(block))
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(work, tasks))
 
 
-def build_levels(group_path: str | Path, n_levels: int,
-                 reduce: Callable[[np.ndarray], np.ndarray],
-                 compressor, threads: int = 1) -> None:
+def build_levels(
+    group_path: str | Path,
+    n_levels: int,
+    reduce: Callable[[np.ndarray], np.ndarray],
+    compressor,
+    threads: int = 1,
+    label: str = "",
+) -> None:
     """Replace levels 1.. of the group at ``group_path`` with ``n_levels`` in all.
 
     The multiscales metadata first drops to level 0 alone and lists the new
@@ -125,18 +149,29 @@ def build_levels(group_path: str | Path, n_levels: int,
         del group[name]
     prev = group["0"]
     for level in range(1, n_levels):
-        shape = (*prev.shape[:-2], math.ceil(prev.shape[-2] / 2),
-                 math.ceil(prev.shape[-1] / 2))
-        out = create_array(group, str(level), shape, prev.chunks, prev.dtype, compressor)
+        shape = (
+            *prev.shape[:-2],
+            math.ceil(prev.shape[-2] / 2),
+            math.ceil(prev.shape[-1] / 2),
+        )
+        out = create_array(
+            group, str(level), shape, prev.chunks, prev.dtype, compressor
+        )
         downsample_level(prev, out, reduce, threads)
-        log.info("  %s: level %d %s", Path(group_path).name, level, shape)
+        log.info("  %s: level %d %s", label or group_path, level, shape)
         prev = out
     group.attrs.put(ngff.with_levels(attrs, n_levels))
 
 
-def pyramid_group(records: list[dict], experiment: str | Path, levels: int | str,
-                  sentinel: str | Path, group: str, import_sentinel: str,
-                  threads: int = 1) -> list[dict]:
+def pyramid_group(
+    records: list[dict],
+    experiment: str | Path,
+    levels: int | str,
+    sentinel: str | Path,
+    group: str,
+    import_sentinel: str,
+    threads: int = 1,
+) -> list[dict]:
     """Build the image pyramid of every region a group's import wrote.
 
     Args:
@@ -152,10 +187,17 @@ def pyramid_group(records: list[dict], experiment: str | Path, levels: int | str
     for rec in records:
         height, width = rec["shape"][-2:]
         n = count_levels(height, width, levels)
-        build_levels(image_path(experiment, rec["key"]), n, mean_2x2,
-                     IMAGE_COMPRESSOR, threads)
+        build_levels(
+            image_path(experiment, rec["key"]),
+            n,
+            mean_2x2,
+            IMAGE_COMPRESSOR,
+            threads,
+            label=rec["key"],
+        )
         log.info("region %s: %d level(s)", rec["key"], n)
         outputs.append({"key": rec["key"], "levels": n})
-    write_sentinel(sentinel, "pyramid", group, {"levels": levels}, [import_sentinel],
-                   outputs)
+    write_sentinel(
+        sentinel, "pyramid", group, {"levels": levels}, [import_sentinel], outputs
+    )
     return outputs

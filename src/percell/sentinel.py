@@ -16,8 +16,18 @@ from typing import Any
 
 from percell.storage import read_json, write_json
 
-_PACKAGES = ("percell", "numpy", "zarr", "numcodecs", "tifffile", "scikit-image",
-             "scipy", "cellpose", "torch", "snakemake")
+_PACKAGES = (
+    "percell",
+    "numpy",
+    "zarr",
+    "numcodecs",
+    "tifffile",
+    "scikit-image",
+    "scipy",
+    "cellpose",
+    "torch",
+    "snakemake",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -41,18 +51,27 @@ def describe_inputs(paths: list[str]) -> list[dict]:
     return out
 
 
-def write_sentinel(path: str | Path, step: str, group: str, params: Any,
-                   inputs: list[str], outputs: Any) -> None:
+def write_sentinel(
+    path: str | Path,
+    step: str,
+    group: str,
+    params: Any,
+    inputs: list[str],
+    outputs: Any,
+) -> None:
     """Write the sentinel of ``step`` for ``group``; call it last."""
-    write_json(path, {
-        "step": step,
-        "group": group,
-        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "params": params,
-        "versions": package_versions(),
-        "inputs": describe_inputs(inputs),
-        "outputs": outputs,
-    })
+    write_json(
+        path,
+        {
+            "step": step,
+            "group": group,
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "params": params,
+            "versions": package_versions(),
+            "inputs": describe_inputs(inputs),
+            "outputs": outputs,
+        },
+    )
 
 
 def read_sentinel(path: str | Path) -> dict:

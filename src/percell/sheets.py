@@ -54,7 +54,11 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
 def _row_dict(row: pd.Series) -> dict:
     out: dict = {}
     for col, value in row.items():
-        if value == "" or value is None or (isinstance(value, float) and pd.isna(value)):
+        if (
+            value == ""
+            or value is None
+            or (isinstance(value, float) and pd.isna(value))
+        ):
             if col in ("timepoint", "channel", "z"):
                 out[col] = None
             continue
@@ -83,14 +87,15 @@ def check_sheet(df: pd.DataFrame, source: str) -> pd.DataFrame:
         raise ConfigError(f"{source}: the sample sheet has no rows")
     out = pd.DataFrame(rows, columns=COLUMNS)
     key = ["condition", "timepoint", "region", "channel", "z"]
-    dup = out[out.fillna("∅").duplicated(subset=key, keep=False)]
+    filled = out[key].astype(object).fillna("")
+    dup = out[filled.duplicated(keep=False)]
     if not dup.empty:
         first = dup.iloc[0]
+        same = dup[(filled.loc[dup.index] == filled.loc[first.name]).all(axis=1)]
         raise ConfigError(
             f"{source}: duplicate rows for condition={first.condition!r} "
             f"timepoint={first.timepoint!r} region={first.region!r} "
-            f"channel={first.channel!r} z={first.z!r}: files "
-            f"{', '.join(dup[(dup[key].fillna('∅') == first[key].fillna('∅')).all(axis=1)].path)}"
+            f"channel={first.channel!r} z={first.z!r}: files {', '.join(same.path)}"
         )
     return out
 

@@ -22,8 +22,7 @@ from percell.errors import SourceImageError
 
 #: dtypes a PerCell 3 image may hold; anything else is refused at probe time.
 SUPPORTED_DTYPES = frozenset(
-    np.dtype(t).str
-    for t in ("u1", "u2", "u4", "i1", "i2", "i4", "f4", "f8")
+    np.dtype(t).str for t in ("u1", "u2", "u4", "i1", "i2", "i4", "f4", "f8")
 )
 
 

@@ -18,8 +18,12 @@ import numcodecs
 import zarr
 from zarr.storage import LocalStore
 
-IMAGE_COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
-LABEL_COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+IMAGE_COMPRESSOR = numcodecs.Blosc(
+    cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE
+)
+LABEL_COMPRESSOR = numcodecs.Blosc(
+    cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE
+)
 MASK_COMPRESSOR = numcodecs.Zstd(level=3)
 _V2_KEYS = {"name": "v2", "separator": "/"}
 

@@ -1,0 +1,123 @@
+"""Shared fixtures: tiny raw experiments and a way to run the real workflow."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+CHANNELS = [
+    {"name": "DAPI", "color": "0000FF", "role": "nucleus"},
+    {"name": "GFP", "color": "00FF00", "role": "cytoplasm"},
+]
+
+
+def run_workflow(workdir: Path, *args: str, check: bool = True,
+                 configfile: str = "config.yaml") -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in ``workdir`` (real Snakemake)."""
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory",
+           str(workdir), "--configfile", str(workdir / configfile), "--cores", "2",
+           *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def write_config(workdir: Path, config: dict, name: str = "config.yaml") -> Path:
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def base_config(input_: dict, path: str = "out/exp.percell", **extra) -> dict:
+    cfg = {
+        "experiment": {"name": "test", "path": path},
+        "input": input_,
+        "channels": [dict(c) for c in CHANNELS],
+        "pixel_size_um": 0.5,
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def random_image(shape, dtype="uint16", seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        return rng.random(shape).astype(dtype)
+    return rng.integers(0, 4000, shape).astype(dtype)
+
+
+def make_raw_experiment(root: Path, regions: list[tuple[str, str | None, str]],
+                        shape=(300, 700), seed=0) -> tuple[Path, dict]:
+    """One 2-D TIFF per channel per region, and a sample sheet listing them.
+
+    Returns the sheet path and {(cond, tp, region, channel): pixels}.
+    """
+    rows, pixels = [], {}
+    for i, (cond, tp, region) in enumerate(regions):
+        for j, ch in enumerate(CHANNELS):
+            img = random_image(shape, seed=seed + 10 * i + j)
+            sub = root / cond / (tp or "") / f"{region}_{ch['name']}.tif"
+            sub.parent.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(sub, img)
+            pixels[(cond, tp, region, ch["name"])] = img
+            rows.append(f"{cond}\t{tp or ''}\t{region}\t{ch['name']}\t{sub}")
+    sheet = root / "samples.tsv"
+    sheet.write_text("condition\ttimepoint\tregion\tchannel\tpath\n" + "\n".join(rows)
+                     + "\n")
+    return sheet, pixels
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    """sha256 of every file below ``path``, by relative path."""
+    out = {}
+    for f in sorted(path.rglob("*")):
+        if f.is_file():
+            out[str(f.relative_to(path))] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def tree_mtimes(path: Path) -> dict[str, int]:
+    return {str(f.relative_to(path)): f.stat().st_mtime_ns
+            for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+@pytest.fixture(scope="session")
+def small_experiment(tmp_path_factory) -> dict:
+    """A finished run: 2 conditions × 2 timepoints × (1-2) regions, 2 channels."""
+    root = tmp_path_factory.mktemp("small")
+    regions = [("ctrl", "t0", "r1"), ("ctrl", "t0", "r2"), ("ctrl", "t1", "r1"),
+               ("drug", "t0", "r1"), ("drug", "t1", "r1")]
+    sheet, pixels = make_raw_experiment(root / "raw", regions)
+    work = root / "work"
+    work.mkdir()
+    write_config(work, base_config({"sample_sheet": str(sheet)},
+                                   pyramid={"levels": "auto"}))
+    run_workflow(work)
+    return {"work": work, "experiment": work / "out/exp.percell", "pixels": pixels,
+            "sheet": sheet, "regions": regions}
+
+
+@pytest.fixture
+def experiment_copy(small_experiment, tmp_path) -> dict:
+    """A private copy of the finished small experiment, safe to change."""
+    work = tmp_path / "work"
+    shutil.copytree(small_experiment["work"], work, symlinks=True)
+    return {**small_experiment, "work": work, "experiment": work / "out/exp.percell"}
+
+
+os.environ.setdefault("PYTHONHASHSEED", "0")
