@@ -105,7 +105,8 @@ def sheet_for(config: dict) -> tuple[pd.DataFrame, bool]:
     if "sample_sheet" in inp:
         return read_sample_sheet(inp["sample_sheet"]), False
     scan = inp["scan"]
-    return scan_directory(scan["directory"], scan["pattern"]), False
+    channels = [c["name"] for c in config["channels"]]
+    return scan_directory(scan["directory"], scan["pattern"], channels), False
 
 
 def build_manifest(config: dict, check_files: bool = True) -> Manifest:

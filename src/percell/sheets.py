@@ -7,6 +7,7 @@ and the columns condition, timepoint, region, channel, path, z.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -87,7 +88,7 @@ def check_sheet(df: pd.DataFrame, source: str) -> pd.DataFrame:
         raise ConfigError(f"{source}: the sample sheet has no rows")
     out = pd.DataFrame(rows, columns=COLUMNS)
     key = ["condition", "timepoint", "region", "channel", "z"]
-    filled = out[key].astype(object).fillna("")
+    filled = out[key].map(lambda v: "" if v is None else str(v))
     dup = out[filled.duplicated(keep=False)]
     if not dup.empty:
         first = dup.iloc[0]
@@ -100,8 +101,14 @@ def check_sheet(df: pd.DataFrame, source: str) -> pd.DataFrame:
     return out
 
 
-def pattern_to_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a file pattern such as ``{condition}/{region}_{channel}.tif``."""
+def pattern_to_regex(
+    pattern: str, channels: Sequence[str] | None = None
+) -> re.Pattern[str]:
+    """Compile a file pattern such as ``{condition}/{region}_{channel}.tif``.
+
+    ``{channel}`` matches only the configured channel names when given, which
+    resolves names like ``r_1_DAPI.tif`` against ``{region}_{channel}``.
+    """
     out, pos = [], 0
     for m in re.finditer(r"\{(\w+)\}", pattern):
         field = m.group(1)
@@ -111,7 +118,13 @@ def pattern_to_regex(pattern: str) -> re.Pattern[str]:
                 f"allowed: {', '.join('{' + f + '}' for f in _FIELDS)}"
             )
         out.append(re.escape(pattern[pos : m.start()]))
-        out.append(f"(?P<{field}>[0-9]+)" if field == "z" else f"(?P<{field}>[^/]+?)")
+        if field == "z":
+            out.append("(?P<z>[0-9]+)")
+        elif field == "channel" and channels:
+            alternatives = "|".join(re.escape(c) for c in channels)
+            out.append(f"(?P<channel>{alternatives})")
+        else:
+            out.append(f"(?P<{field}>[^/]+?)")
         pos = m.end()
     out.append(re.escape(pattern[pos:]))
     try:
@@ -120,7 +133,9 @@ def pattern_to_regex(pattern: str) -> re.Pattern[str]:
         raise ConfigError(f"input.scan.pattern {pattern!r}: {exc}") from None
 
 
-def scan_directory(directory: str | Path, pattern: str) -> pd.DataFrame:
+def scan_directory(
+    directory: str | Path, pattern: str, channels: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Build a sample sheet from the files under ``directory`` matching ``pattern``.
 
     Raises:
@@ -129,7 +144,7 @@ def scan_directory(directory: str | Path, pattern: str) -> pd.DataFrame:
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError(f"input.scan.directory {directory} is not a directory")
-    regex = pattern_to_regex(pattern)
+    regex = pattern_to_regex(pattern, channels)
     rows = []
     for f in sorted(directory.rglob("*")):
         if not f.is_file():
@@ -141,5 +156,6 @@ def scan_directory(directory: str | Path, pattern: str) -> pd.DataFrame:
         raise ConfigError(
             f"input.scan.pattern {pattern!r} matches no file under {directory}"
         )
-    df = pd.DataFrame(rows).reindex(columns=COLUMNS).fillna("")
-    return check_sheet(df.astype(str), f"scan of {directory}")
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    df = df.map(lambda v: "" if v is None or v != v else str(v))  # v != v: NaN
+    return check_sheet(df, f"scan of {directory}")

@@ -1,0 +1,131 @@
+"""The experiment.db schema, compared with PERCELL3_FORMAT.md table by table."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from percell import db
+
+# Transcribed from ../shared/PERCELL3_FORMAT.md ("SQLite experiment.db (schema 3.0.0)").
+EXPECTED_COLUMNS = {
+    "experiments": ["id", "name", "description", "percell_version", "created_at",
+                    "updated_at"],
+    "channels": ["id", "name", "role", "excitation_nm", "emission_nm", "color",
+                 "is_segmentation", "display_order"],
+    "conditions": ["id", "name", "description"],
+    "timepoints": ["id", "name", "time_seconds", "display_order"],
+    "regions": ["id", "name", "condition_id", "timepoint_id", "width", "height",
+                "pixel_size_um", "source_file", "zarr_path"],
+    "segmentation_runs": ["id", "channel_id", "model_name", "parameters", "cell_count",
+                          "created_at"],
+    "cells": ["id", "region_id", "segmentation_id", "label_value", "centroid_x",
+              "centroid_y", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area_pixels",
+              "area_um2", "perimeter", "circularity", "is_valid"],
+    "measurements": ["id", "cell_id", "channel_id", "metric", "value"],
+    "threshold_runs": ["id", "channel_id", "method", "parameters", "threshold_value",
+                       "created_at"],
+    "analysis_runs": ["id", "plugin_name", "parameters", "status", "cell_count",
+                      "started_at", "completed_at"],
+    "tags": ["id", "name", "color"],
+    "cell_tags": ["cell_id", "tag_id"],
+}
+EXPECTED_UNIQUE = {
+    "channels": [("name",)],
+    "conditions": [("name",)],
+    "timepoints": [("name",)],
+    "regions": [("name", "condition_id", "timepoint_id")],
+    "cells": [("region_id", "segmentation_id", "label_value")],
+    "measurements": [("cell_id", "channel_id", "metric")],
+    "tags": [("name",)],
+    "cell_tags": [("cell_id", "tag_id")],
+}
+EXPECTED_INDEXES = {
+    "idx_cells_region", "idx_cells_segmentation", "idx_cells_area",
+    "idx_measurements_cell", "idx_measurements_channel", "idx_measurements_metric",
+    "idx_regions_condition",
+}
+FORMAT_DOC = Path(__file__).resolve().parents[3] / "shared" / "PERCELL3_FORMAT.md"
+
+
+@pytest.fixture
+def conn(tmp_path):
+    c = db.connect(tmp_path / "experiment.db")
+    yield c
+    c.close()
+
+
+def columns(conn, table):
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def unique_sets(conn, table):
+    out = []
+    for _, name, unique, *_ in conn.execute(f"PRAGMA index_list({table})"):
+        if unique:
+            out.append(tuple(r[2] for r in conn.execute(f"PRAGMA index_info({name})")))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("table", sorted(EXPECTED_COLUMNS))
+def test_table_columns(conn, table):
+    assert columns(conn, table) == EXPECTED_COLUMNS[table]
+
+
+@pytest.mark.parametrize("table", sorted(EXPECTED_UNIQUE))
+def test_table_unique_keys(conn, table):
+    assert unique_sets(conn, table) == sorted(EXPECTED_UNIQUE[table])
+
+
+def test_indexes(conn):
+    names = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'")}
+    assert names == EXPECTED_INDEXES
+
+
+def test_never_wal(conn):
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+@pytest.mark.skipif(not FORMAT_DOC.is_file(), reason="shared/PERCELL3_FORMAT.md absent")
+def test_transcription_matches_the_format_document():
+    text = FORMAT_DOC.read_text()
+    section = text[text.index("## SQLite"):text.index("Indexes the application")]
+    doc = {}
+    for line in section.splitlines():
+        m = re.match(r"\|\s*([a-z_, ]+?)\s*\|\s*(.+?)\s*\|$", line)
+        if not m or m.group(1) in ("table",) or set(m.group(1)) <= {"-"}:
+            continue
+        for part in re.split(r";\s*", m.group(2)):
+            part = re.sub(r"UNIQUE\([^)]*\)|primary key|PRIMARY KEY", "", part)
+            part = part.split(":")[-1]  # "one row: id, ..."
+            if not part.strip():
+                continue
+            named = re.match(r"(\w+)\((.*)\)", part.strip())
+            if named:  # "tags(id, name UNIQUE, color)"
+                table, cols = named.group(1), named.group(2)
+            else:
+                table, cols = m.group(1), part
+            doc[table] = [c.split()[0] for c in cols.split(",") if c.strip()]
+    indexes = set(re.findall(r"idx_\w+", text))
+    assert {t: doc[t] for t in EXPECTED_COLUMNS} == EXPECTED_COLUMNS
+    assert indexes == EXPECTED_INDEXES
+
+
+def test_region_upsert_is_idempotent_with_null_timepoint(conn):
+    with db.transaction(conn):
+        cond = db.upsert_condition(conn, "ctrl")
+        first = db.upsert_region(conn, "r1", cond, None, 10, 20, 0.5, "a.tif", "p")
+        again = db.upsert_region(conn, "r1", cond, None, 11, 21, 0.5, "a.tif", "p")
+    assert first == again
+    assert conn.execute("SELECT width, height FROM regions").fetchall() == [(11, 21)]
+
+
+def test_failed_transaction_leaves_nothing(conn):
+    with pytest.raises(RuntimeError), db.transaction(conn):
+        db.upsert_condition(conn, "ctrl")
+        raise RuntimeError("boom")
+    assert conn.execute("SELECT count(*) FROM conditions").fetchone() == (0,)

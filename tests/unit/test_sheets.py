@@ -1,0 +1,75 @@
+"""Sample sheets and directory scans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from percell.errors import ConfigError
+from percell.sheets import pattern_to_regex, read_sample_sheet, scan_directory
+
+
+def test_scan_yields_the_same_rows_as_a_sheet(tmp_path):
+    for cond in ("ctrl", "drug"):
+        for tp in ("t0", "t1"):
+            for ch in ("DAPI", "GFP"):
+                p = tmp_path / "raw" / cond / tp / f"r_1_{ch}.tif"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                tifffile.imwrite(p, np.zeros((4, 4), np.uint8))
+    scanned = scan_directory(tmp_path / "raw",
+                             "{condition}/{timepoint}/{region}_{channel}.tif",
+                             channels=["DAPI", "GFP"])
+    sheet = tmp_path / "s.csv"
+    scanned.to_csv(sheet, index=False, columns=["condition", "timepoint", "region",
+                                                "channel", "path"])
+    read = read_sample_sheet(sheet)
+    assert len(scanned) == 8
+    assert set(scanned.region) == {"r_1"}
+    assert scanned.fillna("").equals(read.fillna(""))
+
+
+def test_scan_with_z(tmp_path):
+    for z in range(3):
+        tifffile.imwrite(tmp_path / f"c_r_DAPI_z{z}.tif", np.zeros((4, 4), np.uint8))
+    rows = scan_directory(tmp_path, "{condition}_{region}_{channel}_z{z}.tif",
+                          channels=["DAPI"])
+    assert sorted(rows.z) == [0, 1, 2]
+
+
+def test_scan_matching_nothing(tmp_path):
+    with pytest.raises(ConfigError, match="matches no file"):
+        scan_directory(tmp_path, "{condition}/{region}.tif")
+
+
+def test_pattern_with_unknown_field():
+    with pytest.raises(ConfigError, match=r"unknown field \{well\}"):
+        pattern_to_regex("{condition}/{well}.tif")
+
+
+def test_sheet_with_unknown_column(tmp_path):
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("condition\tregion\tpath\tcolour\nc\tr\tx.tif\tred\n")
+    with pytest.raises(ConfigError, match=r"unknown columns \['colour'\]"):
+        read_sample_sheet(sheet)
+
+
+def test_sheet_row_missing_path(tmp_path):
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("condition\tregion\tchannel\tpath\nc\tr\tDAPI\t\n")
+    with pytest.raises(ConfigError, match=r"s.tsv, row 2.*'path' is a required property"):
+        read_sample_sheet(sheet)
+
+
+def test_sheet_z_must_be_an_integer(tmp_path):
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("condition\tregion\tchannel\tpath\tz\nc\tr\tDAPI\ta.tif\tone\n")
+    with pytest.raises(ConfigError, match=r"row 2: z: 'one' is not of type"):
+        read_sample_sheet(sheet)
+
+
+def test_relative_paths_are_relative_to_the_sheet(tmp_path):
+    (tmp_path / "sub").mkdir()
+    sheet = tmp_path / "sub" / "s.tsv"
+    sheet.write_text("condition\tregion\tchannel\tpath\nc\tr\tDAPI\timg.tif\n")
+    assert read_sample_sheet(sheet).path[0] == str(tmp_path / "sub" / "img.tif")

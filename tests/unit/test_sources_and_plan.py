@@ -1,0 +1,121 @@
+"""Raw file layouts: 2-D per channel, CYX, CZYX, ZCYX, Z per channel, z per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from percell.errors import SourceImageError
+from percell.importer import write_image
+from percell.plan import plan_region
+from percell.sources import probe_source
+from percell.storage import open_group
+
+NAMES = ["DAPI", "GFP", "RFP"]
+
+
+def rand(shape, dtype="uint16", seed=0):
+    return np.random.default_rng(seed).integers(0, 60000, shape).astype(dtype)
+
+
+def import_files(tmp_path: Path, files: list[dict]) -> np.ndarray:
+    infos = [probe_source(f["path"], f["channel"] is None) for f in files]
+    plan = plan_region("c/r", files, infos, NAMES)
+    write_image(tmp_path / "img", plan, infos)
+    return open_group(tmp_path / "img")["0"][:]
+
+
+def test_one_2d_file_per_channel(tmp_path):
+    data = rand((3, 530, 1030))
+    files = []
+    for c, name in enumerate(NAMES):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data[c])
+        files.append({"path": str(tmp_path / f"{name}.tif"), "channel": name, "z": None})
+    np.testing.assert_array_equal(import_files(tmp_path, files), data)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_multichannel_cyx_file(tmp_path, compression):
+    data = rand((3, 600, 520))
+    tifffile.imwrite(tmp_path / "cyx.tif", data, compression=compression)
+    out = import_files(tmp_path, [{"path": str(tmp_path / "cyx.tif"), "channel": None,
+                                   "z": None}])
+    np.testing.assert_array_equal(out, data)
+
+
+def test_czyx_ome_tiff_with_pixel_size(tmp_path):
+    data = rand((3, 12, 100, 90))
+    path = tmp_path / "stack.ome.tif"
+    tifffile.imwrite(path, data, ome=True, metadata={
+        "axes": "CZYX", "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325,
+        "PhysicalSizeZ": 1.5})
+    info = probe_source(path, multichannel=True)
+    assert (info.axes, info.pixel_size_um, info.z_step_um) == ("CZYX", 0.325, 1.5)
+    out = import_files(tmp_path, [{"path": str(path), "channel": None, "z": None}])
+    assert out.shape == (3, 12, 100, 90)
+    np.testing.assert_array_equal(out, data)
+    meta = open_group(tmp_path / "img")["0"]
+    assert meta.chunks == (1, 10, 100, 90)
+
+
+def test_imagej_zcyx_hyperstack(tmp_path):
+    data = rand((3, 4, 64, 80))  # C, Z, Y, X
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(path, data.transpose(1, 0, 2, 3), imagej=True,
+                     metadata={"axes": "ZCYX", "unit": "um"}, resolution=(2.0, 2.0))
+    info = probe_source(path, multichannel=True)
+    assert info.axes == "CZYX" and info.shape == (3, 4, 64, 80)
+    assert info.pixel_size_um == pytest.approx(0.5)
+    out = import_files(tmp_path, [{"path": str(path), "channel": None, "z": None}])
+    np.testing.assert_array_equal(out, data)
+
+
+def test_zyx_stack_per_channel(tmp_path):
+    data = rand((3, 5, 70, 60), dtype="float32")
+    files = []
+    for c, name in enumerate(NAMES):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data[c])
+        files.append({"path": str(tmp_path / f"{name}.tif"), "channel": name, "z": None})
+    np.testing.assert_array_equal(import_files(tmp_path, files), data)
+
+
+def test_one_file_per_channel_and_z(tmp_path):
+    data = rand((3, 4, 50, 40), dtype="uint8")
+    files = []
+    for c, name in enumerate(NAMES):
+        for z in range(4):
+            p = tmp_path / f"{name}_z{z}.tif"
+            tifffile.imwrite(p, data[c, z])
+            files.append({"path": str(p), "channel": name, "z": z})
+    np.testing.assert_array_equal(import_files(tmp_path, files[::-1]), data)
+
+
+def test_missing_channel_is_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", rand((10, 10)))
+    files = [{"path": str(tmp_path / "a.tif"), "channel": "DAPI", "z": None}]
+    infos = [probe_source(tmp_path / "a.tif")]
+    with pytest.raises(SourceImageError, match="no file for channel.*GFP, RFP"):
+        plan_region("c/r", files, infos, NAMES)
+
+
+def test_multichannel_file_with_wrong_channel_count(tmp_path):
+    tifffile.imwrite(tmp_path / "two.tif", rand((2, 10, 10)))
+    files = [{"path": str(tmp_path / "two.tif"), "channel": None, "z": None}]
+    infos = [probe_source(tmp_path / "two.tif", multichannel=True)]
+    with pytest.raises(SourceImageError, match="two.tif.*expected 3 channels"):
+        plan_region("c/r", files, infos, NAMES)
+
+
+def test_z_gap_is_refused(tmp_path):
+    files, infos = [], []
+    for name in NAMES:
+        for z in (0, 2):
+            p = tmp_path / f"{name}{z}.tif"
+            tifffile.imwrite(p, rand((8, 8)))
+            files.append({"path": str(p), "channel": name, "z": z})
+            infos.append(probe_source(p))
+    with pytest.raises(SourceImageError, match=r"has z \[0, 2\], expected 0..1"):
+        plan_region("c/r", files, infos, NAMES)
