@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from percell import layout, ngff
+from percell.chunks import BlockIO
 from percell.errors import ConfigError
 from percell.plan import RegionPlan, plan_region
 from percell.sentinel import write_sentinel
@@ -146,6 +147,7 @@ def write_image(
     arr = create_array(
         group, "0", plan.shape, image_chunks(plan.has_z), plan.dtype, IMAGE_COMPRESSOR
     )
+    blocks = BlockIO(arr)
     height = plan.shape[-2]
     zc = CHUNK_Z if plan.has_z else 1
     by_cz = {(p.c, p.z): p for p in plan.planes}
@@ -169,8 +171,8 @@ def write_image(
                 p = by_cz[(c, z)]
                 planes.append(readers[p.source].read(p.source_c, p.source_z, y0, y1))
             block = np.stack(planes) if plan.has_z else planes[0]
-            index = (c, slice(z0, z1)) if plan.has_z else (c,)
-            arr[(*index, slice(y0, y1), slice(None))] = block
+            start = (c, z0, y0, 0) if plan.has_z else (c, y0, 0)
+            blocks.write(start, block[np.newaxis])
             return c, float(block.min()), float(block.max())
 
         done = 0

@@ -8,6 +8,7 @@ needs twice as many rows of the previous level, whatever the image size.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import numpy as np
 import zarr
 
 from percell import ngff
+from percell.chunks import BlockIO
 from percell.layout import image_path
 from percell.sentinel import write_sentinel
 from percell.storage import IMAGE_COMPRESSOR, create_array, open_group
@@ -102,27 +104,24 @@ def downsample_level(
     reduce: Callable[[np.ndarray], np.ndarray],
     threads: int = 1,
 ) -> None:
-    """Fill ``out`` from ``prev`` one output chunk-row band at a time."""
-    lead_shape = prev.shape[:-2]
+    """Fill ``out`` from ``prev`` one output chunk-row band at a time.
+
+    A task reads 2×band rows of ``prev`` (for one chunk of the leading c/z
+    axes) and writes one chunk row of ``out``: memory is bounded by the band,
+    and no two tasks touch the same chunk, so they run in parallel safely.
+    """
+    src, dst = BlockIO(prev), BlockIO(out)
     lead_chunks = out.chunks[:-2]
     band = out.chunks[-2]
-    tasks = []
-    for lead in np.ndindex(
-        *[math.ceil(s / c) for s, c in zip(lead_shape, lead_chunks, strict=True)]
-    ):
-        lead_sl = tuple(
-            slice(i * c, min((i + 1) * c, s))
-            for i, c, s in zip(lead, lead_chunks, lead_shape, strict=True)
-        )
-        for y0 in range(0, out.shape[-2], band):
-            tasks.append((lead_sl, y0, min(y0 + band, out.shape[-2])))
+    lead_starts = itertools.product(
+        *[range(0, s, c) for s, c in zip(prev.shape[:-2], lead_chunks, strict=True)]
+    )
+    tasks = [(lead, y0) for lead in lead_starts for y0 in range(0, out.shape[-2], band)]
 
-    def work(task: tuple[tuple[slice, ...], int, int]) -> None:
-        lead_sl, y0, y1 = task
-        block = prev[
-            (*lead_sl, slice(2 * y0, min(2 * y1, prev.shape[-2])), slice(None))
-        ]
-        out[(*lead_sl, slice(y0, y1), slice(None))] = reduce(np.asarray(block))
+    def work(task: tuple[tuple[int, ...], int]) -> None:
+        lead, y0 = task
+        block = src.read((*lead, 2 * y0, 0), (*lead_chunks, 2 * band, prev.shape[-1]))
+        dst.write((*lead, y0, 0), reduce(block))
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(work, tasks))

@@ -1,0 +1,168 @@
+"""Benchmark: import + pyramid of a 3×8192×8192 uint16 image.
+
+Run from the repository root:
+
+    python bench/bench_import.py            # full size (needs ~2 GB of disk)
+    python bench/bench_import.py --size 2048  # quick look
+
+In one run, from the same uncompressed multi-channel TIFF, it writes the image
+with its full pyramid (down to one 512×512 chunk) three ways, each in its own
+process so that peak memory is measured separately:
+
+- percell: ``import_group`` then ``pyramid_group`` (what the workflow runs);
+- ome-zarr-py (the anchor): ``tifffile.imread`` then ``ome_zarr.writer.write_image``
+  with NGFF 0.4, the same chunks, the same number of levels;
+- raw: the same pixels and 2×2-mean pyramid as uncompressed ``.npy`` files
+  (a floor for what the disk allows).
+
+It prints MB/s (level-0 megabytes per second of wall time, reading included),
+peak RSS, and percell's speed as a ratio to ome-zarr-py. Targets: ratio ≥ 2,
+percell's peak RSS < 2 × one channel plane.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+
+def make_source(path: Path, size: int) -> None:
+    rng = np.random.default_rng(0)
+    with tifffile.TiffWriter(path) as tw:
+        # written plane by plane so the benchmark itself stays small in memory
+        planes = (
+            (rng.normal(1000, 200, (size, size)).clip(0, 65535)).astype(np.uint16)
+            for _ in range(3)
+        )
+        tw.write(planes, shape=(3, size, size), dtype=np.uint16,
+                 photometric="minisblack", metadata={"axes": "CYX"})
+
+
+def levels_for(size: int) -> int:
+    from percell.pyramid import count_levels
+
+    return count_levels(size, size, "auto")
+
+
+def run_percell(src: Path, out: Path, threads: int) -> None:
+    from percell.importer import import_group
+    from percell.pyramid import pyramid_group
+
+    params = {
+        "group": "bench",
+        "regions": [{"condition": "bench", "timepoint": None, "region": "r1",
+                     "key": "bench/r1", "files": [{"path": str(src), "channel": None,
+                                                   "z": None}]}],
+        "channels": [{"name": n, "color": "FFFFFF"} for n in ("A", "B", "C")],
+        "pixel_size_um": 0.5,
+        "z_step_um": None,
+    }
+    sentinel = out / ".workflow/import/bench.json"
+    records = import_group(params, out, sentinel, threads=threads)
+    pyramid_group(records, out, "auto", out / ".workflow/pyramid/bench.json", "bench",
+                  str(sentinel), threads=threads)
+
+
+def run_ome_zarr(src: Path, out: Path, threads: int) -> None:
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.scale import Scaler
+    from ome_zarr.writer import write_image
+
+    data = tifffile.imread(src)
+    n = levels_for(data.shape[-1])
+    group = zarr.open_group(str(out / "image.zarr"), mode="w", zarr_format=2)
+    write_image(data, group, axes="cyx", fmt=FormatV04(),
+                scaler=Scaler(max_layer=n - 1, method="local_mean"),
+                storage_options={"chunks": (1, 512, 512)})
+
+
+def run_raw(src: Path, out: Path, threads: int) -> None:
+    from percell.pyramid import mean_2x2
+
+    data = tifffile.imread(src)
+    n = levels_for(data.shape[-1])
+    out.mkdir(parents=True, exist_ok=True)
+    for level in range(n):
+        np.save(out / f"{level}.npy", data)
+        if level + 1 < n:
+            data = mean_2x2(data)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM).
+
+    Not ru_maxrss: Linux carries that across exec from the parent process.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+RUNNERS = {"percell": run_percell, "ome-zarr-py": run_ome_zarr, "raw": run_raw}
+
+
+def child(which: str, src: Path, out: Path, threads: int) -> None:
+    start = time.perf_counter()
+    RUNNERS[which](src, out, threads)
+    elapsed = time.perf_counter() - start
+    peak_mb = peak_rss_mb()
+    print(json.dumps({"seconds": elapsed, "peak_rss_mb": peak_mb}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=8192)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--child", choices=sorted(RUNNERS))
+    parser.add_argument("--src", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.src, args.out, args.threads)
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="percell-bench-", dir=args.workdir))
+    try:
+        src = work / "source.tif"
+        make_source(src, args.size)
+        level0_mb = 3 * args.size * args.size * 2 / 1e6
+        plane_mb = args.size * args.size * 2 / 1e6
+        results = {}
+        for which in ("raw", "ome-zarr-py", "percell"):
+            out = work / which
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", which, "--src", str(src),
+                 "--out", str(out), "--threads", str(args.threads)],
+                capture_output=True, text=True, check=True)
+            results[which] = json.loads(proc.stdout.strip().splitlines()[-1])
+            shutil.rmtree(out, ignore_errors=True)
+        print(f"image 3x{args.size}x{args.size} uint16 ({level0_mb:.0f} MB), "
+              f"{levels_for(args.size)} levels, {args.threads} threads")
+        print(f"{'writer':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS MB':>12}")
+        for which, r in results.items():
+            print(f"{which:<12} {r['seconds']:8.2f} {level0_mb / r['seconds']:8.1f} "
+                  f"{r['peak_rss_mb']:12.0f}")
+        ratio = results["ome-zarr-py"]["seconds"] / results["percell"]["seconds"]
+        rss_ratio = results["percell"]["peak_rss_mb"] / plane_mb
+        print(f"percell vs ome-zarr-py: {ratio:.2f}x faster (target >= 2)")
+        print(f"percell peak RSS: {rss_ratio:.2f} x one channel plane "
+              f"({plane_mb:.0f} MB; target < 2)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Chunk-aligned block I/O for the local zarr v2 arrays percell writes.
+
+zarr-python 3 sends every chunk through its asyncio pipeline, which on a
+2-core machine costs about four times the codec work itself (measured: 2.7 s
+against 0.6 s for 768 chunks of 512×512 uint16). Our arrays are simple —
+local directory store, zarr format 2, "/" separator, one numcodecs
+compressor, no filters, C order — and the import and pyramid steps only ever
+touch whole chunk rows. For exactly that case this module reads and writes
+chunk files directly with the array's own codec; zarr still creates the
+array and its ``.zarray``, and reads every result back in the tests.
+
+Anything outside that case falls back to zarr's own slicing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+
+def _local_v2_path(arr: zarr.Array) -> Path | None:
+    """Directory of ``arr`` if the fast path applies to it, else None."""
+    store = arr.store
+    root = getattr(store, "root", None)
+    meta = arr.metadata
+    if (
+        root is None
+        or meta.zarr_format != 2
+        or getattr(meta, "filters", None)
+        or meta.order != "C"
+        or getattr(meta, "dimension_separator", "/") != "/"
+    ):
+        return None
+    return Path(root) / arr.path if arr.path else Path(root)
+
+
+class BlockIO:
+    """Read and write chunk-aligned blocks of one zarr v2 array.
+
+    A block starts on chunk boundaries; it may end at the array's edge.
+    Edge chunks are stored padded to the full chunk shape with the fill
+    value, as zarr v2 requires.
+    """
+
+    def __init__(self, arr: zarr.Array) -> None:
+        self.arr = arr
+        self.path = _local_v2_path(arr)
+        self.chunks = arr.chunks
+        self.shape = arr.shape
+        self.dtype = np.dtype(arr.dtype)
+        self.codec = arr.metadata.compressor if self.path is not None else None
+        self.fill = arr.metadata.fill_value if self.path is not None else 0
+
+    def _chunk_ranges(self, start: tuple[int, ...], shape: tuple[int, ...]):
+        for s, c in zip(start, self.chunks, strict=True):
+            if s % c:
+                raise ValueError(
+                    f"block start {start} is not on a chunk boundary "
+                    f"(chunks {self.chunks})"
+                )
+        first = [s // c for s, c in zip(start, self.chunks, strict=True)]
+        last = [
+            math.ceil((s + n) / c)
+            for s, n, c in zip(start, shape, self.chunks, strict=True)
+        ]
+        return itertools.product(
+            *[range(f, la) for f, la in zip(first, last, strict=True)]
+        )
+
+    def write(self, start: tuple[int, ...], block: np.ndarray) -> None:
+        """Store ``block`` at ``start`` (a chunk corner)."""
+        block = np.asarray(block, dtype=self.dtype)
+        if self.path is None:
+            self.arr[
+                tuple(slice(s, s + n) for s, n in zip(start, block.shape, strict=True))
+            ] = block
+            return
+        made: set[Path] = set()
+        for idx in self._chunk_ranges(start, block.shape):
+            lo = [i * c - s for i, c, s in zip(idx, self.chunks, start, strict=True)]
+            hi = [
+                min(lo_ + c, n)
+                for lo_, c, n in zip(lo, self.chunks, block.shape, strict=True)
+            ]
+            piece = block[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+            if piece.shape != tuple(self.chunks):
+                full = np.full(self.chunks, self.fill, dtype=self.dtype)
+                full[tuple(slice(0, n) for n in piece.shape)] = piece
+                piece = full
+            target = self.path.joinpath(*map(str, idx))
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            data = self.codec.encode(np.ascontiguousarray(piece))
+            with open(target, "wb") as fh:
+                fh.write(data)
+
+    def read(self, start: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+        """The block of ``shape`` at ``start`` (clipped to the array)."""
+        shape = tuple(
+            min(n, total - s)
+            for s, n, total in zip(start, shape, self.shape, strict=True)
+        )
+        if self.path is None:
+            return np.asarray(
+                self.arr[
+                    tuple(slice(s, s + n) for s, n in zip(start, shape, strict=True))
+                ]
+            )
+        out = np.empty(shape, dtype=self.dtype)
+        for idx in self._chunk_ranges(start, shape):
+            lo = [i * c - s for i, c, s in zip(idx, self.chunks, start, strict=True)]
+            hi = [
+                min(lo_ + c, n)
+                for lo_, c, n in zip(lo, self.chunks, shape, strict=True)
+            ]
+            dest = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+            target = self.path.joinpath(*map(str, idx))
+            try:
+                with open(target, "rb") as fh:
+                    raw = fh.read()
+            except FileNotFoundError:
+                out[dest] = self.fill
+                continue
+            chunk = np.frombuffer(self.codec.decode(raw), dtype=self.dtype)
+            chunk = chunk.reshape(self.chunks)
+            inside = tuple(slice(0, b - a) for a, b in zip(lo, hi, strict=True))
+            out[dest] = chunk[inside]
+        return out
