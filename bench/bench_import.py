@@ -44,8 +44,13 @@ def make_source(path: Path, size: int) -> None:
             (rng.normal(1000, 200, (size, size)).clip(0, 65535)).astype(np.uint16)
             for _ in range(3)
         )
-        tw.write(planes, shape=(3, size, size), dtype=np.uint16,
-                 photometric="minisblack", metadata={"axes": "CYX"})
+        tw.write(
+            planes,
+            shape=(3, size, size),
+            dtype=np.uint16,
+            photometric="minisblack",
+            metadata={"axes": "CYX"},
+        )
 
 
 def levels_for(size: int) -> int:
@@ -60,17 +65,30 @@ def run_percell(src: Path, out: Path, threads: int) -> None:
 
     params = {
         "group": "bench",
-        "regions": [{"condition": "bench", "timepoint": None, "region": "r1",
-                     "key": "bench/r1", "files": [{"path": str(src), "channel": None,
-                                                   "z": None}]}],
+        "regions": [
+            {
+                "condition": "bench",
+                "timepoint": None,
+                "region": "r1",
+                "key": "bench/r1",
+                "files": [{"path": str(src), "channel": None, "z": None}],
+            }
+        ],
         "channels": [{"name": n, "color": "FFFFFF"} for n in ("A", "B", "C")],
         "pixel_size_um": 0.5,
         "z_step_um": None,
     }
     sentinel = out / ".workflow/import/bench.json"
     records = import_group(params, out, sentinel, threads=threads)
-    pyramid_group(records, out, "auto", out / ".workflow/pyramid/bench.json", "bench",
-                  str(sentinel), threads=threads)
+    pyramid_group(
+        records,
+        out,
+        "auto",
+        out / ".workflow/pyramid/bench.json",
+        "bench",
+        str(sentinel),
+        threads=threads,
+    )
 
 
 def run_ome_zarr(src: Path, out: Path, threads: int) -> None:
@@ -82,9 +100,14 @@ def run_ome_zarr(src: Path, out: Path, threads: int) -> None:
     data = tifffile.imread(src)
     n = levels_for(data.shape[-1])
     group = zarr.open_group(str(out / "image.zarr"), mode="w", zarr_format=2)
-    write_image(data, group, axes="cyx", fmt=FormatV04(),
-                scaler=Scaler(max_layer=n - 1, method="local_mean"),
-                storage_options={"chunks": (1, 512, 512)})
+    write_image(
+        data,
+        group,
+        axes="cyx",
+        fmt=FormatV04(),
+        scaler=Scaler(max_layer=n - 1, method="local_mean"),
+        storage_options={"chunks": (1, 512, 512)},
+    )
 
 
 def run_raw(src: Path, out: Path, threads: int) -> None:
@@ -144,22 +167,41 @@ def main() -> None:
         for which in ("raw", "ome-zarr-py", "percell"):
             out = work / which
             proc = subprocess.run(
-                [sys.executable, __file__, "--child", which, "--src", str(src),
-                 "--out", str(out), "--threads", str(args.threads)],
-                capture_output=True, text=True, check=True)
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    which,
+                    "--src",
+                    str(src),
+                    "--out",
+                    str(out),
+                    "--threads",
+                    str(args.threads),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results[which] = json.loads(proc.stdout.strip().splitlines()[-1])
             shutil.rmtree(out, ignore_errors=True)
-        print(f"image 3x{args.size}x{args.size} uint16 ({level0_mb:.0f} MB), "
-              f"{levels_for(args.size)} levels, {args.threads} threads")
+        print(
+            f"image 3x{args.size}x{args.size} uint16 ({level0_mb:.0f} MB), "
+            f"{levels_for(args.size)} levels, {args.threads} threads"
+        )
         print(f"{'writer':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS MB':>12}")
         for which, r in results.items():
-            print(f"{which:<12} {r['seconds']:8.2f} {level0_mb / r['seconds']:8.1f} "
-                  f"{r['peak_rss_mb']:12.0f}")
+            print(
+                f"{which:<12} {r['seconds']:8.2f} {level0_mb / r['seconds']:8.1f} "
+                f"{r['peak_rss_mb']:12.0f}"
+            )
         ratio = results["ome-zarr-py"]["seconds"] / results["percell"]["seconds"]
         rss_ratio = results["percell"]["peak_rss_mb"] / plane_mb
         print(f"percell vs ome-zarr-py: {ratio:.2f}x faster (target >= 2)")
-        print(f"percell peak RSS: {rss_ratio:.2f} x one channel plane "
-              f"({plane_mb:.0f} MB; target < 2)")
+        print(
+            f"percell peak RSS: {rss_ratio:.2f} x one channel plane "
+            f"({plane_mb:.0f} MB; target < 2)"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

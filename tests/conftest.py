@@ -22,12 +22,22 @@ CHANNELS = [
 ]
 
 
-def run_workflow(workdir: Path, *args: str, check: bool = True,
-                 configfile: str = "config.yaml") -> subprocess.CompletedProcess:
+def run_workflow(
+    workdir: Path, *args: str, check: bool = True, configfile: str = "config.yaml"
+) -> subprocess.CompletedProcess:
     """Run the repository's Snakefile in ``workdir`` (real Snakemake)."""
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory",
-           str(workdir), "--configfile", str(workdir / configfile), "--cores", "2",
-           *args]
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / configfile),
+        "--cores",
+        "2",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -61,8 +71,9 @@ def random_image(shape, dtype="uint16", seed=0) -> np.ndarray:
     return rng.integers(0, 4000, shape).astype(dtype)
 
 
-def make_raw_experiment(root: Path, regions: list[tuple[str, str | None, str]],
-                        shape=(300, 700), seed=0) -> tuple[Path, dict]:
+def make_raw_experiment(
+    root: Path, regions: list[tuple[str, str | None, str]], shape=(300, 700), seed=0
+) -> tuple[Path, dict]:
     """One 2-D TIFF per channel per region, and a sample sheet listing them.
 
     Returns the sheet path and {(cond, tp, region, channel): pixels}.
@@ -77,8 +88,9 @@ def make_raw_experiment(root: Path, regions: list[tuple[str, str | None, str]],
             pixels[(cond, tp, region, ch["name"])] = img
             rows.append(f"{cond}\t{tp or ''}\t{region}\t{ch['name']}\t{sub}")
     sheet = root / "samples.tsv"
-    sheet.write_text("condition\ttimepoint\tregion\tchannel\tpath\n" + "\n".join(rows)
-                     + "\n")
+    sheet.write_text(
+        "condition\ttimepoint\tregion\tchannel\tpath\n" + "\n".join(rows) + "\n"
+    )
     return sheet, pixels
 
 
@@ -92,24 +104,38 @@ def tree_digest(path: Path) -> dict[str, str]:
 
 
 def tree_mtimes(path: Path) -> dict[str, int]:
-    return {str(f.relative_to(path)): f.stat().st_mtime_ns
-            for f in sorted(path.rglob("*")) if f.is_file()}
+    return {
+        str(f.relative_to(path)): f.stat().st_mtime_ns
+        for f in sorted(path.rglob("*"))
+        if f.is_file()
+    }
 
 
 @pytest.fixture(scope="session")
 def small_experiment(tmp_path_factory) -> dict:
     """A finished run: 2 conditions × 2 timepoints × (1-2) regions, 2 channels."""
     root = tmp_path_factory.mktemp("small")
-    regions = [("ctrl", "t0", "r1"), ("ctrl", "t0", "r2"), ("ctrl", "t1", "r1"),
-               ("drug", "t0", "r1"), ("drug", "t1", "r1")]
+    regions = [
+        ("ctrl", "t0", "r1"),
+        ("ctrl", "t0", "r2"),
+        ("ctrl", "t1", "r1"),
+        ("drug", "t0", "r1"),
+        ("drug", "t1", "r1"),
+    ]
     sheet, pixels = make_raw_experiment(root / "raw", regions)
     work = root / "work"
     work.mkdir()
-    write_config(work, base_config({"sample_sheet": str(sheet)},
-                                   pyramid={"levels": "auto"}))
+    write_config(
+        work, base_config({"sample_sheet": str(sheet)}, pyramid={"levels": "auto"})
+    )
     run_workflow(work)
-    return {"work": work, "experiment": work / "out/exp.percell", "pixels": pixels,
-            "sheet": sheet, "regions": regions}
+    return {
+        "work": work,
+        "experiment": work / "out/exp.percell",
+        "pixels": pixels,
+        "sheet": sheet,
+        "regions": regions,
+    }
 
 
 @pytest.fixture

@@ -17,17 +17,22 @@ from percell.storage import (
 )
 
 
-@pytest.mark.parametrize(("shape", "chunks", "dtype", "codec"), [
-    ((3, 1100, 1300), (1, 512, 512), "uint16", IMAGE_COMPRESSOR),
-    ((2, 23, 300, 270), (1, 10, 128, 128), "float32", IMAGE_COMPRESSOR),
-    ((700, 900), (512, 512), "int32", LABEL_COMPRESSOR),
-    ((700, 900), (512, 512), "uint8", MASK_COMPRESSOR),
-])
-def test_blocks_written_directly_read_back_through_zarr(tmp_path, shape, chunks, dtype,
-                                                        codec):
+@pytest.mark.parametrize(
+    ("shape", "chunks", "dtype", "codec"),
+    [
+        ((3, 1100, 1300), (1, 512, 512), "uint16", IMAGE_COMPRESSOR),
+        ((2, 23, 300, 270), (1, 10, 128, 128), "float32", IMAGE_COMPRESSOR),
+        ((700, 900), (512, 512), "int32", LABEL_COMPRESSOR),
+        ((700, 900), (512, 512), "uint8", MASK_COMPRESSOR),
+    ],
+)
+def test_blocks_written_directly_read_back_through_zarr(
+    tmp_path, shape, chunks, dtype, codec
+):
     data = (np.random.default_rng(0).random(shape) * 1000).astype(dtype)
-    arr = create_array(open_group(tmp_path / "g", mode="w"), "0", shape, chunks, dtype,
-                       codec)
+    arr = create_array(
+        open_group(tmp_path / "g", mode="w"), "0", shape, chunks, dtype, codec
+    )
     io = BlockIO(arr)
     assert io.path is not None  # the fast path is taken
     band = chunks[-2]
@@ -38,26 +43,41 @@ def test_blocks_written_directly_read_back_through_zarr(tmp_path, shape, chunks,
             io.write((*start, y0, 0), data[(*sl, slice(y0, y0 + band))])
     np.testing.assert_array_equal(open_group(tmp_path / "g")["0"][:], data)
     # and blocks read directly equal zarr's slicing of what zarr wrote
-    other = create_array(open_group(tmp_path / "h", mode="w"), "0", shape, chunks,
-                         dtype, codec)
+    other = create_array(
+        open_group(tmp_path / "h", mode="w"), "0", shape, chunks, dtype, codec
+    )
     other[...] = data
-    start = tuple(c for c in chunks[:-2]) + (band, 0)
-    start = tuple(min(s, (n - 1) // c * c) for s, n, c in zip(start, shape, chunks,
-                                                               strict=True))
+    start = (*chunks[:-2], band, 0)
+    start = tuple(
+        min(s, (n - 1) // c * c) for s, n, c in zip(start, shape, chunks, strict=True)
+    )
     block = BlockIO(other).read(start, tuple(2 * c for c in chunks))
-    expected = data[tuple(slice(s, s + 2 * c) for s, c in zip(start, chunks,
-                                                               strict=True))]
+    expected = data[
+        tuple(slice(s, s + 2 * c) for s, c in zip(start, chunks, strict=True))
+    ]
     np.testing.assert_array_equal(block, expected)
 
 
 def test_missing_chunks_read_as_fill_value(tmp_path):
-    arr = create_array(open_group(tmp_path / "g", mode="w"), "0", (600, 600),
-                       (512, 512), "uint16", IMAGE_COMPRESSOR)
+    arr = create_array(
+        open_group(tmp_path / "g", mode="w"),
+        "0",
+        (600, 600),
+        (512, 512),
+        "uint16",
+        IMAGE_COMPRESSOR,
+    )
     assert (BlockIO(arr).read((0, 0), (600, 600)) == 0).all()
 
 
 def test_unaligned_block_is_refused(tmp_path):
-    arr = create_array(open_group(tmp_path / "g", mode="w"), "0", (600, 600),
-                       (512, 512), "uint16", IMAGE_COMPRESSOR)
+    arr = create_array(
+        open_group(tmp_path / "g", mode="w"),
+        "0",
+        (600, 600),
+        (512, 512),
+        "uint16",
+        IMAGE_COMPRESSOR,
+    )
     with pytest.raises(ValueError, match="not on a chunk boundary"):
         BlockIO(arr).write((5, 0), np.zeros((10, 10), np.uint16))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,24 +11,80 @@ from percell import db
 
 # Transcribed from ../shared/PERCELL3_FORMAT.md ("SQLite experiment.db (schema 3.0.0)").
 EXPECTED_COLUMNS = {
-    "experiments": ["id", "name", "description", "percell_version", "created_at",
-                    "updated_at"],
-    "channels": ["id", "name", "role", "excitation_nm", "emission_nm", "color",
-                 "is_segmentation", "display_order"],
+    "experiments": [
+        "id",
+        "name",
+        "description",
+        "percell_version",
+        "created_at",
+        "updated_at",
+    ],
+    "channels": [
+        "id",
+        "name",
+        "role",
+        "excitation_nm",
+        "emission_nm",
+        "color",
+        "is_segmentation",
+        "display_order",
+    ],
     "conditions": ["id", "name", "description"],
     "timepoints": ["id", "name", "time_seconds", "display_order"],
-    "regions": ["id", "name", "condition_id", "timepoint_id", "width", "height",
-                "pixel_size_um", "source_file", "zarr_path"],
-    "segmentation_runs": ["id", "channel_id", "model_name", "parameters", "cell_count",
-                          "created_at"],
-    "cells": ["id", "region_id", "segmentation_id", "label_value", "centroid_x",
-              "centroid_y", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area_pixels",
-              "area_um2", "perimeter", "circularity", "is_valid"],
+    "regions": [
+        "id",
+        "name",
+        "condition_id",
+        "timepoint_id",
+        "width",
+        "height",
+        "pixel_size_um",
+        "source_file",
+        "zarr_path",
+    ],
+    "segmentation_runs": [
+        "id",
+        "channel_id",
+        "model_name",
+        "parameters",
+        "cell_count",
+        "created_at",
+    ],
+    "cells": [
+        "id",
+        "region_id",
+        "segmentation_id",
+        "label_value",
+        "centroid_x",
+        "centroid_y",
+        "bbox_x",
+        "bbox_y",
+        "bbox_w",
+        "bbox_h",
+        "area_pixels",
+        "area_um2",
+        "perimeter",
+        "circularity",
+        "is_valid",
+    ],
     "measurements": ["id", "cell_id", "channel_id", "metric", "value"],
-    "threshold_runs": ["id", "channel_id", "method", "parameters", "threshold_value",
-                       "created_at"],
-    "analysis_runs": ["id", "plugin_name", "parameters", "status", "cell_count",
-                      "started_at", "completed_at"],
+    "threshold_runs": [
+        "id",
+        "channel_id",
+        "method",
+        "parameters",
+        "threshold_value",
+        "created_at",
+    ],
+    "analysis_runs": [
+        "id",
+        "plugin_name",
+        "parameters",
+        "status",
+        "cell_count",
+        "started_at",
+        "completed_at",
+    ],
     "tags": ["id", "name", "color"],
     "cell_tags": ["cell_id", "tag_id"],
 }
@@ -44,8 +99,12 @@ EXPECTED_UNIQUE = {
     "cell_tags": [("cell_id", "tag_id")],
 }
 EXPECTED_INDEXES = {
-    "idx_cells_region", "idx_cells_segmentation", "idx_cells_area",
-    "idx_measurements_cell", "idx_measurements_channel", "idx_measurements_metric",
+    "idx_cells_region",
+    "idx_cells_segmentation",
+    "idx_cells_area",
+    "idx_measurements_cell",
+    "idx_measurements_channel",
+    "idx_measurements_metric",
     "idx_regions_condition",
 }
 FORMAT_DOC = Path(__file__).resolve().parents[3] / "shared" / "PERCELL3_FORMAT.md"
@@ -81,8 +140,12 @@ def test_table_unique_keys(conn, table):
 
 
 def test_indexes(conn):
-    names = {r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'")}
+    names = {
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'"
+        )
+    }
     assert names == EXPECTED_INDEXES
 
 
@@ -93,7 +156,7 @@ def test_never_wal(conn):
 @pytest.mark.skipif(not FORMAT_DOC.is_file(), reason="shared/PERCELL3_FORMAT.md absent")
 def test_transcription_matches_the_format_document():
     text = FORMAT_DOC.read_text()
-    section = text[text.index("## SQLite"):text.index("Indexes the application")]
+    section = text[text.index("## SQLite") : text.index("Indexes the application")]
     doc = {}
     for line in section.splitlines():
         m = re.match(r"\|\s*([a-z_, ]+?)\s*\|\s*(.+?)\s*\|$", line)

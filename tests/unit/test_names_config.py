@@ -14,8 +14,9 @@ def test_valid_names(name):
     assert is_valid_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "-a", ".a", "a b", "a/b", "a..b", "../x",
-                                  "9" * 256, "é", None, 3])
+@pytest.mark.parametrize(
+    "name", ["", "-a", ".a", "a b", "a/b", "a..b", "../x", "9" * 256, "é", None, 3]
+)
 def test_invalid_names(name):
     assert not is_valid_name(name)
     with pytest.raises(ConfigError, match="name rule"):
@@ -27,8 +28,11 @@ def test_errors_are_also_builtin_errors():
 
 
 def minimal():
-    return {"experiment": {"name": "x", "path": "x.percell"},
-            "input": {"sample_sheet": "s.tsv"}, "channels": [{"name": "DAPI"}]}
+    return {
+        "experiment": {"name": "x", "path": "x.percell"},
+        "input": {"sample_sheet": "s.tsv"},
+        "channels": [{"name": "DAPI"}],
+    }
 
 
 def test_defaults_are_filled_in():
@@ -38,14 +42,20 @@ def test_defaults_are_filled_in():
     assert cfg["channels"][0]["color"] == "FFFFFF"
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda c: c["experiment"].update(path="x.zarr"), r"experiment.path: 'x.zarr'"),
-    (lambda c: c["input"].update(demo={}), r"input: .* has too many properties"),
-    (lambda c: c.update(channels=[{"name": "A"}, {"name": "A"}]), "duplicate channel"),
-    (lambda c: c["channels"][0].update(color="blue"), r"channels.0.color: 'blue'"),
-    (lambda c: c.update(pyramid={"levels": 0}), r"pyramid.levels"),
-    (lambda c: c.update(colour=1), r"'colour' was unexpected"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["experiment"].update(path="x.zarr"), r"experiment.path: 'x.zarr'"),
+        (lambda c: c["input"].update(demo={}), r"input: .* has too many properties"),
+        (
+            lambda c: c.update(channels=[{"name": "A"}, {"name": "A"}]),
+            "duplicate channel",
+        ),
+        (lambda c: c["channels"][0].update(color="blue"), r"channels.0.color: 'blue'"),
+        (lambda c: c.update(pyramid={"levels": 0}), r"pyramid.levels"),
+        (lambda c: c.update(colour=1), r"'colour' was unexpected"),
+    ],
+)
 def test_config_errors_name_the_key(edit, message):
     cfg = minimal()
     edit(cfg)

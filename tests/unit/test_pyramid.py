@@ -53,15 +53,18 @@ def test_max_keeps_thin_foreground():
     assert (max_2x2(mask)[1] == 255).all()
 
 
-@pytest.mark.parametrize(("shape", "levels", "expected"), [
-    ((512, 512), "auto", 1),
-    ((513, 100), "auto", 2),
-    ((4096, 4096), "auto", 4),
-    ((19440, 20480), "auto", 7),
-    ((5000, 100), 1, 2),   # > 4096 px always gets a level
-    ((100, 100), 3, 3),
-    ((4, 4), 10, 3),       # never below one pixel
-])
+@pytest.mark.parametrize(
+    ("shape", "levels", "expected"),
+    [
+        ((512, 512), "auto", 1),
+        ((513, 100), "auto", 2),
+        ((4096, 4096), "auto", 4),
+        ((19440, 20480), "auto", 7),
+        ((5000, 100), 1, 2),  # > 4096 px always gets a level
+        ((100, 100), 3, 3),
+        ((4, 4), 10, 3),  # never below one pixel
+    ],
+)
 def test_count_levels(shape, levels, expected):
     assert count_levels(*shape, levels) == expected
 
@@ -69,20 +72,41 @@ def test_count_levels(shape, levels, expected):
 def test_build_levels_chains_from_previous_level(tmp_path):
     data = np.random.default_rng(3).integers(0, 4000, (2, 1100, 1300)).astype(np.uint16)
     group = open_group(tmp_path / "img", mode="w")
-    create_array(group, "0", data.shape, (1, 512, 512), data.dtype, IMAGE_COMPRESSOR)[:] = data
-    group.attrs.put({"multiscales": [{"version": "0.4", "axes": [
-        {"name": "c", "type": "channel"}, {"name": "y", "type": "space"},
-        {"name": "x", "type": "space"}], "datasets": [
-        {"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [1.0, 0.5, 0.5]}]}]}]})
+    create_array(group, "0", data.shape, (1, 512, 512), data.dtype, IMAGE_COMPRESSOR)[
+        :
+    ] = data
+    group.attrs.put(
+        {
+            "multiscales": [
+                {
+                    "version": "0.4",
+                    "axes": [
+                        {"name": "c", "type": "channel"},
+                        {"name": "y", "type": "space"},
+                        {"name": "x", "type": "space"},
+                    ],
+                    "datasets": [
+                        {
+                            "path": "0",
+                            "coordinateTransformations": [
+                                {"type": "scale", "scale": [1.0, 0.5, 0.5]}
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
     build_levels(tmp_path / "img", 3, mean_2x2, IMAGE_COMPRESSOR, threads=2)
     group = open_group(tmp_path / "img")
     level1 = reference_mean(data)
     np.testing.assert_array_equal(group["1"][:], level1)
     np.testing.assert_array_equal(group["2"][:], reference_mean(level1))
     assert group["2"].shape == (2, 275, 325)
-    scales = [d["coordinateTransformations"][0]["scale"]
-              for d in group.attrs["multiscales"][0]["datasets"]]
+    scales = [
+        d["coordinateTransformations"][0]["scale"]
+        for d in group.attrs["multiscales"][0]["datasets"]
+    ]
     assert scales == [[1.0, 0.5, 0.5], [1.0, 1.0, 1.0], [1.0, 2.0, 2.0]]
     # rebuilding with fewer levels removes the extra ones
     build_levels(tmp_path / "img", 2, mean_2x2, IMAGE_COMPRESSOR)

@@ -17,12 +17,17 @@ def test_scan_yields_the_same_rows_as_a_sheet(tmp_path):
                 p = tmp_path / "raw" / cond / tp / f"r_1_{ch}.tif"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 tifffile.imwrite(p, np.zeros((4, 4), np.uint8))
-    scanned = scan_directory(tmp_path / "raw",
-                             "{condition}/{timepoint}/{region}_{channel}.tif",
-                             channels=["DAPI", "GFP"])
+    scanned = scan_directory(
+        tmp_path / "raw",
+        "{condition}/{timepoint}/{region}_{channel}.tif",
+        channels=["DAPI", "GFP"],
+    )
     sheet = tmp_path / "s.csv"
-    scanned.to_csv(sheet, index=False, columns=["condition", "timepoint", "region",
-                                                "channel", "path"])
+    scanned.to_csv(
+        sheet,
+        index=False,
+        columns=["condition", "timepoint", "region", "channel", "path"],
+    )
     read = read_sample_sheet(sheet)
     assert len(scanned) == 8
     assert set(scanned.region) == {"r_1"}
@@ -32,8 +37,9 @@ def test_scan_yields_the_same_rows_as_a_sheet(tmp_path):
 def test_scan_with_z(tmp_path):
     for z in range(3):
         tifffile.imwrite(tmp_path / f"c_r_DAPI_z{z}.tif", np.zeros((4, 4), np.uint8))
-    rows = scan_directory(tmp_path, "{condition}_{region}_{channel}_z{z}.tif",
-                          channels=["DAPI"])
+    rows = scan_directory(
+        tmp_path, "{condition}_{region}_{channel}_z{z}.tif", channels=["DAPI"]
+    )
     assert sorted(rows.z) == [0, 1, 2]
 
 
@@ -57,7 +63,9 @@ def test_sheet_with_unknown_column(tmp_path):
 def test_sheet_row_missing_path(tmp_path):
     sheet = tmp_path / "s.tsv"
     sheet.write_text("condition\tregion\tchannel\tpath\nc\tr\tDAPI\t\n")
-    with pytest.raises(ConfigError, match=r"s.tsv, row 2.*'path' is a required property"):
+    with pytest.raises(
+        ConfigError, match=r"s.tsv, row 2.*'path' is a required property"
+    ):
         read_sample_sheet(sheet)
 
 

@@ -33,7 +33,9 @@ def test_one_2d_file_per_channel(tmp_path):
     files = []
     for c, name in enumerate(NAMES):
         tifffile.imwrite(tmp_path / f"{name}.tif", data[c])
-        files.append({"path": str(tmp_path / f"{name}.tif"), "channel": name, "z": None})
+        files.append(
+            {"path": str(tmp_path / f"{name}.tif"), "channel": name, "z": None}
+        )
     np.testing.assert_array_equal(import_files(tmp_path, files), data)
 
 
@@ -41,17 +43,26 @@ def test_one_2d_file_per_channel(tmp_path):
 def test_multichannel_cyx_file(tmp_path, compression):
     data = rand((3, 600, 520))
     tifffile.imwrite(tmp_path / "cyx.tif", data, compression=compression)
-    out = import_files(tmp_path, [{"path": str(tmp_path / "cyx.tif"), "channel": None,
-                                   "z": None}])
+    out = import_files(
+        tmp_path, [{"path": str(tmp_path / "cyx.tif"), "channel": None, "z": None}]
+    )
     np.testing.assert_array_equal(out, data)
 
 
 def test_czyx_ome_tiff_with_pixel_size(tmp_path):
     data = rand((3, 12, 100, 90))
     path = tmp_path / "stack.ome.tif"
-    tifffile.imwrite(path, data, ome=True, metadata={
-        "axes": "CZYX", "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325,
-        "PhysicalSizeZ": 1.5})
+    tifffile.imwrite(
+        path,
+        data,
+        ome=True,
+        metadata={
+            "axes": "CZYX",
+            "PhysicalSizeX": 0.325,
+            "PhysicalSizeY": 0.325,
+            "PhysicalSizeZ": 1.5,
+        },
+    )
     info = probe_source(path, multichannel=True)
     assert (info.axes, info.pixel_size_um, info.z_step_um) == ("CZYX", 0.325, 1.5)
     out = import_files(tmp_path, [{"path": str(path), "channel": None, "z": None}])
@@ -64,8 +75,13 @@ def test_czyx_ome_tiff_with_pixel_size(tmp_path):
 def test_imagej_zcyx_hyperstack(tmp_path):
     data = rand((3, 4, 64, 80))  # C, Z, Y, X
     path = tmp_path / "hyper.tif"
-    tifffile.imwrite(path, data.transpose(1, 0, 2, 3), imagej=True,
-                     metadata={"axes": "ZCYX", "unit": "um"}, resolution=(2.0, 2.0))
+    tifffile.imwrite(
+        path,
+        data.transpose(1, 0, 2, 3),
+        imagej=True,
+        metadata={"axes": "ZCYX", "unit": "um"},
+        resolution=(2.0, 2.0),
+    )
     info = probe_source(path, multichannel=True)
     assert info.axes == "CZYX" and info.shape == (3, 4, 64, 80)
     assert info.pixel_size_um == pytest.approx(0.5)
@@ -78,7 +94,9 @@ def test_zyx_stack_per_channel(tmp_path):
     files = []
     for c, name in enumerate(NAMES):
         tifffile.imwrite(tmp_path / f"{name}.tif", data[c])
-        files.append({"path": str(tmp_path / f"{name}.tif"), "channel": name, "z": None})
+        files.append(
+            {"path": str(tmp_path / f"{name}.tif"), "channel": name, "z": None}
+        )
     np.testing.assert_array_equal(import_files(tmp_path, files), data)
 
 
@@ -97,7 +115,7 @@ def test_missing_channel_is_refused(tmp_path):
     tifffile.imwrite(tmp_path / "a.tif", rand((10, 10)))
     files = [{"path": str(tmp_path / "a.tif"), "channel": "DAPI", "z": None}]
     infos = [probe_source(tmp_path / "a.tif")]
-    with pytest.raises(SourceImageError, match="no file for channel.*GFP, RFP"):
+    with pytest.raises(SourceImageError, match=r"no file for channel.*GFP, RFP"):
         plan_region("c/r", files, infos, NAMES)
 
 
@@ -105,7 +123,7 @@ def test_multichannel_file_with_wrong_channel_count(tmp_path):
     tifffile.imwrite(tmp_path / "two.tif", rand((2, 10, 10)))
     files = [{"path": str(tmp_path / "two.tif"), "channel": None, "z": None}]
     infos = [probe_source(tmp_path / "two.tif", multichannel=True)]
-    with pytest.raises(SourceImageError, match="two.tif.*expected 3 channels"):
+    with pytest.raises(SourceImageError, match=r"two\.tif.*expected 3 channels"):
         plan_region("c/r", files, infos, NAMES)
 
 

@@ -56,7 +56,9 @@ def test_missing_file(experiment_copy):
         return {"DAPI": good(d), "GFP": d / "does_not_exist.tif"}
 
     out = rerun_expecting_failure(
-        experiment_copy, sheet_rows=new_region_rows(experiment_copy["work"], "rX", files))
+        experiment_copy,
+        sheet_rows=new_region_rows(experiment_copy["work"], "rX", files),
+    )
     assert "does_not_exist.tif" in out and "not found" in out
 
 
@@ -68,7 +70,9 @@ def test_corrupt_tiff(experiment_copy):
         return {"DAPI": good(d), "GFP": bad}
 
     out = rerun_expecting_failure(
-        experiment_copy, sheet_rows=new_region_rows(experiment_copy["work"], "rX", files))
+        experiment_copy,
+        sheet_rows=new_region_rows(experiment_copy["work"], "rX", files),
+    )
     assert "corrupt.tif" in out and "not a readable TIFF" in out
 
 
@@ -80,7 +84,9 @@ def test_unreadable_non_tiff_file(experiment_copy):
         return {"DAPI": good(d), "GFP": bad}
 
     out = rerun_expecting_failure(
-        experiment_copy, sheet_rows=new_region_rows(experiment_copy["work"], "rX", files))
+        experiment_copy,
+        sheet_rows=new_region_rows(experiment_copy["work"], "rX", files),
+    )
     assert "notes.tif" in out and "not a readable TIFF" in out
 
 
@@ -92,7 +98,9 @@ def test_truncated_tiff(experiment_copy):
         return {"DAPI": good(d), "GFP": cut}
 
     out = rerun_expecting_failure(
-        experiment_copy, sheet_rows=new_region_rows(experiment_copy["work"], "rX", files))
+        experiment_copy,
+        sheet_rows=new_region_rows(experiment_copy["work"], "rX", files),
+    )
     assert "truncated.tif" in out and "truncated" in out
 
 
@@ -102,7 +110,9 @@ def test_wrong_dimensionality(experiment_copy):
         return {"DAPI": good(d), "GFP": five_d}
 
     out = rerun_expecting_failure(
-        experiment_copy, sheet_rows=new_region_rows(experiment_copy["work"], "rX", files))
+        experiment_copy,
+        sheet_rows=new_region_rows(experiment_copy["work"], "rX", files),
+    )
     assert "five_d.tif" in out and "not supported" in out
 
 
@@ -111,7 +121,9 @@ def test_channels_with_different_shapes(experiment_copy):
         return {"DAPI": good(d), "GFP": good(d, "small", shape=(200, 700))}
 
     out = rerun_expecting_failure(
-        experiment_copy, sheet_rows=new_region_rows(experiment_copy["work"], "rX", files))
+        experiment_copy,
+        sheet_rows=new_region_rows(experiment_copy["work"], "rX", files),
+    )
     assert "drug/t1/rX" in out and "small.tif" in out and "differ" in out
 
 
@@ -121,7 +133,9 @@ def test_unsupported_dtype(experiment_copy, dtype):
         return {"DAPI": good(d), "GFP": good(d, f"img_{dtype}", dtype=dtype)}
 
     out = rerun_expecting_failure(
-        experiment_copy, sheet_rows=new_region_rows(experiment_copy["work"], "rX", files))
+        experiment_copy,
+        sheet_rows=new_region_rows(experiment_copy["work"], "rX", files),
+    )
     assert f"img_{dtype}.tif" in out and "unsupported pixel type" in out
 
 
@@ -169,10 +183,15 @@ def test_bad_channel_name_in_config(experiment_copy):
 def test_first_run_with_bad_input_creates_no_experiment(tmp_path):
     sheet = tmp_path / "s.tsv"
     sheet.write_text("condition\tregion\tchannel\tpath\nc\tr\tDAPI\tmissing.tif\n")
-    write_config(tmp_path, {
-        "experiment": {"name": "x", "path": "out/x.percell"},
-        "input": {"sample_sheet": str(sheet)},
-        "channels": [{"name": "DAPI"}], "pixel_size_um": 1.0})
+    write_config(
+        tmp_path,
+        {
+            "experiment": {"name": "x", "path": "out/x.percell"},
+            "input": {"sample_sheet": str(sheet)},
+            "channels": [{"name": "DAPI"}],
+            "pixel_size_um": 1.0,
+        },
+    )
     proc = run_workflow(tmp_path, check=False)
     assert proc.returncode != 0
     assert "missing.tif" in proc.stderr + proc.stdout

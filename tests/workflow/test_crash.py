@@ -34,8 +34,17 @@ def make_big_raw(root):
 
 
 def kill_import_when_writing(work, exp) -> bool:
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "config.yaml"), "--cores", "1"]
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--cores",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     partial = exp / "images.zarr/ctrl/.r1.partial/0/0"
     killed = False
@@ -56,12 +65,24 @@ def kill_import_when_writing(work, exp) -> bool:
 
 def db_rows(exp):
     conn = sqlite3.connect(exp / "experiment.db")
-    tables = ["channels", "conditions", "timepoints", "regions", "percell_region_sources"]
-    rows = {t: conn.execute(f"SELECT * FROM {t} ORDER BY id" if t != "percell_region_sources"
-                            else f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-            for t in tables}
+    tables = [
+        "channels",
+        "conditions",
+        "timepoints",
+        "regions",
+        "percell_region_sources",
+    ]
+    rows = {
+        t: conn.execute(
+            f"SELECT * FROM {t} ORDER BY id"
+            if t != "percell_region_sources"
+            else f"SELECT * FROM {t} ORDER BY 1, 2"
+        ).fetchall()
+        for t in tables
+    }
     rows["experiments"] = conn.execute(
-        "SELECT id, name, description, percell_version FROM experiments").fetchall()
+        "SELECT id, name, description, percell_version FROM experiments"
+    ).fetchall()
     return rows
 
 
@@ -69,8 +90,9 @@ def test_sigkill_during_import_then_rerun_equals_clean_run(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     sheet = make_big_raw(raw)
-    config = base_config({"sample_sheet": str(sheet)},
-                         **{"import": {"resources": {"threads": 1}}})
+    config = base_config(
+        {"sample_sheet": str(sheet)}, **{"import": {"resources": {"threads": 1}}}
+    )
 
     crashed, clean = tmp_path / "crashed", tmp_path / "clean"
     for work in (crashed, clean):

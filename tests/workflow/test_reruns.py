@@ -8,7 +8,13 @@ import sqlite3
 import tifffile
 import yaml
 
-from tests.conftest import CHANNELS, random_image, run_workflow, tree_mtimes, write_config
+from tests.conftest import (
+    CHANNELS,
+    random_image,
+    run_workflow,
+    tree_mtimes,
+    write_config,
+)
 
 
 def planned_reasons(work) -> dict[str, str]:
@@ -29,7 +35,7 @@ def planned_jobs(work) -> dict[str, int]:
     out = run_workflow(work, "-n").stdout
     if "Nothing to be done" in out:
         return {}
-    table = out[out.index("Job stats:"):].split("\n\n")[0]
+    table = out[out.index("Job stats:") :].split("\n\n")[0]
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M))
     jobs.pop("total", None)
     return {k: int(v) for k, v in jobs.items()}
@@ -59,14 +65,19 @@ def test_adding_a_region_reruns_only_its_group(experiment_copy):
     config["input"] = {"sample_sheet": str(extended)}
     write_config(work, config)
 
-    assert planned_jobs(work) == {"import_images": 1, "pyramid": 1, "register": 1,
-                                  "all": 1}
+    assert planned_jobs(work) == {
+        "import_images": 1,
+        "pyramid": 1,
+        "register": 1,
+        "all": 1,
+    }
     reasons = planned_reasons(work)
     assert "r9_DAPI.tif" in reasons["out/exp.percell/.workflow/import/drug/t1.json"]
     assert not any("import/ctrl" in f or "import/drug/t0" in f for f in reasons)
 
-    untouched = {k: v for k, v in tree_mtimes(exp).items()
-                 if k.startswith("images.zarr/ctrl/")}
+    untouched = {
+        k: v for k, v in tree_mtimes(exp).items() if k.startswith("images.zarr/ctrl/")
+    }
     run_workflow(work)
     after = tree_mtimes(exp)
     assert {k: after[k] for k in untouched} == untouched
@@ -86,8 +97,11 @@ def test_changing_pyramid_levels_reruns_pyramid_and_register_only(experiment_cop
     assert len(pyramids) == 4
     assert all("Params have changed" in reasons[f] for f in pyramids)
 
-    level0 = {k: v for k, v in tree_mtimes(exp).items()
-              if re.match(r"images\.zarr/[^/]+/[^/]+/[^/]+/0/", k)}
+    level0 = {
+        k: v
+        for k, v in tree_mtimes(exp).items()
+        if re.match(r"images\.zarr/[^/]+/[^/]+/[^/]+/0/", k)
+    }
     assert level0
     run_workflow(work)
     after = tree_mtimes(exp)
@@ -100,9 +114,14 @@ def test_changing_a_channel_color_reruns_import_and_what_follows(experiment_copy
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["channels"][1]["color"] = "FFFF00"
     write_config(work, config)
-    assert planned_jobs(work) == {"import_images": 4, "pyramid": 4, "register": 1,
-                                  "all": 1}
+    assert planned_jobs(work) == {
+        "import_images": 4,
+        "pyramid": 4,
+        "register": 1,
+        "all": 1,
+    }
     run_workflow(work)
     conn = sqlite3.connect(experiment_copy["experiment"] / "experiment.db")
     assert conn.execute("SELECT color FROM channels WHERE name = 'GFP'").fetchone() == (
-        "FFFF00",)
+        "FFFF00",
+    )

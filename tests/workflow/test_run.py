@@ -25,7 +25,7 @@ def test_every_region_is_valid_ngff(small_experiment):
     for path in groups:
         image = Image.from_zarr(zarr.open_group(str(path), mode="r"))
         ms = image.attributes.multiscales[0]
-        assert [d.path for d in ms.datasets][0] == "0"
+        assert ms.datasets[0].path == "0"
         assert [a.name for a in ms.axes] == ["c", "y", "x"]
 
 
@@ -44,11 +44,17 @@ def test_level0_encoding_matches_percell3(small_experiment):
     assert meta["dimension_separator"] == "/"
     assert meta["zarr_format"] == 2
     assert meta["dtype"] == "<u2"
-    assert meta["compressor"] == {"id": "blosc", "cname": "lz4", "clevel": 5,
-                                  "shuffle": 2, "blocksize": 0}
+    assert meta["compressor"] == {
+        "id": "blosc",
+        "cname": "lz4",
+        "clevel": 5,
+        "shuffle": 2,
+        "blocksize": 0,
+    }
     for store in ("images.zarr", "labels.zarr", "masks.zarr"):
         assert json.loads((exp / store / ".zattrs").read_text()) == {
-            "percell_version": "3.0.0"}
+            "percell_version": "3.0.0"
+        }
         assert json.loads((exp / store / ".zgroup").read_text()) == {"zarr_format": 2}
     assert (exp / "images.zarr/ctrl/t0/.zgroup").is_file()
 
@@ -60,8 +66,12 @@ def test_omero_channels_and_window(small_experiment):
     assert [c["label"] for c in channels] == ["DAPI", "GFP"]
     assert [c["color"] for c in channels] == ["0000FF", "00FF00"]
     dapi = small_experiment["pixels"][("ctrl", "t0", "r1", "DAPI")]
-    assert channels[0]["window"] == {"min": 0.0, "max": 65535.0,
-                                     "start": float(dapi.min()), "end": float(dapi.max())}
+    assert channels[0]["window"] == {
+        "min": 0.0,
+        "max": 65535.0,
+        "start": float(dapi.min()),
+        "end": float(dapi.max()),
+    }
 
 
 def test_pyramid_levels_are_2x2_means_of_previous_level(small_experiment):
@@ -71,11 +81,21 @@ def test_pyramid_levels_are_2x2_means_of_previous_level(small_experiment):
     assert sorted(group.array_keys()) == ["0", "1"]
     level0 = group["0"][:].astype(np.float64)
     padded = np.pad(level0, [(0, 0), (0, 0), (0, 0)])  # 300, 700: both even
-    expected = np.floor((padded[:, 0::2, 0::2] + padded[:, 1::2, 0::2]
-                         + padded[:, 0::2, 1::2] + padded[:, 1::2, 1::2]) / 4 + 0.5)
+    expected = np.floor(
+        (
+            padded[:, 0::2, 0::2]
+            + padded[:, 1::2, 0::2]
+            + padded[:, 0::2, 1::2]
+            + padded[:, 1::2, 1::2]
+        )
+        / 4
+        + 0.5
+    )
     np.testing.assert_array_equal(group["1"][:], expected.astype(np.uint16))
-    scales = [d["coordinateTransformations"][0]["scale"]
-              for d in group.attrs["multiscales"][0]["datasets"]]
+    scales = [
+        d["coordinateTransformations"][0]["scale"]
+        for d in group.attrs["multiscales"][0]["datasets"]
+    ]
     assert scales == [[1.0, 0.5, 0.5], [1.0, 1.0, 1.0]]
 
 
@@ -84,13 +104,14 @@ def test_database_rows(small_experiment):
     conn = sqlite3.connect(exp / "experiment.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     assert conn.execute("SELECT name, percell_version FROM experiments").fetchall() == [
-        ("test", "3.0.0")]
+        ("test", "3.0.0")
+    ]
     assert conn.execute(
         "SELECT name, color, display_order FROM channels ORDER BY display_order"
     ).fetchall() == [("DAPI", "0000FF", 0), ("GFP", "00FF00", 1)]
     rows = conn.execute(
-        """SELECT c.name, t.name, r.name, r.width, r.height, r.pixel_size_um, r.zarr_path,
-                  r.source_file
+        """SELECT c.name, t.name, r.name, r.width, r.height, r.pixel_size_um,
+                  r.zarr_path, r.source_file
            FROM regions r JOIN conditions c ON c.id = r.condition_id
            LEFT JOIN timepoints t ON t.id = r.timepoint_id ORDER BY 1, 2, 3"""
     ).fetchall()
@@ -105,7 +126,8 @@ def test_database_rows(small_experiment):
 @pytest.mark.parametrize("step", ["import", "pyramid"])
 def test_sentinels_record_provenance(small_experiment, step):
     sentinel = json.loads(
-        (small_experiment["experiment"] / f".workflow/{step}/ctrl/t0.json").read_text())
+        (small_experiment["experiment"] / f".workflow/{step}/ctrl/t0.json").read_text()
+    )
     assert sentinel["step"] == step
     assert sentinel["group"] == "ctrl/t0"
     assert {"percell", "zarr", "numpy"} <= set(sentinel["versions"])
