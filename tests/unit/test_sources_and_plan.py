@@ -137,3 +137,41 @@ def test_z_gap_is_refused(tmp_path):
             infos.append(probe_source(p))
     with pytest.raises(SourceImageError, match=r"has z \[0, 2\], expected 0..1"):
         plan_region("c/r", files, infos, NAMES)
+
+
+def test_zstack_pyramid_keeps_z_and_is_valid_ngff(tmp_path):
+    import zarr
+    from ome_zarr_models.v04 import Image
+
+    from percell import ngff
+    from percell.pyramid import build_levels, mean_2x2
+    from percell.storage import IMAGE_COMPRESSOR
+
+    data = rand((3, 12, 700, 600))
+    tifffile.imwrite(tmp_path / "s.tif", data)
+    out = import_files(
+        tmp_path, [{"path": str(tmp_path / "s.tif"), "channel": None, "z": None}]
+    )
+    np.testing.assert_array_equal(out, data)
+    group = open_group(tmp_path / "img", mode="r+")
+    group.attrs.put(
+        ngff.image_attrs(
+            "r",
+            1,
+            0.5,
+            2.0,
+            True,
+            [{"name": n, "color": "FFFFFF"} for n in NAMES],
+            [(0, 65535, 0, 1)] * 3,
+        )
+    )
+    build_levels(tmp_path / "img", 2, mean_2x2, IMAGE_COMPRESSOR)
+    group = open_group(tmp_path / "img")
+    assert group["1"].shape == (3, 12, 350, 300)
+    assert group["1"].chunks == (1, 10, 350, 300)
+    Image.from_zarr(zarr.open_group(str(tmp_path / "img"), mode="r"))
+    scales = [
+        d["coordinateTransformations"][0]["scale"]
+        for d in group.attrs["multiscales"][0]["datasets"]
+    ]
+    assert scales == [[1.0, 2.0, 0.5, 0.5], [1.0, 2.0, 1.0, 1.0]]
