@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/import.smk"
 include: "workflow/rules/pyramid.smk"
+include: "workflow/rules/segment.smk"
 include: "workflow/rules/register.smk"
 
 

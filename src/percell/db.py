@@ -286,3 +286,93 @@ def _id(conn: sqlite3.Connection, table: str, name: str) -> int:
     return int(
         conn.execute(f"SELECT id FROM {table} WHERE name = ?", (name,)).fetchone()[0]
     )
+
+
+CELL_COLUMNS = [
+    "region_id",
+    "segmentation_id",
+    "label_value",
+    "centroid_x",
+    "centroid_y",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+    "area_pixels",
+    "area_um2",
+    "perimeter",
+    "circularity",
+]
+
+
+def channel_id(conn: sqlite3.Connection, name: str) -> int:
+    """Id of channel ``name``."""
+    return _id(conn, "channels", name)
+
+
+def set_segmentation_channel(conn: sqlite3.Connection, channel: int) -> None:
+    """Mark ``channel`` as the one cells were segmented on."""
+    conn.execute("UPDATE channels SET is_segmentation = (id = ?)", (channel,))
+
+
+def upsert_segmentation_run(
+    conn: sqlite3.Connection, channel: int, model_name: str, parameters: str
+) -> int:
+    """The run with these exact settings, created if new; return its id."""
+    row = conn.execute(
+        "SELECT id FROM segmentation_runs WHERE channel_id = ? AND model_name = ? "
+        "AND parameters = ?",
+        (channel, model_name, parameters),
+    ).fetchone()
+    if row:
+        return int(row[0])
+    cur = conn.execute(
+        "INSERT INTO segmentation_runs "
+        "(channel_id, model_name, parameters, cell_count) VALUES (?, ?, ?, 0)",
+        (channel, model_name, parameters),
+    )
+    return int(cur.lastrowid)
+
+
+def delete_region_cells(conn: sqlite3.Connection, region_id: int) -> None:
+    """Remove a region's cells and everything that refers to them."""
+    cells = "SELECT id FROM cells WHERE region_id = ?"
+    for table in ("measurements", "cell_tags"):
+        conn.execute(f"DELETE FROM {table} WHERE cell_id IN ({cells})", (region_id,))
+    for table in ("percell_cell_masks",):
+        if _table_exists(conn, table):
+            conn.execute(
+                f"DELETE FROM {table} WHERE cell_id IN ({cells})", (region_id,)
+            )
+    conn.execute("DELETE FROM cells WHERE region_id = ?", (region_id,))
+
+
+def insert_cells(conn: sqlite3.Connection, table) -> None:
+    """Insert the rows of a cells DataFrame (columns CELL_COLUMNS)."""
+    rows = table[CELL_COLUMNS].astype(object).where(table[CELL_COLUMNS].notna(), None)
+    conn.executemany(
+        f"INSERT INTO cells ({', '.join(CELL_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(CELL_COLUMNS))})",
+        rows.itertuples(index=False, name=None),
+    )
+
+
+def refresh_segmentation_counts(conn: sqlite3.Connection) -> None:
+    """Recount cells per run; drop workflow-made runs that lost all their cells."""
+    conn.execute(
+        "UPDATE segmentation_runs SET cell_count = "
+        "(SELECT count(*) FROM cells WHERE segmentation_id = segmentation_runs.id)"
+    )
+    conn.execute(
+        "DELETE FROM segmentation_runs WHERE cell_count = 0 AND parameters "
+        'LIKE \'%"source": "percell-workflow"%\''
+    )
+
+
+def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        is not None
+    )

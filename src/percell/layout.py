@@ -45,3 +45,14 @@ def experiment_of_sentinel(sentinel: str | Path) -> str:
     if marker not in text:
         raise ValueError(f"{text} is not a sentinel path (no {marker})")
     return text[: text.rindex(marker)]
+
+
+def relative_image_path(store: str, key: str) -> str:
+    """Path from ``<store>/<key>`` (a label or mask group) to its image group."""
+    depth = len(key.split("/")) + len(store.split("/"))
+    return "../" * depth + f"{IMAGES}/{key}"
+
+
+def mask_path(experiment: Path, key: str, run: str) -> Path:
+    """The mask group of threshold run ``run`` for region ``key``."""
+    return Path(experiment) / MASKS / key / f"threshold_{run}"

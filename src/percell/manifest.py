@@ -18,6 +18,7 @@ from percell import demo, layout
 from percell.config import validate_config
 from percell.errors import ConfigError, SourceImageError
 from percell.plan import plan_region
+from percell.segmentation import check_segmentation_config
 from percell.sheets import read_sample_sheet, scan_directory
 from percell.sources import probe_source
 
@@ -62,6 +63,17 @@ class Manifest:
             "pixel_size_um": cfg["pixel_size_um"],
             "z_step_um": cfg["z_step_um"],
         }
+
+    @property
+    def segmentation(self) -> dict | None:
+        """The ``segmentation`` config, or None when segmentation is off."""
+        return self.config.get("segmentation")
+
+    def segment_params(self) -> dict:
+        """Everything a segment job depends on (resources excluded)."""
+        seg = dict(self.segmentation)
+        seg.pop("resources", None)
+        return seg
 
     def pyramid_params(self) -> dict:
         """Everything a pyramid job depends on besides its import."""
@@ -162,6 +174,8 @@ def build_manifest(config: dict, check_files: bool = True) -> Manifest:
             }
         )
     _check_timepoint_consistency(manifest)
+    if manifest.segmentation:
+        check_segmentation_config(manifest.segmentation, channel_names)
     if check_files and not generated:
         check_sources(manifest)
     return manifest

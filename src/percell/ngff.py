@@ -120,3 +120,38 @@ def with_levels(attrs: dict, n_levels: int) -> dict:
         )
     ms["datasets"] = datasets
     return {**attrs, "multiscales": [ms]}
+
+
+def label_attrs(image_attrs: dict, source_image: str) -> dict:
+    """``.zattrs`` of a label (or mask) group that mirrors an image's levels.
+
+    Args:
+        image_attrs: The image group's attributes (multiscales with a c axis).
+        source_image: Relative path from the label group to the image group.
+    """
+    ms = image_attrs["multiscales"][0]
+    spatial = [a for a in ms["axes"] if a["type"] != "channel"]
+    drop = len(ms["axes"]) - len(spatial)
+    datasets = [
+        {
+            "path": d["path"],
+            "coordinateTransformations": [
+                {
+                    "type": "scale",
+                    "scale": d["coordinateTransformations"][0]["scale"][drop:],
+                }
+            ],
+        }
+        for d in ms["datasets"]
+    ]
+    return {
+        "image-label": {"version": NGFF_VERSION, "source": {"image": source_image}},
+        "multiscales": [
+            {
+                "version": NGFF_VERSION,
+                "name": ms.get("name", ""),
+                "axes": spatial,
+                "datasets": datasets,
+            }
+        ],
+    }

@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from percell import db, layout
+from percell.segmentation import parameters_json
 from percell.sentinel import read_sentinel, write_sentinel
 
 log = logging.getLogger(__name__)
@@ -21,14 +24,16 @@ def register(
     import_sentinels: list[str],
     other_inputs: list[str],
     sentinel: str | Path,
+    segment_sentinels: list[str] = (),
 ) -> dict:
-    """Upsert experiment, channels, conditions, timepoints and regions.
+    """Upsert experiment, channels, conditions, timepoints, regions and cells.
 
     Args:
         experiment: The ``.percell`` directory.
         params: ``Manifest.register_params()``.
         import_sentinels: Sentinels of every group's import step.
         other_inputs: Further sentinels this step waits for (recorded only).
+        segment_sentinels: Sentinels of every group's segment step, if any.
         sentinel: This step's sentinel, written after the commit.
 
     Returns:
@@ -36,6 +41,7 @@ def register(
     """
     experiment = Path(experiment)
     records = [rec for s in import_sentinels for rec in read_sentinel(s)["outputs"]]
+    segmented = [(Path(s), read_sentinel(s)) for s in segment_sentinels]
     conn = db.connect(experiment / layout.DATABASE)
     try:
         with db.transaction(conn):
@@ -49,6 +55,8 @@ def register(
                 )
                 for t in params["timepoints"]
             }
+            region_ids: dict[str, int] = {}
+            n_cells = 0
             for rec in records:
                 region_id = db.upsert_region(
                     conn,
@@ -62,10 +70,17 @@ def register(
                     zarr_path=rec["zarr_path"],
                 )
                 db.replace_region_sources(conn, region_id, rec["source_files"])
+                region_ids[rec["key"]] = region_id
+            for path, seg in segmented:
+                n_cells += register_segmentation(conn, path, seg, region_ids)
             db.touch_experiment(conn)
     finally:
         conn.close()
-    counts = {"regions": len(records), "channels": len(params["channels"])}
+    counts = {
+        "regions": len(records),
+        "channels": len(params["channels"]),
+        "cells": n_cells,
+    }
     log.info(
         "registered %d region(s) in %s", len(records), experiment / layout.DATABASE
     )
@@ -73,3 +88,30 @@ def register(
         sentinel, "register", "all", params, [*import_sentinels, *other_inputs], counts
     )
     return counts
+
+
+def register_segmentation(
+    conn, sentinel: Path, seg: dict, region_ids: dict[str, int]
+) -> int:
+    """Replace the cells of the group's regions with the staged ones.
+
+    The run is found (or created) by its channel, model and parameters; the
+    regions' previous cells, with their measurements and tags, go first, so
+    a changed setting leaves no orphan and no duplicate.
+    """
+    run = seg["outputs"]["run"]
+    table = pd.read_parquet(sentinel.with_name(seg["outputs"]["cells_table"]))
+    channel_id = db.channel_id(conn, run["channel"])
+    seg_id = db.upsert_segmentation_run(
+        conn, channel_id, run["model_name"], parameters_json(run)
+    )
+    db.set_segmentation_channel(conn, channel_id)
+    keys = [r["key"] for r in seg["outputs"]["regions"]]
+    for key in keys:
+        db.delete_region_cells(conn, region_ids[key])
+    table["region_id"] = table["key"].map(region_ids)
+    table["segmentation_id"] = seg_id
+    db.insert_cells(conn, table)
+    db.refresh_segmentation_counts(conn)
+    log.info("group %s: %d cells registered", seg["group"], len(table))
+    return len(table)

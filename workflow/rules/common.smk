@@ -57,3 +57,14 @@ def get_demo_params(wildcards):
 
 def get_experiment(wildcards, output):
     return layout.experiment_of_sentinel(output.sentinel)
+
+
+def get_model_sentinel():
+    seg = MANIFEST.segmentation
+    if seg and seg["method"] == "cellpose":
+        return [sentinel("model", "segmentation")]
+    return []
+
+
+def get_segment_sentinels():
+    return get_all("segment") if MANIFEST.segmentation else []

@@ -17,6 +17,7 @@ rule register:
     input:
         imported=get_all("import"),
         pyramids=get_all("pyramid"),
+        segmented=get_segment_sentinels(),
         hierarchy=sentinel("hierarchy", "all"),
     output:
         sentinel=sentinel("register", "all"),

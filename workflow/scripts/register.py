@@ -10,4 +10,5 @@ register(
     list(snakemake.input.imported),
     [*snakemake.input.pyramids, snakemake.input.hierarchy],
     snakemake.output.sentinel,
+    segment_sentinels=list(snakemake.input.segmented),
 )

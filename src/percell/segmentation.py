@@ -1,0 +1,254 @@
+"""The segment step: images.zarr level 0 → int32 labels, their pyramid, and cells.
+
+Per region group: each region is segmented tile by tile (``percell.tiling``)
+with the configured method, its label image is written aside in labels.zarr
+with the image's pyramid levels (nearest-neighbour, so no id is invented) and
+moved into place; the cells of the whole group are staged in one Parquet
+table that the register step reads. The sentinel comes last.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from percell import layout, ngff
+from percell.errors import ConfigError
+from percell.pyramid import build_levels, nearest_2x2
+from percell.sentinel import write_sentinel
+from percell.storage import (
+    LABEL_COMPRESSOR,
+    create_array,
+    open_group,
+    partial_path,
+    remove_tree,
+    replace_directory,
+)
+from percell.tiling import segment_tiled
+from percell.watershed import region_threshold, watershed_segment
+
+log = logging.getLogger(__name__)
+
+LABEL_CHUNK_YX = 512
+LABEL_CHUNK_Z = 10
+#: settings that do not change the labels (they only steer resources)
+_NOT_PARAMETERS = ("resources",)
+
+
+def check_segmentation_config(seg: dict, channel_names: list[str]) -> None:
+    """Parse-time checks the schema cannot express; raise ConfigError."""
+    for key in ("channel", "nucleus_channel"):
+        name = seg.get(key)
+        if name is not None and name not in channel_names:
+            raise ConfigError(
+                f"segmentation.{key}: unknown channel {name!r} (channels: "
+                f"{', '.join(channel_names)})"
+            )
+    overlap = seg["tile_overlap"]
+    if (
+        seg["diameter_unit"] == "pixels"
+        and overlap != "auto"
+        and overlap < 2 * seg["diameter"]
+    ):
+        raise ConfigError(
+            f"segmentation.tile_overlap {overlap} is less than two diameters "
+            f"({2 * seg['diameter']:g} px): cells on tile borders could be cut"
+        )
+    if seg["method"] == "cellpose":
+        from percell.cellpose_adapter import check_model_setting
+
+        check_model_setting(seg["model"])
+
+
+def run_parameters(seg: dict) -> dict:
+    """The settings that define a segmentation run (stored in the database)."""
+    params = {k: v for k, v in seg.items() if k not in _NOT_PARAMETERS}
+    if params["method"] != "cellpose":
+        for key in (
+            "model",
+            "flow_threshold",
+            "cellprob_threshold",
+            "gpu",
+            "batch_size",
+        ):
+            params.pop(key, None)
+    return params
+
+
+def model_name(seg: dict) -> str:
+    """``segmentation_runs.model_name``: the method, and the model for cellpose."""
+    return f"cellpose:{seg['model']}" if seg["method"] == "cellpose" else seg["method"]
+
+
+def diameter_pixels(seg: dict, pixel_size_um: float) -> float:
+    """The expected cell diameter in pixels of level 0."""
+    d = float(seg["diameter"])
+    return d / pixel_size_um if seg["diameter_unit"] == "um" else d
+
+
+def tile_overlap_pixels(seg: dict, diameter_px: float) -> int:
+    """Context margin around each tile: at least two diameters."""
+    if seg["tile_overlap"] == "auto":
+        return math.ceil(2 * diameter_px)
+    return max(int(seg["tile_overlap"]), math.ceil(2 * diameter_px))
+
+
+def _threshold_sample(image_group, channel: int) -> np.ndarray:
+    """A plane of the smallest pyramid level at least 512 px, for a threshold."""
+    levels = [d["path"] for d in image_group.attrs["multiscales"][0]["datasets"]]
+    chosen = levels[0]
+    for path in levels:
+        if max(image_group[path].shape[-2:]) >= 512:
+            chosen = path
+    return np.asarray(image_group[chosen][channel])
+
+
+def segment_region(
+    record: dict, experiment: Path, seg: dict, channel_names: list[str], cellpose=None
+) -> pd.DataFrame:
+    """Segment one region, write its labels group, and return its cells."""
+    key = record["key"]
+    image = open_group(layout.image_path(experiment, key))
+    level0 = image["0"]
+    channel = channel_names.index(seg["channel"])
+    nucleus = (
+        channel_names.index(seg["nucleus_channel"])
+        if seg.get("nucleus_channel")
+        else None
+    )
+    pixel_size = float(record["pixel_size_um"])
+    diameter_px = diameter_pixels(seg, pixel_size)
+    overlap = tile_overlap_pixels(seg, diameter_px)
+    has_z = level0.ndim == 4
+    if seg["method"] == "watershed":
+        threshold = region_threshold(
+            _threshold_sample(image, channel),
+            seg["smoothing_sigma"],
+            seg["threshold_method"],
+        )
+        log.info("region %s: watershed threshold %.1f", key, threshold)
+        method = functools.partial(
+            watershed_segment,
+            diameter_px=diameter_px,
+            threshold=threshold,
+            sigma=seg["smoothing_sigma"],
+            min_size=seg["min_size"],
+        )
+        channels = [channel]
+
+        def run(tile: np.ndarray) -> np.ndarray:
+            return method(tile[0])
+    else:
+        channels = [channel] + ([nucleus] if nucleus is not None else [])
+        cellpose.diameter_px = diameter_px
+        run = cellpose
+
+    def read_tile(tile) -> np.ndarray:
+        window = (slice(*tile.pad_y), slice(*tile.pad_x))
+        return np.stack([np.asarray(level0[(c, ..., *window)]) for c in channels])
+
+    final = layout.label_path(experiment, key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    built = partial_path(final)
+    remove_tree(built)
+    group = open_group(built, mode="w")
+    shape = level0.shape[1:]
+    chunks = ((LABEL_CHUNK_Z,) if has_z else ()) + (LABEL_CHUNK_YX, LABEL_CHUNK_YX)
+    labels = create_array(group, "0", shape, chunks, np.int32, LABEL_COMPRESSOR)
+    start = time.monotonic()
+    cells = segment_tiled(
+        read_tile, run, labels, seg["tile_size"], overlap, pixel_size, label=key
+    )
+    n_levels = len(image.attrs["multiscales"][0]["datasets"])
+    group.attrs.put(
+        ngff.label_attrs(
+            dict(image.attrs), layout.relative_image_path(layout.LABELS, key)
+        )
+    )
+    build_levels(built, n_levels, nearest_2x2, LABEL_COMPRESSOR, label=key)
+    replace_directory(built, final)
+    log.info("region %s: %d cells in %.1f s", key, len(cells), time.monotonic() - start)
+    cells.insert(0, "key", key)
+    return cells
+
+
+def segment_group(
+    records: list[dict],
+    experiment: str | Path,
+    seg: dict,
+    channel_names: list[str],
+    sentinel: str | Path,
+    group: str,
+    inputs: list[str],
+    model: dict | None = None,
+) -> list[dict]:
+    """Segment every region of a group; stage its cells; write the sentinel last.
+
+    Args:
+        records: Region records from the group's import sentinel.
+        experiment: The ``.percell`` directory.
+        seg: The validated ``segmentation`` config.
+        channel_names: Channels in display order.
+        sentinel: This step's sentinel.
+        group: The region group id.
+        inputs: Files this step read (recorded in the sentinel).
+        model: The resolved cellpose model (``resolve_model``), for cellpose.
+    """
+    experiment = Path(experiment)
+    cellpose = None
+    if seg["method"] == "cellpose":
+        from percell.cellpose_adapter import CellposeSegmenter
+
+        cellpose = CellposeSegmenter(
+            model, seg, seg["diameter"], has_nucleus=bool(seg.get("nucleus_channel"))
+        )
+    tables, outputs = [], []
+    for record in records:
+        cells = segment_region(record, experiment, seg, channel_names, cellpose)
+        tables.append(cells)
+        outputs.append(
+            {
+                "key": record["key"],
+                "cells": len(cells),
+                "labels": f"{layout.LABELS}/{record['key']}",
+            }
+        )
+    table_path = staged_cells_path(sentinel)
+    table_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = table_path.with_name(f".{table_path.name}.partial")
+    pd.concat(tables, ignore_index=True).to_parquet(tmp, index=False)
+    tmp.replace(table_path)
+    run = {
+        "channel": seg["channel"],
+        "model_name": model_name(seg),
+        "parameters": run_parameters(seg),
+    }
+    write_sentinel(
+        sentinel,
+        "segment",
+        group,
+        {"segmentation": seg, "model": model},
+        inputs,
+        {"regions": outputs, "cells_table": table_path.name, "run": run},
+    )
+    return outputs
+
+
+def staged_cells_path(sentinel: str | Path) -> Path:
+    """Where a group's segment step stages its cells table."""
+    sentinel = Path(sentinel)
+    return sentinel.with_name(sentinel.stem + ".cells.parquet")
+
+
+def parameters_json(run: dict) -> str:
+    """Canonical JSON of a run's parameters (identifies the run in the database)."""
+    return json.dumps(
+        {"source": "percell-workflow", **run["parameters"]}, sort_keys=True
+    )
