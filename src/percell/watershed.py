@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage import filters, morphology, segmentation
+from skimage import filters, segmentation
 from skimage.feature import peak_local_max
 
 THRESHOLDS = {
@@ -54,16 +54,20 @@ def watershed_segment(
         int32 labels, 0 = background, ids 1..n.
     """
     smoothed = smooth(image, sigma)
-    mask = smoothed > threshold
-    if min_size > 0:
-        mask = morphology.remove_small_objects(mask, min_size)
+    components, _ = ndimage.label(smoothed > threshold)
+    if min_size > 0:  # drop specks before they become seeds
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        components[sizes[components] < min_size] = 0
+    mask = components > 0
     if not mask.any():
         return np.zeros(image.shape, np.int32)
     distance = ndimage.distance_transform_edt(mask)
     min_distance = max(1, round(diameter_px / 3))
-    components, _ = ndimage.label(mask)
+    # without labels= (which loops over components): a component that gets no
+    # peak this way is seeded below
     peaks = peak_local_max(
-        distance, min_distance=min_distance, labels=components, exclude_border=False
+        distance, min_distance=min_distance, threshold_abs=0.5, exclude_border=False
     )
     markers = np.zeros(image.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
