@@ -147,3 +147,12 @@ def experiment_copy(small_experiment, tmp_path) -> dict:
 
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A Cellpose 3 model trained on synthetic nuclei (cached between runs)."""
+    pytest.importorskip("cellpose")
+    from tests.support.tiny_cellpose import tiny_model_path
+
+    return tiny_model_path()

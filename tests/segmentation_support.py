@@ -28,12 +28,19 @@ def matched_f1(truth: np.ndarray, predicted: np.ndarray, iou: float = 0.5) -> fl
     return 1.0 if n_truth + n_pred == 0 else 2 * tp / (n_truth + n_pred)
 
 
-def segment_in_memory(image: np.ndarray, method, tmp_path, tile_size: int,
-                      overlap: int, name: str = "labels"):
+def segment_in_memory(
+    image: np.ndarray,
+    method,
+    tmp_path,
+    tile_size: int,
+    overlap: int,
+    name: str = "labels",
+):
     """Run the tiled segmentation of ``image`` (Y, X) into a zarr array."""
     group = open_group(tmp_path / name, mode="w")
-    labels = create_array(group, "0", image.shape, (512, 512), np.int32,
-                          LABEL_COMPRESSOR)
+    labels = create_array(
+        group, "0", image.shape, (512, 512), np.int32, LABEL_COMPRESSOR
+    )
 
     def read_tile(tile):
         return image[slice(*tile.pad_y), slice(*tile.pad_x)]

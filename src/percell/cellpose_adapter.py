@@ -21,7 +21,23 @@ from percell.errors import ConfigError, PercellError
 
 log = logging.getLogger(__name__)
 
-CP4_BUILTIN = ("cpsam",)
+#: built-in names of each generation, to say which version a name needs
+CP4_BUILTIN = ("cpsam", "cpsam_v2", "cpdino", "cpdino-vitb")
+CP3_BUILTIN = (
+    "cyto3",
+    "nuclei",
+    "cyto2",
+    "cyto",
+    "tissuenet_cp3",
+    "livecell_cp3",
+    "cyto2_cp3",
+    "yeast_PhC_cp3",
+    "yeast_BF_cp3",
+    "bact_phase_cp3",
+    "bact_fluor_cp3",
+    "deepbacs_cp3",
+    "transformer_cp3",
+)
 STANDARD_NBASE = [2, 32, 64, 128, 256]
 
 

@@ -59,11 +59,30 @@ def validate(instance: Any, schema_name: str, source: str) -> Any:
         The same object, with defaults filled in.
     """
     validator = _Validator(load_schema(schema_name))
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
+    errors = sorted(
+        (_deepest(e) for e in validator.iter_errors(instance)),
+        key=lambda e: [str(p) for p in e.path],
+    )
     if errors:
         lines = [f"{source}: {_where(e)}: {_message(e)}" for e in errors[:10]]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return instance
+
+
+def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For oneOf/anyOf failures, the error of the branch that came closest.
+
+    "not valid under any of the given schemas" names no key; the best branch
+    error does (e.g. ``segmentation.diameter: 0 is less than the minimum``).
+    """
+    while error.context:
+        best = jsonschema.exceptions.best_match(
+            [e for e in error.context if e.validator != "type"] or error.context
+        )
+        if best is None:
+            break
+        error = best
+    return error
 
 
 def _message(error: jsonschema.ValidationError) -> str:

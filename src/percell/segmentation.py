@@ -188,6 +188,7 @@ def segment_group(
     group: str,
     inputs: list[str],
     model: dict | None = None,
+    threads: int | None = None,
 ) -> list[dict]:
     """Segment every region of a group; stage its cells; write the sentinel last.
 
@@ -200,12 +201,17 @@ def segment_group(
         group: The region group id.
         inputs: Files this step read (recorded in the sentinel).
         model: The resolved cellpose model (``resolve_model``), for cellpose.
+        threads: CPU threads torch may use (the job's ``threads``).
     """
     experiment = Path(experiment)
     cellpose = None
     if seg["method"] == "cellpose":
+        import torch
+
         from percell.cellpose_adapter import CellposeSegmenter
 
+        if threads:
+            torch.set_num_threads(threads)
         cellpose = CellposeSegmenter(
             model, seg, seg["diameter"], has_nucleus=bool(seg.get("nucleus_channel"))
         )

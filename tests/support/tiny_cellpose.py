@@ -19,8 +19,17 @@ import numpy as np
 from percell.demo import synthetic_cells
 
 NBASE = [2, 8, 16, 32, 256]
-SETTINGS = {"nbase": NBASE, "n_images": 24, "size": 256, "epochs": 60, "lr": 0.1,
-            "batch": 8, "seed": 1, "version": 2}
+SETTINGS = {
+    "nbase": NBASE,
+    "n_images": 24,
+    "size": 256,
+    "epochs": 60,
+    "lr": 0.1,
+    "batch": 8,
+    "bsize": 128,
+    "seed": 1,
+    "version": 4,
+}
 
 
 def training_images(n: int, size: int, seed: int):
@@ -34,7 +43,9 @@ def training_images(n: int, size: int, seed: int):
 
 
 def cache_dir() -> Path:
-    root = Path(os.environ.get("PERCELL_TEST_CACHE", Path.home() / ".cache" / "percell"))
+    root = Path(
+        os.environ.get("PERCELL_TEST_CACHE", Path.home() / ".cache" / "percell")
+    )
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -49,19 +60,31 @@ def tiny_model_path() -> Path:
     from cellpose import models, resnet_torch, train
 
     torch.manual_seed(SETTINGS["seed"])
-    images, labels = training_images(SETTINGS["n_images"], SETTINGS["size"],
-                                     SETTINGS["seed"])
-    model = models.CellposeModel(gpu=False, pretrained_model=False, nchan=2,
-                                 diam_mean=17.0)
-    model.net = resnet_torch.CPnet(NBASE, 3, sz=3, mkldnn=model.mkldnn, max_pool=True,
-                                   diam_mean=17.0).to(model.device)
+    images, labels = training_images(
+        SETTINGS["n_images"], SETTINGS["size"], SETTINGS["seed"]
+    )
+    model = models.CellposeModel(
+        gpu=False, pretrained_model=False, nchan=2, diam_mean=17.0
+    )
+    model.net = resnet_torch.CPnet(
+        NBASE, 3, sz=3, mkldnn=model.mkldnn, max_pool=True, diam_mean=17.0
+    ).to(model.device)
     work = cache_dir() / f"train-{key}"
     (work / "models").mkdir(parents=True, exist_ok=True)
     path = train.train_seg(
-        model.net, train_data=images, train_labels=labels, channels=[0, 0],
-        normalize=True, n_epochs=SETTINGS["epochs"], learning_rate=SETTINGS["lr"],
-        batch_size=SETTINGS["batch"], save_path=str(work), model_name="tiny",
-        min_train_masks=1, bsize=224)
+        model.net,
+        train_data=images,
+        train_labels=labels,
+        channels=[0, 0],
+        normalize=True,
+        n_epochs=SETTINGS["epochs"],
+        learning_rate=SETTINGS["lr"],
+        batch_size=SETTINGS["batch"],
+        save_path=str(work),
+        model_name="tiny",
+        min_train_masks=1,
+        bsize=SETTINGS["bsize"],
+    )
     path = Path(path[0] if isinstance(path, tuple) else path)
     tmp = target.with_suffix(".partial")
     tmp.write_bytes(path.read_bytes())

@@ -17,15 +17,21 @@ from tests.segmentation_support import matched_f1, segment_in_memory
 
 
 def held_out(seed: int, shape=(768, 768), **kwargs):
-    dapi, _, _, truth = synthetic_cells(shape, np.random.default_rng(1000 + seed),
-                                        **kwargs)
+    dapi, _, _, truth = synthetic_cells(
+        shape, np.random.default_rng(1000 + seed), **kwargs
+    )
     return dapi, truth
 
 
 def watershed_for(image, diameter=16.0, min_size=30):
     threshold = region_threshold(image, 1.0)
-    return functools.partial(watershed_segment, diameter_px=diameter,
-                             threshold=threshold, sigma=1.0, min_size=min_size)
+    return functools.partial(
+        watershed_segment,
+        diameter_px=diameter,
+        threshold=threshold,
+        sigma=1.0,
+        min_size=min_size,
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -38,16 +44,22 @@ def test_watershed_finds_the_nuclei(tmp_path, seed):
 
 
 def test_tiled_equals_untiled_with_cells_on_tile_borders(tmp_path):
-    image, truth = held_out(5, shape=(1000, 1100))
+    image, _ = held_out(5, shape=(1000, 1100))
     method = watershed_for(image)
     whole, _ = segment_in_memory(image, method, tmp_path, 4096, 32, "whole")
     tiled, cells = segment_in_memory(image, method, tmp_path, 256, 32, "tiled")
     # cells straddle the 256-px borders: a cut would show up as extra objects
     straddling = sum(
-        1 for y0, y1, x0, x1 in zip(cells.bbox_y, cells.bbox_y + cells.bbox_h,
-                                    cells.bbox_x, cells.bbox_x + cells.bbox_w,
-                                    strict=True)
-        if (y0 // 256 != (y1 - 1) // 256) or (x0 // 256 != (x1 - 1) // 256))
+        1
+        for y0, y1, x0, x1 in zip(
+            cells.bbox_y,
+            cells.bbox_y + cells.bbox_h,
+            cells.bbox_x,
+            cells.bbox_x + cells.bbox_w,
+            strict=True,
+        )
+        if (y0 // 256 != (y1 - 1) // 256) or (x0 // 256 != (x1 - 1) // 256)
+    )
     assert straddling > 20
     assert len(np.unique(tiled)) == len(np.unique(whole))
     assert matched_f1(whole, tiled) >= 0.99
@@ -56,11 +68,13 @@ def test_tiled_equals_untiled_with_cells_on_tile_borders(tmp_path):
 
 def test_more_than_65535_cells_keep_distinct_int32_ids(tmp_path):
     rng = np.random.default_rng(3)
-    image, _, _, truth = synthetic_cells((2900, 2900), rng, spacing=10,
-                                         nucleus_radius=3.0)
+    image, _, _, truth = synthetic_cells(
+        (2900, 2900), rng, spacing=10, nucleus_radius=3.0
+    )
     assert truth.max() > 65535
     labels, cells = segment_in_memory(
-        image, watershed_for(image, diameter=6.0, min_size=5), tmp_path, 1024, 16)
+        image, watershed_for(image, diameter=6.0, min_size=5), tmp_path, 1024, 16
+    )
     assert labels.dtype == np.int32
     ids = np.unique(labels)
     assert ids.size - 1 > 65535
@@ -81,16 +95,18 @@ def test_tile_grid_cores_cover_the_image_once():
 def test_cell_table_matches_regionprops():
     _, _, _, labels = synthetic_cells((300, 400), np.random.default_rng(4))
     table = cell_table(labels, 0.5, offset=(10, 20))
-    ref = regionprops_table(labels, properties=("label", "area", "centroid", "bbox",
-                                                "perimeter"))
+    ref = regionprops_table(
+        labels, properties=("label", "area", "centroid", "bbox", "perimeter")
+    )
     np.testing.assert_array_equal(table.label_value, ref["label"])
     np.testing.assert_array_equal(table.area_pixels, ref["area"])
     np.testing.assert_allclose(table.area_um2, ref["area"] * 0.25)
     np.testing.assert_allclose(table.centroid_x, ref["centroid-1"] + 20)
     np.testing.assert_allclose(table.centroid_y, ref["centroid-0"] + 10)
     np.testing.assert_array_equal(table.bbox_w, ref["bbox-3"] - ref["bbox-1"])
-    np.testing.assert_allclose(table.circularity,
-                               4 * np.pi * ref["area"] / ref["perimeter"] ** 2)
+    np.testing.assert_allclose(
+        table.circularity, 4 * np.pi * ref["area"] / ref["perimeter"] ** 2
+    )
 
 
 def test_3d_cell_table_counts_voxels():
@@ -98,7 +114,12 @@ def test_3d_cell_table_counts_voxels():
     labels[1:3, 5:10, 10:20] = 7
     table = cell_table(labels, 1.0)
     row = table.iloc[0]
-    assert (row.label_value, row.area_pixels, row.bbox_x, row.bbox_w) == (7, 100, 10, 10)
+    assert (row.label_value, row.area_pixels, row.bbox_x, row.bbox_w) == (
+        7,
+        100,
+        10,
+        10,
+    )
     assert np.isnan(row.perimeter)
 
 

@@ -20,4 +20,5 @@ segment_group(
     imported["group"],
     [snakemake.input.imported, snakemake.input.pyramid],
     model=model,
+    threads=snakemake.threads,
 )
