@@ -100,25 +100,25 @@ class BlockIO:
                 fh.write(data)
 
     def read(self, start: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
-        """The block of ``shape`` at ``start`` (clipped to the array)."""
-        shape = tuple(
-            min(n, total - s)
-            for s, n, total in zip(start, shape, self.shape, strict=True)
-        )
+        """The block of ``shape`` at ``start`` (clipped to the array).
+
+        Unlike ``write``, a read may start anywhere.
+        """
+        shape = tuple(min(n, total - s) for s, n, total in zip(start, shape, self.shape,
+                                                               strict=True))
         if self.path is None:
-            return np.asarray(
-                self.arr[
-                    tuple(slice(s, s + n) for s, n in zip(start, shape, strict=True))
-                ]
-            )
+            return np.asarray(self.arr[tuple(slice(s, s + n) for s, n in zip(
+                start, shape, strict=True))])
         out = np.empty(shape, dtype=self.dtype)
-        for idx in self._chunk_ranges(start, shape):
-            lo = [i * c - s for i, c, s in zip(idx, self.chunks, start, strict=True)]
-            hi = [
-                min(lo_ + c, n)
-                for lo_, c, n in zip(lo, self.chunks, shape, strict=True)
-            ]
-            dest = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        ranges = [range(s // c, math.ceil((s + n) / c))
+                  for s, n, c in zip(start, shape, self.chunks, strict=True)]
+        for idx in itertools.product(*ranges):
+            origin = [i * c for i, c in zip(idx, self.chunks, strict=True)]
+            lo = [max(o, s) for o, s in zip(origin, start, strict=True)]
+            hi = [min(o + c, s + n) for o, c, s, n in zip(origin, self.chunks, start,
+                                                          shape, strict=True)]
+            dest = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start,
+                                                                strict=True))
             target = self.path.joinpath(*map(str, idx))
             try:
                 with open(target, "rb") as fh:
@@ -128,6 +128,7 @@ class BlockIO:
                 continue
             chunk = np.frombuffer(self.codec.decode(raw), dtype=self.dtype)
             chunk = chunk.reshape(self.chunks)
-            inside = tuple(slice(0, b - a) for a, b in zip(lo, hi, strict=True))
-            out[dest] = chunk[inside]
+            src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin,
+                                                               strict=True))
+            out[dest] = chunk[src]
         return out

@@ -1,0 +1,239 @@
+"""Threshold runs: a value per region (or per pooled scope) and a binary mask.
+
+Every method works on the intensity histogram, so a region is read band by
+band and a pooled scope (condition × timepoint, or the whole experiment) sums
+its regions' histograms: memory stays bounded and a pooled value is exactly
+the value of the concatenated pixels. For integer images the histogram has one
+bin per value — exactly what scikit-image builds for such images — so every
+method returns scikit-image's value; float images use 65,536 bins over their
+range.
+
+With smoothing, the image is Gaussian-smoothed in y and x and rounded back to
+its own type; the value and the mask (``smoothed > value``) both use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import zarr
+from scipy import ndimage
+from skimage import filters
+
+from percell.chunks import BlockIO
+
+log = logging.getLogger(__name__)
+
+METHODS = ("otsu", "li", "triangle", "yen", "isodata", "mean", "percentile", "manual")
+FLOAT_BINS = 65536
+
+
+def smooth_band(band: np.ndarray, sigma: float, dtype: np.dtype) -> np.ndarray:
+    """Gaussian-smooth a (rows, cols) band in both axes, back in ``dtype``."""
+    if sigma <= 0:
+        return band
+    out = ndimage.gaussian_filter(band.astype(np.float32), sigma)
+    if np.dtype(dtype).kind in "ui":
+        info = np.iinfo(dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(dtype)
+
+
+def iter_planes(arr: zarr.Array, channel: int, sigma: float,
+                band: int = 512) -> Iterator[tuple[tuple, int, np.ndarray]]:
+    """Smoothed bands of one channel: (z index or (), y0, band).
+
+    Bands are read with a halo of 4·sigma rows so smoothing is exact at their
+    edges, then cropped.
+    """
+    io = BlockIO(arr)
+    height = arr.shape[-2]
+    halo = math.ceil(4 * sigma) if sigma > 0 else 0
+    planes = [()] if arr.ndim == 3 else [(z,) for z in range(arr.shape[1])]
+    for zi in planes:
+        for y0 in range(0, height, band):
+            y1 = min(y0 + band, height)
+            lo, hi = max(0, y0 - halo), min(height, y1 + halo)
+            rows = _read_rows(io, arr, channel, zi, lo, hi)
+            sm = smooth_band(rows, sigma, arr.dtype)
+            yield zi, y0, sm[y0 - lo : y0 - lo + (y1 - y0)]
+
+
+def _read_rows(io: BlockIO, arr: zarr.Array, c: int, zi: tuple, lo: int,
+               hi: int) -> np.ndarray:
+    """Rows lo:hi of channel c (and plane zi) as a 2-D array."""
+    start = (c, *zi, lo, 0)
+    shape = (1, *(1 for _ in zi), hi - lo, arr.shape[-1])
+    return io.read(start, shape).reshape(hi - lo, arr.shape[-1])
+
+
+class Histogram:
+    """Counts per intensity value (integers) or per fixed bin (floats)."""
+
+    def __init__(self, values: np.ndarray | None = None,
+                 counts: np.ndarray | None = None) -> None:
+        self.values = np.zeros(0) if values is None else np.asarray(values)
+        self.counts = np.zeros(0, np.int64) if counts is None else np.asarray(counts,
+                                                                              np.int64)
+
+    def add(self, data: np.ndarray) -> None:
+        """Count the values of ``data``."""
+        vals, cnts = np.unique(data, return_counts=True)
+        self.merge(Histogram(vals, cnts))
+
+    def merge(self, other: Histogram) -> None:
+        """Add another histogram's counts to this one."""
+        if self.values.size == 0:
+            self.values, self.counts = other.values.copy(), other.counts.copy()
+            return
+        vals, inverse = np.unique(np.concatenate([self.values, other.values]),
+                                  return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate([self.counts, other.counts]),
+                             minlength=vals.size)
+        self.values, self.counts = vals, counts.astype(np.int64)
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """(counts, bin centres) as scikit-image's ``histogram`` gives them.
+
+        Integers: one bin per value from min to max, empty ones included.
+        Floats: FLOAT_BINS equal bins over the range.
+        """
+        if self.values.dtype.kind in "ui":
+            lo = int(self.values.min())
+            counts = np.zeros(int(self.values.max()) - lo + 1, np.int64)
+            counts[(self.values.astype(np.int64) - lo)] = self.counts
+            return counts, np.arange(lo, lo + counts.size)
+        counts, edges = np.histogram(self.values, bins=FLOAT_BINS, weights=self.counts)
+        return counts.astype(np.int64), (edges[:-1] + edges[1:]) / 2
+
+    def to_dict(self) -> dict:
+        return {"values": self.values, "counts": self.counts}
+
+
+def region_histogram(arr: zarr.Array, channel: int, sigma: float) -> Histogram:
+    """The histogram of one (smoothed) channel of a region, read band by band."""
+    hist = Histogram()
+    for _, _, band in iter_planes(arr, channel, sigma):
+        hist.add(band)
+    return hist
+
+
+def threshold_value(hist: Histogram, method: str, percentile: float | None = None,
+                    value: float | None = None) -> float:
+    """The threshold of a histogram by ``method`` (before any correction)."""
+    if method == "manual":
+        return float(value)
+    if hist.total == 0:
+        raise ValueError("no pixels to threshold")
+    if method == "mean":
+        return float(np.sum(hist.values.astype(np.float64) * hist.counts) / hist.total)
+    if method == "percentile":
+        return _percentile(hist, float(percentile))
+    counts, centers = hist.dense()
+    if method in ("otsu", "yen", "isodata"):
+        fn = getattr(filters, f"threshold_{method}")
+        return float(fn(hist=(counts, centers)))
+    if method == "li":
+        return _li(counts, centers, integer=hist.values.dtype.kind in "ui")
+    if method == "triangle":
+        return _triangle(counts, centers)
+    raise ValueError(f"unknown threshold method {method!r}; expected one of {METHODS}")
+
+
+def _percentile(hist: Histogram, p: float) -> float:
+    """numpy's default (linear) percentile of the pixels the histogram counts."""
+    position = (hist.total - 1) * p / 100.0
+    cum = np.cumsum(hist.counts)
+    lo_i, hi_i = math.floor(position), math.ceil(position)
+    lo = hist.values[np.searchsorted(cum, lo_i, side="right")]
+    hi = hist.values[np.searchsorted(cum, hi_i, side="right")]
+    return float(lo + (float(hi) - float(lo)) * (position - lo_i))
+
+
+def _li(counts: np.ndarray, centers: np.ndarray, integer: bool) -> float:
+    """Li's minimum cross-entropy threshold (iterative), on a histogram."""
+    nonzero = counts > 0
+    if nonzero.sum() == 1:
+        return float(centers[nonzero][0])
+    offset = float(centers[nonzero][0])
+    x = centers.astype(np.float64) - offset
+    w = counts.astype(np.float64)
+    tolerance = 0.5 if integer else float(np.min(np.diff(x[nonzero]))) / 2
+    t_next = float(np.sum(x * w) / w.sum())
+    t_curr = -2 * tolerance
+    while abs(t_next - t_curr) > tolerance:
+        t_curr = t_next
+        fore = x > t_curr
+        mean_fore = np.sum(x[fore] * w[fore]) / w[fore].sum()
+        mean_back = np.sum(x[~fore] * w[~fore]) / w[~fore].sum()
+        if mean_back == 0:
+            break
+        t_next = (mean_back - mean_fore) / (np.log(mean_back) - np.log(mean_fore))
+    return float(t_next + offset)
+
+
+def _triangle(counts: np.ndarray, centers: np.ndarray) -> float:
+    """Zack's triangle threshold, on a histogram."""
+    hist = counts.astype(np.float64)
+    nbins = hist.size
+    peak = int(np.argmax(hist))
+    low, high = np.flatnonzero(hist)[[0, -1]]
+    if low == high:
+        return float(centers[low])
+    flip = peak - low < high - peak
+    if flip:
+        hist = hist[::-1]
+        low, peak = nbins - high - 1, nbins - peak - 1
+    width = peak - low
+    x = np.arange(width)
+    y = hist[x + low]
+    norm = math.hypot(hist[peak], width)
+    level = int(np.argmax(hist[peak] / norm * x - width / norm * y)) + low
+    if flip:
+        level = nbins - level - 1
+    return float(centers[level])
+
+
+def write_mask(arr: zarr.Array, channel: int, sigma: float, value: float,
+               out: zarr.Array) -> int:
+    """Write ``smoothed > value`` as uint8 0/255 into ``out``; return pixels on."""
+    io = BlockIO(out)
+    on = 0
+    for zi, y0, band in iter_planes(arr, channel, sigma, band=out.chunks[-2]):
+        mask = np.where(band > value, np.uint8(255), np.uint8(0))
+        on += int(np.count_nonzero(mask))
+        if zi:
+            out[(zi[0], slice(y0, y0 + band.shape[0]), slice(None))] = mask
+        else:
+            io.write((y0, 0), mask)
+    return on
+
+
+def save_histograms(path: Path, hists: dict[str, Histogram]) -> None:
+    """Stage per-region histograms (for pooled scopes) in one .npz file."""
+    arrays = {}
+    for i, (key, h) in enumerate(sorted(hists.items())):
+        arrays[f"key_{i}"] = np.array(key)
+        arrays[f"values_{i}"] = h.values
+        arrays[f"counts_{i}"] = h.counts
+    tmp = path.with_name(f".{path.name}.partial.npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_histograms(path: str | Path) -> dict[str, Histogram]:
+    """Read what save_histograms wrote."""
+    with np.load(path) as data:
+        n = sum(1 for k in data.files if k.startswith("key_"))
+        return {str(data[f"key_{i}"]): Histogram(data[f"values_{i}"],
+                                                  data[f"counts_{i}"])
+                for i in range(n)}
