@@ -13,6 +13,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/import.smk"
 include: "workflow/rules/pyramid.smk"
 include: "workflow/rules/segment.smk"
+include: "workflow/rules/threshold.smk"
 include: "workflow/rules/register.smk"
 
 

@@ -104,21 +104,31 @@ class BlockIO:
 
         Unlike ``write``, a read may start anywhere.
         """
-        shape = tuple(min(n, total - s) for s, n, total in zip(start, shape, self.shape,
-                                                               strict=True))
+        shape = tuple(
+            min(n, total - s)
+            for s, n, total in zip(start, shape, self.shape, strict=True)
+        )
         if self.path is None:
-            return np.asarray(self.arr[tuple(slice(s, s + n) for s, n in zip(
-                start, shape, strict=True))])
+            return np.asarray(
+                self.arr[
+                    tuple(slice(s, s + n) for s, n in zip(start, shape, strict=True))
+                ]
+            )
         out = np.empty(shape, dtype=self.dtype)
-        ranges = [range(s // c, math.ceil((s + n) / c))
-                  for s, n, c in zip(start, shape, self.chunks, strict=True)]
+        ranges = [
+            range(s // c, math.ceil((s + n) / c))
+            for s, n, c in zip(start, shape, self.chunks, strict=True)
+        ]
         for idx in itertools.product(*ranges):
             origin = [i * c for i, c in zip(idx, self.chunks, strict=True)]
             lo = [max(o, s) for o, s in zip(origin, start, strict=True)]
-            hi = [min(o + c, s + n) for o, c, s, n in zip(origin, self.chunks, start,
-                                                          shape, strict=True)]
-            dest = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start,
-                                                                strict=True))
+            hi = [
+                min(o + c, s + n)
+                for o, c, s, n in zip(origin, self.chunks, start, shape, strict=True)
+            ]
+            dest = tuple(
+                slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True)
+            )
             target = self.path.joinpath(*map(str, idx))
             try:
                 with open(target, "rb") as fh:
@@ -128,7 +138,8 @@ class BlockIO:
                 continue
             chunk = np.frombuffer(self.codec.decode(raw), dtype=self.dtype)
             chunk = chunk.reshape(self.chunks)
-            src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin,
-                                                               strict=True))
+            src = tuple(
+                slice(a - o, b - o) for a, b, o in zip(lo, hi, origin, strict=True)
+            )
             out[dest] = chunk[src]
         return out

@@ -105,6 +105,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{source}: channels: duplicate channel names {dupes}")
+    check_threshold_runs(config["thresholds"], names, source)
     inp = config["input"]
     if "scan" in inp:
         pattern = inp["scan"]["pattern"]
@@ -114,3 +115,28 @@ def validate_config(config: dict, source: str = "config") -> dict:
                     f"{source}: input.scan.pattern {pattern!r} lacks {needed}"
                 )
     return config
+
+
+def check_threshold_runs(
+    runs: list[dict], channel_names: list[str], source: str = "config"
+) -> None:
+    """Checks of ``thresholds`` the schema cannot express; fills in run names."""
+    seen = set()
+    for i, run in enumerate(runs):
+        where = f"{source}: thresholds.{i}"
+        run.setdefault("name", run["channel"])
+        if run["channel"] not in channel_names:
+            raise ConfigError(
+                f"{where}.channel: unknown channel {run['channel']!r} "
+                f"(channels: {', '.join(channel_names)})"
+            )
+        if run["method"] == "manual" and "value" not in run:
+            raise ConfigError(f"{where}: method manual needs a value")
+        if run["method"] == "percentile" and "percentile" not in run:
+            raise ConfigError(f"{where}: method percentile needs a percentile (0-100)")
+        if run["name"] in seen:
+            raise ConfigError(
+                f"{where}.name: duplicate threshold run name "
+                f"{run['name']!r}; give each run its own name"
+            )
+        seen.add(run["name"])

@@ -7,8 +7,11 @@ network file system, where WAL's shared memory does not work.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
+
+import numpy as np
 
 SCHEMA_VERSION = "3.0.0"
 
@@ -124,6 +127,23 @@ CREATE INDEX IF NOT EXISTS idx_measurements_metric ON measurements(metric);
 CREATE INDEX IF NOT EXISTS idx_regions_condition ON regions(condition_id);
 
 -- Beyond PerCell 3.0.0 (the application ignores these tables).
+CREATE TABLE IF NOT EXISTS percell_region_thresholds (
+    region_id INTEGER NOT NULL REFERENCES regions(id),
+    threshold_run_id INTEGER NOT NULL REFERENCES threshold_runs(id),
+    run_name TEXT NOT NULL,
+    pixels_on INTEGER,
+    PRIMARY KEY (region_id, run_name)
+);
+CREATE TABLE IF NOT EXISTS percell_cell_masks (
+    cell_id INTEGER NOT NULL REFERENCES cells(id),
+    threshold_run_id INTEGER NOT NULL REFERENCES threshold_runs(id),
+    pixels_inside INTEGER NOT NULL,
+    fraction_inside REAL NOT NULL,
+    mean_inside REAL,
+    mean_outside REAL,
+    positive INTEGER NOT NULL,
+    PRIMARY KEY (cell_id, threshold_run_id)
+);
 CREATE TABLE IF NOT EXISTS percell_region_sources (
     region_id INTEGER NOT NULL REFERENCES regions(id),
     position INTEGER NOT NULL,
@@ -337,23 +357,87 @@ def upsert_segmentation_run(
 def delete_region_cells(conn: sqlite3.Connection, region_id: int) -> None:
     """Remove a region's cells and everything that refers to them."""
     cells = "SELECT id FROM cells WHERE region_id = ?"
-    for table in ("measurements", "cell_tags"):
+    for table in ("measurements", "cell_tags", "percell_cell_masks"):
         conn.execute(f"DELETE FROM {table} WHERE cell_id IN ({cells})", (region_id,))
-    for table in ("percell_cell_masks",):
-        if _table_exists(conn, table):
-            conn.execute(
-                f"DELETE FROM {table} WHERE cell_id IN ({cells})", (region_id,)
-            )
     conn.execute("DELETE FROM cells WHERE region_id = ?", (region_id,))
 
 
-def insert_cells(conn: sqlite3.Connection, table) -> None:
-    """Insert the rows of a cells DataFrame (columns CELL_COLUMNS)."""
-    rows = table[CELL_COLUMNS].astype(object).where(table[CELL_COLUMNS].notna(), None)
+def insert_cells(conn: sqlite3.Connection, table) -> np.ndarray:
+    """Insert the rows of a cells DataFrame (columns CELL_COLUMNS).
+
+    Ids are given here (one past the largest in use, counting up), so the
+    caller knows every new cell's id without reading them back.
+
+    Returns:
+        The new ids, in the table's row order.
+    """
+    start = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM cells").fetchone()[0]
+    ids = np.arange(start, start + len(table), dtype=np.int64)
+    cols = ["id", *CELL_COLUMNS]
+    columns = [ids.tolist()] + [_column(table[c]) for c in CELL_COLUMNS]
     conn.executemany(
-        f"INSERT INTO cells ({', '.join(CELL_COLUMNS)}) "
-        f"VALUES ({', '.join('?' * len(CELL_COLUMNS))})",
-        rows.itertuples(index=False, name=None),
+        f"INSERT INTO cells ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        zip(*columns, strict=True),
+    )
+    return ids
+
+
+def _column(series) -> list:
+    """A column as Python values, NaN as None (SQL NULL)."""
+    values = series.to_numpy()
+    if values.dtype.kind == "f":
+        return [None if v != v else v for v in values.tolist()]
+    return values.tolist()
+
+
+METRIC_INDEXES = (
+    "idx_measurements_cell",
+    "idx_measurements_channel",
+    "idx_measurements_metric",
+)
+
+
+def insert_measurements(
+    conn: sqlite3.Connection,
+    cell_ids: np.ndarray,
+    channel_ids: np.ndarray,
+    metrics: list[str],
+    values: np.ndarray,
+) -> None:
+    """Bulk-insert measurements: ``values[i, j, k]`` is cell i, channel j, metric k.
+
+    Rows go in (cell, channel, metric) order, so the UNIQUE index only ever
+    appends. For a large load, drop the secondary indexes first
+    (``drop_measurement_indexes``) and build them once afterwards
+    (``create_measurement_indexes``): much faster than row by row.
+    """
+    n_cells, n_channels, n_metrics = values.shape
+    if n_cells == 0:
+        return
+    cell_col = np.repeat(cell_ids, n_channels * n_metrics).tolist()
+    channel_col = np.tile(np.repeat(channel_ids, n_metrics), n_cells).tolist()
+    metric_col = metrics * (n_cells * n_channels)
+    flat = values.reshape(-1)
+    value_col = np.where(np.isnan(flat), 0.0, flat).tolist()
+    conn.executemany(
+        "INSERT INTO measurements (cell_id, channel_id, metric, value) "
+        "VALUES (?, ?, ?, ?)",
+        zip(cell_col, channel_col, metric_col, value_col, strict=True),
+    )
+    create_measurement_indexes(conn)
+
+
+def create_measurement_indexes(conn: sqlite3.Connection) -> None:
+    """The indexes PerCell 3 expects on measurements."""
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS idx_measurements_cell ON measurements(cell_id)"
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS idx_measurements_channel "
+        "ON measurements(channel_id)"
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS idx_measurements_metric ON measurements(metric)"
     )
 
 
@@ -369,10 +453,83 @@ def refresh_segmentation_counts(conn: sqlite3.Connection) -> None:
     )
 
 
-def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone()
-        is not None
+def drop_measurement_indexes(conn: sqlite3.Connection) -> None:
+    """Drop the secondary indexes of measurements before a bulk load."""
+    for name in METRIC_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def upsert_threshold_run(
+    conn: sqlite3.Connection, channel: int, method: str, parameters: dict, value: float
+) -> int:
+    """The workflow's threshold run for (run name, scope unit), updated in place."""
+    params = json.dumps({"source": "percell-workflow", **parameters}, sort_keys=True)
+    row = conn.execute(
+        "SELECT id FROM threshold_runs WHERE json_extract(parameters, '$.source') = "
+        "'percell-workflow' AND json_extract(parameters, '$.name') = ? AND "
+        "json_extract(parameters, '$.scope_key') = ?",
+        (parameters["name"], parameters["scope_key"]),
+    ).fetchone()
+    if row is None:
+        cur = conn.execute(
+            "INSERT INTO threshold_runs "
+            "(channel_id, method, parameters, threshold_value) VALUES (?, ?, ?, ?)",
+            (channel, method, params, value),
+        )
+        return int(cur.lastrowid)
+    conn.execute(
+        "UPDATE threshold_runs SET channel_id = ?, method = ?, parameters = ?, "
+        "threshold_value = ?, created_at = datetime('now') WHERE id = ?",
+        (channel, method, params, value, row[0]),
+    )
+    return int(row[0])
+
+
+def set_region_threshold(
+    conn: sqlite3.Connection,
+    region_id: int,
+    run_name: str,
+    threshold_run_id: int,
+    pixels_on: int,
+) -> None:
+    """Which threshold run (and value) a region's mask of ``run_name`` used."""
+    conn.execute(
+        "INSERT INTO percell_region_thresholds (region_id, threshold_run_id, run_name, "
+        "pixels_on) VALUES (?, ?, ?, ?) ON CONFLICT(region_id, run_name) DO UPDATE SET "
+        "threshold_run_id = excluded.threshold_run_id, pixels_on = excluded.pixels_on",
+        (region_id, threshold_run_id, run_name, pixels_on),
+    )
+
+
+def drop_unused_threshold_runs(conn: sqlite3.Connection) -> None:
+    """Remove workflow-made threshold runs no region uses any more."""
+    conn.execute(
+        "DELETE FROM threshold_runs WHERE json_extract(parameters, '$.source') = "
+        "'percell-workflow' AND id NOT IN (SELECT threshold_run_id FROM "
+        "percell_region_thresholds) AND id NOT IN (SELECT threshold_run_id FROM "
+        "percell_cell_masks)"
+    )
+
+
+MASK_COLUMNS = [
+    "pixels_inside",
+    "fraction_inside",
+    "mean_inside",
+    "mean_outside",
+    "positive",
+]
+
+
+def insert_cell_masks(
+    conn: sqlite3.Connection, cell_ids: np.ndarray, run_ids: np.ndarray, table
+) -> None:
+    """Per-cell statistics of threshold masks (beyond PerCell 3.0.0)."""
+    cols = ["cell_id", "threshold_run_id", *MASK_COLUMNS]
+    columns = [cell_ids.tolist(), run_ids.tolist()] + [
+        _column(table[c]) for c in MASK_COLUMNS
+    ]
+    conn.executemany(
+        f"INSERT INTO percell_cell_masks ({', '.join(cols)}) "
+        f"VALUES ({', '.join('?' * len(cols))})",
+        zip(*columns, strict=True),
     )

@@ -47,9 +47,11 @@ def experiment_of_sentinel(sentinel: str | Path) -> str:
     return text[: text.rindex(marker)]
 
 
-def relative_image_path(store: str, key: str) -> str:
-    """Path from ``<store>/<key>`` (a label or mask group) to its image group."""
-    depth = len(key.split("/")) + len(store.split("/"))
+def relative_image_path(store: str, key: str, sub: str = "") -> str:
+    """Path from ``<store>/<key>[/<sub>]`` (a label or mask group) to its image."""
+    depth = (
+        len(key.split("/")) + len(store.split("/")) + len(sub.split("/")) * bool(sub)
+    )
     return "../" * depth + f"{IMAGES}/{key}"
 
 

@@ -75,18 +75,55 @@ class Manifest:
         seg.pop("resources", None)
         return seg
 
+    @property
+    def thresholds(self) -> dict[str, dict]:
+        """Threshold runs by name."""
+        return {r["name"]: r for r in self.config["thresholds"]}
+
+    def pooled_runs(self) -> list[str]:
+        """Runs whose value comes from a pooled histogram of several regions."""
+        return [
+            name
+            for name, r in self.thresholds.items()
+            if r["scope"] != "region" and r["method"] != "manual"
+        ]
+
+    def measure_params(self) -> dict:
+        """What a measure job depends on: channels and the runs' mask settings."""
+        return {
+            "channels": self.channel_names,
+            "runs": [
+                {
+                    "name": r["name"],
+                    "channel": r["channel"],
+                    "min_fraction": r["min_fraction"],
+                }
+                for r in self.thresholds.values()
+            ],
+        }
+
     def pyramid_params(self) -> dict:
         """Everything a pyramid job depends on besides its import."""
         return {"levels": self.config["pyramid"]["levels"]}
 
-    def hierarchy(self) -> list[str]:
-        """Group paths (conditions, condition/timepoint) that hold regions."""
+    def hierarchy(self) -> dict[str, list[str]]:
+        """Plain groups to write per store: conditions and condition/timepoint
+        groups everywhere; in masks.zarr also each region (its masks' parent)."""
         paths = set()
         for r in self.regions():
             paths.add(r["condition"])
             if r["timepoint"]:
                 paths.add(f"{r['condition']}/{r['timepoint']}")
-        return sorted(paths)
+        masks = (
+            sorted(paths | {r["key"] for r in self.regions()})
+            if self.thresholds
+            else sorted(paths)
+        )
+        return {
+            layout.IMAGES: sorted(paths),
+            layout.LABELS: sorted(paths),
+            layout.MASKS: masks,
+        }
 
     def register_params(self) -> dict:
         """Experiment-wide facts the register step writes."""

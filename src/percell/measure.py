@@ -16,8 +16,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-METRICS = ("mean_intensity", "max_intensity", "min_intensity", "integrated_intensity",
-           "std_intensity", "median_intensity", "area")
+METRICS = (
+    "mean_intensity",
+    "max_intensity",
+    "min_intensity",
+    "integrated_intensity",
+    "std_intensity",
+    "median_intensity",
+    "area",
+)
 
 
 def _label_index(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -28,8 +35,9 @@ def _label_index(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.nd
     return fg, rows
 
 
-def intensity_metrics(labels: np.ndarray, image: np.ndarray,
-                      ids: np.ndarray | None = None) -> pd.DataFrame:
+def intensity_metrics(
+    labels: np.ndarray, image: np.ndarray, ids: np.ndarray | None = None
+) -> pd.DataFrame:
     """The seven metrics of every label id in ``labels`` for one channel.
 
     Args:
@@ -66,15 +74,27 @@ def intensity_metrics(labels: np.ndarray, image: np.ndarray,
     lo = starts + (counts - 1) // 2
     hi = starts + counts // 2
     median[present] = (sorted_vals[lo[present]] + sorted_vals[hi[present]]) / 2
-    return pd.DataFrame({
-        "mean_intensity": mean, "max_intensity": maximum, "min_intensity": minimum,
-        "integrated_intensity": total, "std_intensity": std,
-        "median_intensity": median, "area": area,
-    }, index=pd.Index(ids, name="label_value"))
+    return pd.DataFrame(
+        {
+            "mean_intensity": mean,
+            "max_intensity": maximum,
+            "min_intensity": minimum,
+            "integrated_intensity": total,
+            "std_intensity": std,
+            "median_intensity": median,
+            "area": area,
+        },
+        index=pd.Index(ids, name="label_value"),
+    )
 
 
-def mask_metrics(labels: np.ndarray, image: np.ndarray, mask: np.ndarray,
-                 min_fraction: float, ids: np.ndarray | None = None) -> pd.DataFrame:
+def mask_metrics(
+    labels: np.ndarray,
+    image: np.ndarray,
+    mask: np.ndarray,
+    min_fraction: float,
+    ids: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Per-cell statistics of one threshold run's mask.
 
     Returns:
@@ -97,8 +117,97 @@ def mask_metrics(labels: np.ndarray, image: np.ndarray, mask: np.ndarray,
         fraction = n_in / area
         mean_in = sum_in / n_in
         mean_out = (sum_all - sum_in) / (area - n_in)
-    return pd.DataFrame({
-        "pixels_inside": n_in.astype(np.int64), "fraction_inside": fraction,
-        "mean_inside": mean_in, "mean_outside": mean_out,
-        "positive": (fraction >= min_fraction).astype(np.int64),
-    }, index=pd.Index(ids, name="label_value"))
+    return pd.DataFrame(
+        {
+            "pixels_inside": n_in.astype(np.int64),
+            "fraction_inside": fraction,
+            "mean_inside": mean_in,
+            "mean_outside": mean_out,
+            "positive": (fraction >= min_fraction).astype(np.int64),
+        },
+        index=pd.Index(ids, name="label_value"),
+    )
+
+
+def measure_group(
+    records: list[dict],
+    experiment,
+    runs: list[dict],
+    channel_names: list[str],
+    sentinel,
+    group: str,
+    inputs: list[str],
+) -> list[dict]:
+    """Measure every cell of every region of a group; stage tables; sentinel last.
+
+    Stages ``<sentinel>.measurements.parquet`` (one row per cell, a column
+    ``<channel>|<metric>`` per channel and metric) and
+    ``<sentinel>.masks.parquet`` (one row per cell and threshold run).
+    """
+    import logging
+    from pathlib import Path
+
+    from percell import layout
+    from percell.sentinel import write_sentinel
+    from percell.storage import open_group
+
+    log = logging.getLogger(__name__)
+    experiment = Path(experiment)
+    sentinel = Path(sentinel)
+    wide_tables, mask_tables, outputs = [], [], []
+    for rec in records:
+        key = rec["key"]
+        labels = np.asarray(open_group(layout.label_path(experiment, key))["0"][...])
+        image = open_group(layout.image_path(experiment, key))["0"]
+        ids = np.unique(labels)
+        ids = ids[ids > 0]
+        columns = {}
+        planes = {}
+        for c, name in enumerate(channel_names):
+            planes[name] = np.asarray(image[c])
+            metrics = intensity_metrics(labels, planes[name], ids)
+            for metric in METRICS:
+                columns[f"{name}|{metric}"] = metrics[metric].to_numpy()
+        wide = pd.DataFrame(columns)
+        wide.insert(0, "label_value", ids)
+        wide.insert(0, "key", key)
+        wide_tables.append(wide)
+        for run in runs:
+            mask_group = open_group(layout.mask_path(experiment, key, run["name"]))
+            stats = mask_metrics(
+                labels,
+                planes[run["channel"]],
+                np.asarray(mask_group["0"][...]),
+                run["min_fraction"],
+                ids,
+            ).reset_index()
+            stats.insert(0, "run", run["name"])
+            stats.insert(0, "key", key)
+            mask_tables.append(stats)
+        del planes
+        log.info(
+            "region %s: %d cells x %d channels measured, %d threshold run(s)",
+            key,
+            ids.size,
+            len(channel_names),
+            len(runs),
+        )
+        outputs.append({"key": key, "cells": int(ids.size)})
+    staged = {}
+    for suffix, tables in (("measurements", wide_tables), ("masks", mask_tables)):
+        path = sentinel.with_name(f"{sentinel.stem}.{suffix}.parquet")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.partial")
+        frame = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        staged[suffix] = path.name
+    write_sentinel(
+        sentinel,
+        "measure",
+        group,
+        {"runs": runs, "channels": channel_names},
+        inputs,
+        {"regions": outputs, **staged},
+    )
+    return outputs

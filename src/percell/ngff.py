@@ -122,13 +122,8 @@ def with_levels(attrs: dict, n_levels: int) -> dict:
     return {**attrs, "multiscales": [ms]}
 
 
-def label_attrs(image_attrs: dict, source_image: str) -> dict:
-    """``.zattrs`` of a label (or mask) group that mirrors an image's levels.
-
-    Args:
-        image_attrs: The image group's attributes (multiscales with a c axis).
-        source_image: Relative path from the label group to the image group.
-    """
+def spatial_multiscales(image_attrs: dict) -> list[dict]:
+    """An image's ``multiscales`` without its channel axis (for labels, masks)."""
     ms = image_attrs["multiscales"][0]
     spatial = [a for a in ms["axes"] if a["type"] != "channel"]
     drop = len(ms["axes"]) - len(spatial)
@@ -144,14 +139,24 @@ def label_attrs(image_attrs: dict, source_image: str) -> dict:
         }
         for d in ms["datasets"]
     ]
+    return [
+        {
+            "version": NGFF_VERSION,
+            "name": ms.get("name", ""),
+            "axes": spatial,
+            "datasets": datasets,
+        }
+    ]
+
+
+def label_attrs(image_attrs: dict, source_image: str) -> dict:
+    """``.zattrs`` of a label group that mirrors an image's levels.
+
+    Args:
+        image_attrs: The image group's attributes (multiscales with a c axis).
+        source_image: Relative path from the label group to the image group.
+    """
     return {
         "image-label": {"version": NGFF_VERSION, "source": {"image": source_image}},
-        "multiscales": [
-            {
-                "version": NGFF_VERSION,
-                "name": ms.get("name", ""),
-                "axes": spatial,
-                "datasets": datasets,
-            }
-        ],
+        "multiscales": spatial_multiscales(image_attrs),
     }

@@ -1,7 +1,10 @@
 """The register step: the single writer of ``experiment.db``.
 
-It reads what each region group's steps staged in their sentinels and upserts
-it in one transaction. Regions that are not part of this run keep their rows.
+It reads what each region group's steps staged (sentinels and the Parquet
+tables beside them) and writes it in one transaction. Regions of this run get
+their rows rebuilt — cells, measurements and mask statistics together, so a
+changed setting leaves no orphan and no duplicate; regions that are not part
+of this run keep their rows as they were.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from percell import db, layout
+from percell.measure import METRICS
 from percell.segmentation import parameters_json
 from percell.sentinel import read_sentinel, write_sentinel
 
@@ -21,84 +26,99 @@ log = logging.getLogger(__name__)
 def register(
     experiment: str | Path,
     params: dict,
-    import_sentinels: list[str],
-    other_inputs: list[str],
+    sentinels: dict[str, list[str]],
     sentinel: str | Path,
-    segment_sentinels: list[str] = (),
 ) -> dict:
-    """Upsert experiment, channels, conditions, timepoints, regions and cells.
+    """Write everything the run's groups staged into ``experiment.db``.
 
     Args:
         experiment: The ``.percell`` directory.
         params: ``Manifest.register_params()``.
-        import_sentinels: Sentinels of every group's import step.
-        other_inputs: Further sentinels this step waits for (recorded only).
-        segment_sentinels: Sentinels of every group's segment step, if any.
+        sentinels: Step → that step's sentinels: "import" (required),
+            "segment", "threshold", "measure", and "other" (waited for and
+            recorded only).
         sentinel: This step's sentinel, written after the commit.
 
     Returns:
         Counts of what was written.
     """
     experiment = Path(experiment)
-    records = [rec for s in import_sentinels for rec in read_sentinel(s)["outputs"]]
-    segmented = [(Path(s), read_sentinel(s)) for s in segment_sentinels]
+    records = [r for s in sentinels["import"] for r in read_sentinel(s)["outputs"]]
+    counts = {
+        "regions": len(records),
+        "cells": 0,
+        "measurements": 0,
+        "threshold_regions": 0,
+    }
     conn = db.connect(experiment / layout.DATABASE)
     try:
         with db.transaction(conn):
-            db.upsert_experiment(conn, params["name"], params["description"])
-            for order, ch in enumerate(params["channels"]):
-                db.upsert_channel(conn, ch, order)
-            conditions = {c: db.upsert_condition(conn, c) for c in params["conditions"]}
-            timepoints = {
-                t["name"]: db.upsert_timepoint(
-                    conn, t["name"], t["time_seconds"], t["order"]
+            region_ids = register_regions(conn, params, records)
+            cell_ids = {}
+            for path in sentinels.get("segment", []):
+                cell_ids.update(register_segmentation(conn, Path(path), region_ids))
+            counts["cells"] = len(cell_ids)
+            run_ids = {}
+            for path in sentinels.get("threshold", []):
+                run_ids.update(register_thresholds(conn, Path(path), region_ids))
+            counts["threshold_regions"] = len(run_ids)
+            db.drop_unused_threshold_runs(conn)
+            if sentinels.get("measure"):
+                db.drop_measurement_indexes(conn)
+            for path in sentinels.get("measure", []):
+                counts["measurements"] += register_measurements(
+                    conn, Path(path), cell_ids, run_ids
                 )
-                for t in params["timepoints"]
-            }
-            region_ids: dict[str, int] = {}
-            n_cells = 0
-            for rec in records:
-                region_id = db.upsert_region(
-                    conn,
-                    rec["region"],
-                    conditions[rec["condition"]],
-                    timepoints.get(rec["timepoint"]) if rec["timepoint"] else None,
-                    width=rec["shape"][-1],
-                    height=rec["shape"][-2],
-                    pixel_size_um=rec["pixel_size_um"],
-                    source_file=rec["source_file"],
-                    zarr_path=rec["zarr_path"],
-                )
-                db.replace_region_sources(conn, region_id, rec["source_files"])
-                region_ids[rec["key"]] = region_id
-            for path, seg in segmented:
-                n_cells += register_segmentation(conn, path, seg, region_ids)
+            db.create_measurement_indexes(conn)
             db.touch_experiment(conn)
     finally:
         conn.close()
-    counts = {
-        "regions": len(records),
-        "channels": len(params["channels"]),
-        "cells": n_cells,
-    }
-    log.info(
-        "registered %d region(s) in %s", len(records), experiment / layout.DATABASE
-    )
-    write_sentinel(
-        sentinel, "register", "all", params, [*import_sentinels, *other_inputs], counts
-    )
+    log.info("registered %s in %s", counts, experiment / layout.DATABASE)
+    inputs = [s for group in sentinels.values() for s in group]
+    write_sentinel(sentinel, "register", "all", params, inputs, counts)
     return counts
 
 
+def register_regions(conn, params: dict, records: list[dict]) -> dict[str, int]:
+    """Experiment, channels, conditions, timepoints and regions; region key → id."""
+    db.upsert_experiment(conn, params["name"], params["description"])
+    for order, ch in enumerate(params["channels"]):
+        db.upsert_channel(conn, ch, order)
+    conditions = {c: db.upsert_condition(conn, c) for c in params["conditions"]}
+    timepoints = {
+        t["name"]: db.upsert_timepoint(conn, t["name"], t["time_seconds"], t["order"])
+        for t in params["timepoints"]
+    }
+    region_ids = {}
+    for rec in records:
+        region_id = db.upsert_region(
+            conn,
+            rec["region"],
+            conditions[rec["condition"]],
+            timepoints[rec["timepoint"]] if rec["timepoint"] else None,
+            width=rec["shape"][-1],
+            height=rec["shape"][-2],
+            pixel_size_um=rec["pixel_size_um"],
+            source_file=rec["source_file"],
+            zarr_path=rec["zarr_path"],
+        )
+        db.replace_region_sources(conn, region_id, rec["source_files"])
+        region_ids[rec["key"]] = region_id
+    return region_ids
+
+
 def register_segmentation(
-    conn, sentinel: Path, seg: dict, region_ids: dict[str, int]
-) -> int:
-    """Replace the cells of the group's regions with the staged ones.
+    conn, sentinel: Path, region_ids: dict[str, int]
+) -> dict[tuple[str, int], int]:
+    """Replace the cells of a group's regions with the staged ones.
 
     The run is found (or created) by its channel, model and parameters; the
-    regions' previous cells, with their measurements and tags, go first, so
-    a changed setting leaves no orphan and no duplicate.
+    regions' previous cells go first, with everything that refers to them.
+
+    Returns:
+        (region key, label value) → cell id.
     """
+    seg = read_sentinel(sentinel)
     run = seg["outputs"]["run"]
     table = pd.read_parquet(sentinel.with_name(seg["outputs"]["cells_table"]))
     channel_id = db.channel_id(conn, run["channel"])
@@ -106,12 +126,90 @@ def register_segmentation(
         conn, channel_id, run["model_name"], parameters_json(run)
     )
     db.set_segmentation_channel(conn, channel_id)
-    keys = [r["key"] for r in seg["outputs"]["regions"]]
-    for key in keys:
-        db.delete_region_cells(conn, region_ids[key])
+    for region in seg["outputs"]["regions"]:
+        db.delete_region_cells(conn, region_ids[region["key"]])
     table["region_id"] = table["key"].map(region_ids)
     table["segmentation_id"] = seg_id
-    db.insert_cells(conn, table)
+    ids = db.insert_cells(conn, table)
     db.refresh_segmentation_counts(conn)
-    log.info("group %s: %d cells registered", seg["group"], len(table))
-    return len(table)
+    log.info("group %s: %d cells", seg["group"], len(table))
+    return dict(
+        zip(
+            zip(table["key"], table["label_value"].tolist(), strict=True),
+            ids.tolist(),
+            strict=True,
+        )
+    )
+
+
+def register_thresholds(
+    conn, sentinel: Path, region_ids: dict[str, int]
+) -> dict[tuple[str, str], int]:
+    """One threshold_runs row per run and scope unit; region → run mapping.
+
+    Returns:
+        (run name, region key) → threshold_runs id.
+    """
+    staged = read_sentinel(sentinel)
+    run = staged["outputs"]["run"]
+    channel_id = db.channel_id(conn, run["channel"])
+    out = {}
+    for region in staged["outputs"]["regions"]:
+        parameters = {
+            **run,
+            "scope_key": region["scope_key"],
+            "raw_value": region["raw_value"],
+        }
+        run_id = db.upsert_threshold_run(
+            conn, channel_id, run["method"], parameters, region["value"]
+        )
+        db.set_region_threshold(
+            conn, region_ids[region["key"]], run["name"], run_id, region["pixels_on"]
+        )
+        out[(run["name"], region["key"])] = run_id
+    return out
+
+
+def register_measurements(
+    conn,
+    sentinel: Path,
+    cell_ids: dict[tuple[str, int], int],
+    run_ids: dict[tuple[str, str], int],
+) -> int:
+    """Insert a group's staged measurements and mask statistics."""
+    staged = read_sentinel(sentinel)
+    channels = staged["params"]["channels"]
+    wide = pd.read_parquet(sentinel.with_name(staged["outputs"]["measurements"]))
+    if wide.empty:
+        return 0
+    ids = _cell_ids(wide, cell_ids, sentinel)
+    order = np.argsort(ids, kind="stable")
+    columns = [f"{ch}|{m}" for ch in channels for m in METRICS]
+    values = (
+        wide[columns]
+        .to_numpy(np.float64)[order]
+        .reshape(len(wide), len(channels), len(METRICS))
+    )
+    channel_ids = np.array([db.channel_id(conn, ch) for ch in channels], np.int64)
+    db.insert_measurements(conn, ids[order], channel_ids, list(METRICS), values)
+    masks = pd.read_parquet(sentinel.with_name(staged["outputs"]["masks"]))
+    if not masks.empty:
+        run_col = np.array(
+            [run_ids[(r, k)] for r, k in zip(masks["run"], masks["key"], strict=True)],
+            np.int64,
+        )
+        db.insert_cell_masks(conn, _cell_ids(masks, cell_ids, sentinel), run_col, masks)
+    return int(values.size)
+
+
+def _cell_ids(
+    table: pd.DataFrame, cell_ids: dict[tuple[str, int], int], sentinel: Path
+) -> np.ndarray:
+    keys = zip(table["key"], table["label_value"].tolist(), strict=True)
+    try:
+        return np.array([cell_ids[k] for k in keys], np.int64)
+    except KeyError as exc:
+        raise RuntimeError(
+            f"{sentinel}: measured cell {exc} was not registered by "
+            "the segment step of this run"
+        ) from None

@@ -43,8 +43,9 @@ def smooth_band(band: np.ndarray, sigma: float, dtype: np.dtype) -> np.ndarray:
     return out.astype(dtype)
 
 
-def iter_planes(arr: zarr.Array, channel: int, sigma: float,
-                band: int = 512) -> Iterator[tuple[tuple, int, np.ndarray]]:
+def iter_planes(
+    arr: zarr.Array, channel: int, sigma: float, band: int = 512
+) -> Iterator[tuple[tuple, int, np.ndarray]]:
     """Smoothed bands of one channel: (z index or (), y0, band).
 
     Bands are read with a halo of 4·sigma rows so smoothing is exact at their
@@ -63,8 +64,9 @@ def iter_planes(arr: zarr.Array, channel: int, sigma: float,
             yield zi, y0, sm[y0 - lo : y0 - lo + (y1 - y0)]
 
 
-def _read_rows(io: BlockIO, arr: zarr.Array, c: int, zi: tuple, lo: int,
-               hi: int) -> np.ndarray:
+def _read_rows(
+    io: BlockIO, arr: zarr.Array, c: int, zi: tuple, lo: int, hi: int
+) -> np.ndarray:
     """Rows lo:hi of channel c (and plane zi) as a 2-D array."""
     start = (c, *zi, lo, 0)
     shape = (1, *(1 for _ in zi), hi - lo, arr.shape[-1])
@@ -74,11 +76,13 @@ def _read_rows(io: BlockIO, arr: zarr.Array, c: int, zi: tuple, lo: int,
 class Histogram:
     """Counts per intensity value (integers) or per fixed bin (floats)."""
 
-    def __init__(self, values: np.ndarray | None = None,
-                 counts: np.ndarray | None = None) -> None:
+    def __init__(
+        self, values: np.ndarray | None = None, counts: np.ndarray | None = None
+    ) -> None:
         self.values = np.zeros(0) if values is None else np.asarray(values)
-        self.counts = np.zeros(0, np.int64) if counts is None else np.asarray(counts,
-                                                                              np.int64)
+        self.counts = (
+            np.zeros(0, np.int64) if counts is None else np.asarray(counts, np.int64)
+        )
 
     def add(self, data: np.ndarray) -> None:
         """Count the values of ``data``."""
@@ -90,10 +94,14 @@ class Histogram:
         if self.values.size == 0:
             self.values, self.counts = other.values.copy(), other.counts.copy()
             return
-        vals, inverse = np.unique(np.concatenate([self.values, other.values]),
-                                  return_inverse=True)
-        counts = np.bincount(inverse, weights=np.concatenate([self.counts, other.counts]),
-                             minlength=vals.size)
+        vals, inverse = np.unique(
+            np.concatenate([self.values, other.values]), return_inverse=True
+        )
+        counts = np.bincount(
+            inverse,
+            weights=np.concatenate([self.counts, other.counts]),
+            minlength=vals.size,
+        )
         self.values, self.counts = vals, counts.astype(np.int64)
 
     @property
@@ -126,8 +134,12 @@ def region_histogram(arr: zarr.Array, channel: int, sigma: float) -> Histogram:
     return hist
 
 
-def threshold_value(hist: Histogram, method: str, percentile: float | None = None,
-                    value: float | None = None) -> float:
+def threshold_value(
+    hist: Histogram,
+    method: str,
+    percentile: float | None = None,
+    value: float | None = None,
+) -> float:
     """The threshold of a histogram by ``method`` (before any correction)."""
     if method == "manual":
         return float(value)
@@ -202,8 +214,9 @@ def _triangle(counts: np.ndarray, centers: np.ndarray) -> float:
     return float(centers[level])
 
 
-def write_mask(arr: zarr.Array, channel: int, sigma: float, value: float,
-               out: zarr.Array) -> int:
+def write_mask(
+    arr: zarr.Array, channel: int, sigma: float, value: float, out: zarr.Array
+) -> int:
     """Write ``smoothed > value`` as uint8 0/255 into ``out``; return pixels on."""
     io = BlockIO(out)
     on = 0
@@ -234,6 +247,145 @@ def load_histograms(path: str | Path) -> dict[str, Histogram]:
     """Read what save_histograms wrote."""
     with np.load(path) as data:
         n = sum(1 for k in data.files if k.startswith("key_"))
-        return {str(data[f"key_{i}"]): Histogram(data[f"values_{i}"],
-                                                  data[f"counts_{i}"])
-                for i in range(n)}
+        return {
+            str(data[f"key_{i}"]): Histogram(data[f"values_{i}"], data[f"counts_{i}"])
+            for i in range(n)
+        }
+
+
+# --- the workflow steps --------------------------------------------------------
+
+
+def scope_key(scope: str, record: dict) -> str:
+    """Which pooled value a region uses: its own, its condition × timepoint's, or
+    the experiment's."""
+    if scope == "region":
+        return record["key"]
+    if scope == "condition_timepoint":
+        return "/".join(p for p in (record["condition"], record["timepoint"]) if p)
+    return "experiment"
+
+
+def histogram_group(
+    records: list[dict],
+    experiment: str | Path,
+    run: dict,
+    channel_names: list[str],
+    out: str | Path,
+) -> None:
+    """Stage the histogram of each region of a group (pooled runs only)."""
+    from percell.layout import image_path
+    from percell.storage import open_group
+
+    channel = channel_names.index(run["channel"])
+    hists = {}
+    for rec in records:
+        arr = open_group(image_path(experiment, rec["key"]))["0"]
+        hists[rec["key"]] = region_histogram(arr, channel, run["sigma"])
+        log.info(
+            "region %s: histogram of %s (%d pixels)",
+            rec["key"],
+            run["channel"],
+            hists[rec["key"]].total,
+        )
+    save_histograms(Path(out), hists)
+
+
+def pooled_values(
+    run: dict, histogram_files: list[str], records: list[dict]
+) -> dict[str, float]:
+    """Threshold value of each scope unit from the summed histograms in it."""
+    by_key = {r["key"]: r for r in records}
+    pooled: dict[str, Histogram] = {}
+    for path in histogram_files:
+        for key, hist in load_histograms(path).items():
+            pooled.setdefault(scope_key(run["scope"], by_key[key]), Histogram()).merge(
+                hist
+            )
+    return {
+        unit: threshold_value(h, run["method"], run.get("percentile"), run.get("value"))
+        for unit, h in sorted(pooled.items())
+    }
+
+
+def threshold_group(
+    records: list[dict],
+    experiment: str | Path,
+    run: dict,
+    channel_names: list[str],
+    sentinel: str | Path,
+    group: str,
+    inputs: list[str],
+    pooled: dict[str, float] | None = None,
+) -> list[dict]:
+    """Write the masks of one run for every region of a group; sentinel last."""
+    from percell import layout, ngff
+    from percell.pyramid import build_levels, max_2x2
+    from percell.sentinel import write_sentinel
+    from percell.storage import (
+        MASK_COMPRESSOR,
+        create_array,
+        open_group,
+        partial_path,
+        remove_tree,
+        replace_directory,
+    )
+
+    experiment = Path(experiment)
+    channel = channel_names.index(run["channel"])
+    outputs = []
+    for rec in records:
+        image = open_group(layout.image_path(experiment, rec["key"]))
+        arr = image["0"]
+        unit = scope_key(run["scope"], rec)
+        if run["scope"] == "region" or run["method"] == "manual":
+            raw = threshold_value(
+                region_histogram(arr, channel, run["sigma"])
+                if run["method"] != "manual"
+                else Histogram(),
+                run["method"],
+                run.get("percentile"),
+                run.get("value"),
+            )
+        else:
+            raw = pooled[unit]
+        value = raw * run["correction"]
+        final = layout.mask_path(experiment, rec["key"], run["name"])
+        built = partial_path(final)
+        remove_tree(built)
+        group_ = open_group(built, mode="w")
+        shape = arr.shape[1:]
+        chunks = ((1,) if arr.ndim == 4 else ()) + (512, 512)
+        out = create_array(group_, "0", shape, chunks, np.uint8, MASK_COMPRESSOR)
+        on = write_mask(arr, channel, run["sigma"], value, out)
+        n_levels = len(image.attrs["multiscales"][0]["datasets"])
+        group_.attrs.put(
+            {
+                "multiscales": ngff.spatial_multiscales(dict(image.attrs)),
+                "percell": {"threshold_run": run["name"], "threshold_value": value},
+            }
+        )
+        build_levels(built, n_levels, max_2x2, MASK_COMPRESSOR, label=rec["key"])
+        final.parent.mkdir(parents=True, exist_ok=True)
+        replace_directory(built, final)
+        log.info(
+            "region %s: %s threshold %.4g (%s scope), %d pixels on",
+            rec["key"],
+            run["name"],
+            value,
+            run["scope"],
+            on,
+        )
+        outputs.append(
+            {
+                "key": rec["key"],
+                "scope_key": unit,
+                "value": value,
+                "raw_value": raw,
+                "pixels_on": on,
+            }
+        )
+    write_sentinel(
+        sentinel, "threshold", group, run, inputs, {"run": run, "regions": outputs}
+    )
+    return outputs

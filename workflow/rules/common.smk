@@ -7,11 +7,15 @@ from percell import layout
 MANIFEST = percell.manifest.build_manifest(config)
 EXP = MANIFEST.experiment
 GROUPS = sorted(MANIFEST.groups)
+RUNS = sorted(MANIFEST.thresholds)
+# the per-cell export lands beside the experiment: results/demo_cells.csv
+EXPORT_PREFIX = EXP.removesuffix(".percell")
 
 
 wildcard_constraints:
     group="|".join(re.escape(g) for g in GROUPS),
     region="[A-Za-z0-9][A-Za-z0-9._-]*",
+    run="|".join(re.escape(r) for r in RUNS) or "NO_RUNS",
 
 
 def sentinel(step, group="{group}"):
@@ -19,7 +23,10 @@ def sentinel(step, group="{group}"):
 
 
 def get_final_output():
-    return [sentinel("register", "all")]
+    targets = [sentinel("register", "all")]
+    if MANIFEST.segmentation:
+        targets += [f"{EXPORT_PREFIX}_cells.csv", f"{EXPORT_PREFIX}_cells.parquet"]
+    return targets
 
 
 def get_sources(wildcards):
@@ -56,7 +63,11 @@ def get_demo_params(wildcards):
 
 
 def get_experiment(wildcards, output):
-    return layout.experiment_of_sentinel(output.sentinel)
+    return layout.experiment_of_sentinel(output[0])
+
+
+def get_experiment_of_input(wildcards, input):
+    return layout.experiment_of_sentinel(input[0])
 
 
 def get_model_sentinel():
@@ -68,3 +79,29 @@ def get_model_sentinel():
 
 def get_segment_sentinels():
     return get_all("segment") if MANIFEST.segmentation else []
+
+
+def get_threshold_run(wildcards):
+    return MANIFEST.thresholds[wildcards.run]
+
+
+def get_run_histograms(wildcards):
+    return [f"{EXP}/.workflow/histogram/{wildcards.run}/{g}.npz" for g in GROUPS]
+
+
+def get_pooled_values(wildcards):
+    if wildcards.run in MANIFEST.pooled_runs():
+        return [f"{EXP}/.workflow/threshold_value/{wildcards.run}.json"]
+    return []
+
+
+def get_group_thresholds(wildcards):
+    return [sentinel(f"threshold/{run}", wildcards.group) for run in RUNS]
+
+
+def get_all_thresholds():
+    return [sentinel(f"threshold/{run}", g) for run in RUNS for g in GROUPS]
+
+
+def get_measure_sentinels():
+    return get_all("measure") if MANIFEST.segmentation else []

@@ -18,6 +18,8 @@ rule register:
         imported=get_all("import"),
         pyramids=get_all("pyramid"),
         segmented=get_segment_sentinels(),
+        thresholds=get_all_thresholds(),
+        measured=get_measure_sentinels(),
         hierarchy=sentinel("hierarchy", "all"),
     output:
         sentinel=sentinel("register", "all"),

@@ -4,11 +4,16 @@ from percell.logs import setup_logging
 from percell.register import register
 
 setup_logging(snakemake.log[0])
+inputs = snakemake.input
 register(
     snakemake.params.experiment,
     snakemake.params.spec,
-    list(snakemake.input.imported),
-    [*snakemake.input.pyramids, snakemake.input.hierarchy],
+    {
+        "import": list(inputs.imported),
+        "segment": list(inputs.segmented),
+        "threshold": list(inputs.thresholds),
+        "measure": list(inputs.measured),
+        "other": [*inputs.pyramids, inputs.hierarchy],
+    },
     snakemake.output.sentinel,
-    segment_sentinels=list(snakemake.input.segmented),
 )

@@ -1,0 +1,35 @@
+"""The ``percell`` command: work with an experiment outside the workflow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from percell.logs import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``percell`` command."""
+    parser = argparse.ArgumentParser(prog="percell", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export", help="write the wide per-cell table")
+    export.add_argument("experiment", help="the .percell directory")
+    export.add_argument("--csv", help="CSV file to write")
+    export.add_argument("--parquet", help="Parquet file to write")
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.command == "export":
+        from percell.export import export_cells
+
+        if not (args.csv or args.parquet):
+            parser.error("give --csv and/or --parquet")
+        try:
+            export_cells(args.experiment, args.csv, args.parquet)
+        except FileNotFoundError as exc:
+            print(f"percell export: {exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

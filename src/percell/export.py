@@ -1,0 +1,85 @@
+"""The per-cell export: one wide table, one row per cell, to CSV and Parquet.
+
+Columns: condition, timepoint, region, cell id and label, geometry, then
+``<channel>_<metric>`` for every channel and metric, and
+``<run>_<statistic>`` for every threshold run's mask statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+
+from percell import layout
+
+log = logging.getLogger(__name__)
+
+
+def cell_table(experiment: str | Path) -> pd.DataFrame:
+    """The wide per-cell table of an experiment, read from experiment.db."""
+    path = Path(experiment) / layout.DATABASE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no experiment database (run the workflow)")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        cells = pd.read_sql_query(
+            """SELECT c.id AS cell_id, co.name AS condition, t.name AS timepoint,
+                      r.name AS region, c.label_value, c.centroid_x, c.centroid_y,
+                      c.bbox_x, c.bbox_y, c.bbox_w, c.bbox_h, c.area_pixels,
+                      c.area_um2, c.perimeter, c.circularity
+               FROM cells c JOIN regions r ON r.id = c.region_id
+               JOIN conditions co ON co.id = r.condition_id
+               LEFT JOIN timepoints t ON t.id = r.timepoint_id
+               ORDER BY c.id""",
+            conn,
+        )
+        measurements = pd.read_sql_query(
+            """SELECT m.cell_id, ch.name || '_' || m.metric AS column, m.value
+               FROM measurements m JOIN channels ch ON ch.id = m.channel_id""",
+            conn,
+        )
+        masks = pd.read_sql_query(
+            """SELECT m.cell_id, json_extract(t.parameters, '$.name') AS run,
+                      m.pixels_inside, m.fraction_inside, m.mean_inside,
+                      m.mean_outside, m.positive
+               FROM percell_cell_masks m JOIN threshold_runs t
+               ON t.id = m.threshold_run_id""",
+            conn,
+        )
+    finally:
+        conn.close()
+    wide = cells.set_index("cell_id")
+    if not measurements.empty:
+        wide = wide.join(
+            measurements.pivot(index="cell_id", columns="column", values="value")
+        )
+    if not masks.empty:
+        stats = masks.pivot(index="cell_id", columns="run")
+        stats.columns = [f"{run}_{stat}" for stat, run in stats.columns]
+        wide = wide.join(stats[sorted(stats.columns)])
+    return wide.reset_index()
+
+
+def export_cells(
+    experiment: str | Path,
+    csv: str | Path | None = None,
+    parquet: str | Path | None = None,
+) -> pd.DataFrame:
+    """Write the wide per-cell table to CSV and/or Parquet (atomically)."""
+    table = cell_table(experiment)
+    for path, write in (
+        (csv, lambda t, p: t.to_csv(p, index=False)),
+        (parquet, lambda t, p: t.to_parquet(p, index=False)),
+    ):
+        if path is None:
+            continue
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.partial")
+        write(table, tmp)
+        tmp.replace(path)
+        log.info("wrote %d cells x %d columns to %s", len(table), table.shape[1], path)
+    return table

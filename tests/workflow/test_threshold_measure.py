@@ -1,0 +1,269 @@
+"""Thresholds, masks, measurements and the export through the real workflow."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+import zarr
+from skimage import filters
+from skimage.measure import regionprops_table
+
+from percell.demo import synthetic_cells
+from percell.storage import open_group
+from percell.thresholds import smooth_band
+from tests.conftest import base_config, run_workflow, tree_digest, write_config
+from tests.workflow.test_reruns import planned_jobs
+
+REGIONS = [("ctrl", "t0", "r1"), ("ctrl", "t0", "r2"), ("drug", "t0", "r1")]
+THRESHOLDS = [
+    {"channel": "GFP", "method": "otsu", "scope": "experiment"},
+    {
+        "name": "GFPli",
+        "channel": "GFP",
+        "method": "li",
+        "sigma": 1.5,
+        "scope": "region",
+        "correction": 1.1,
+        "min_fraction": 0.2,
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    root = tmp_path_factory.mktemp("measured")
+    rows, pixels = [], {}
+    for i, (cond, tp, region) in enumerate(REGIONS):
+        dapi, gfp, _, _ = synthetic_cells(
+            (600, 700),
+            np.random.default_rng(70 + i),
+            signal_scale=1.0 + (cond == "drug"),
+        )
+        for ch, img in (("DAPI", dapi), ("GFP", gfp)):
+            path = root / "raw" / f"{cond}_{tp}_{region}_{ch}.tif"
+            path.parent.mkdir(exist_ok=True)
+            tifffile.imwrite(path, img)
+            pixels[(cond, tp, region, ch)] = img
+            rows.append(f"{cond}\t{tp}\t{region}\t{ch}\t{path}")
+    sheet = root / "samples.tsv"
+    sheet.write_text("condition\ttimepoint\tregion\tchannel\tpath\n" + "\n".join(rows))
+    work = root / "work"
+    work.mkdir()
+    write_config(
+        work,
+        base_config(
+            {"sample_sheet": str(sheet)},
+            segmentation={"channel": "DAPI", "diameter": 16, "min_size": 30},
+            thresholds=[dict(t) for t in THRESHOLDS],
+        ),
+    )
+    run_workflow(work)
+    return {"work": work, "experiment": work / "out/exp.percell", "pixels": pixels}
+
+
+@pytest.fixture
+def measured_copy(measured, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(measured["work"], work, symlinks=True)
+    return {**measured, "work": work, "experiment": work / "out/exp.percell"}
+
+
+def test_masks_are_uint8_zstd_with_max_pyramid(measured):
+    exp = measured["experiment"]
+    for cond, tp, region in REGIONS:
+        for run in ("GFP", "GFPli"):
+            path = exp / "masks.zarr" / cond / tp / region / f"threshold_{run}"
+            meta = json.loads((path / "0/.zarray").read_text())
+            assert meta["dtype"] == "|u1" and meta["chunks"] == [512, 512]
+            assert (
+                meta["compressor"]["id"] == "zstd" and meta["compressor"]["level"] == 3
+            )
+            group = open_group(path)
+            level0 = group["0"][:]
+            assert set(np.unique(level0)) <= {0, 255}
+            level1 = group["1"][:]
+            padded = np.pad(
+                level0, [(0, level0.shape[0] % 2), (0, level0.shape[1] % 2)]
+            )
+            expected = padded.reshape(level1.shape[0], 2, level1.shape[1], 2).max(
+                (1, 3)
+            )
+            np.testing.assert_array_equal(level1, expected)
+            assert group.attrs["multiscales"][0]["axes"][0]["name"] == "y"
+            assert zarr.open_group(str(path), mode="r")  # a readable group
+
+
+def test_experiment_scope_is_one_value_from_pooled_pixels(measured):
+    exp = measured["experiment"]
+    conn = sqlite3.connect(exp / "experiment.db")
+    rows = conn.execute(
+        "SELECT DISTINCT t.id, t.threshold_value FROM percell_region_thresholds p "
+        "JOIN threshold_runs t ON t.id = p.threshold_run_id WHERE p.run_name = 'GFP'"
+    ).fetchall()
+    assert len(rows) == 1
+    pooled = np.concatenate([measured["pixels"][(*r, "GFP")].ravel() for r in REGIONS])
+    assert rows[0][1] == pytest.approx(float(filters.threshold_otsu(pooled)))
+    n_regions = conn.execute(
+        "SELECT count(*) FROM percell_region_thresholds WHERE run_name = 'GFP'"
+    ).fetchone()[0]
+    assert n_regions == len(REGIONS)
+
+
+def test_masks_are_exactly_image_above_value(measured):
+    exp = measured["experiment"]
+    conn = sqlite3.connect(exp / "experiment.db")
+    for cond, tp, region in REGIONS:
+        gfp = measured["pixels"][(cond, tp, region, "GFP")]
+        values = dict(
+            conn.execute(
+                "SELECT p.run_name, t.threshold_value FROM percell_region_thresholds p "
+                "JOIN threshold_runs t ON t.id = p.threshold_run_id "
+                "JOIN regions r ON r.id = p.region_id JOIN conditions c "
+                "ON c.id = r.condition_id WHERE c.name = ? AND r.name = ?",
+                (cond, region),
+            ).fetchall()
+        )
+        smoothed = smooth_band(gfp, 1.5, gfp.dtype)
+        expected_li = filters.threshold_li(smoothed) * 1.1
+        assert values["GFPli"] == pytest.approx(expected_li, rel=1e-9)
+        base = exp / "masks.zarr" / cond / tp / region
+        np.testing.assert_array_equal(
+            open_group(base / "threshold_GFP")["0"][:] > 0, gfp > values["GFP"]
+        )
+        np.testing.assert_array_equal(
+            open_group(base / "threshold_GFPli")["0"][:] > 0, smoothed > values["GFPli"]
+        )
+
+
+def test_measurements_equal_regionprops(measured):
+    exp = measured["experiment"]
+    conn = sqlite3.connect(exp / "experiment.db")
+    cond, tp, region = REGIONS[0]
+    labels = open_group(exp / "labels.zarr" / cond / tp / region)["0"][:]
+    gfp = measured["pixels"][(cond, tp, region, "GFP")]
+    ref = regionprops_table(
+        labels,
+        gfp,
+        properties=(
+            "label",
+            "area",
+            "intensity_mean",
+            "intensity_max",
+            "intensity_min",
+        ),
+    )
+    db = pd.read_sql_query(
+        """SELECT c.label_value, m.metric, m.value FROM measurements m
+           JOIN cells c ON c.id = m.cell_id JOIN channels ch ON ch.id = m.channel_id
+           JOIN regions r ON r.id = c.region_id JOIN conditions co
+           ON co.id = r.condition_id
+           WHERE ch.name = 'GFP' AND co.name = ? AND r.name = ?""",
+        conn,
+        params=(cond, region),
+    ).pivot(index="label_value", columns="metric", values="value")
+    np.testing.assert_array_equal(db.index, ref["label"])
+    np.testing.assert_array_equal(db["area"], ref["area"])
+    np.testing.assert_array_equal(db["mean_intensity"], ref["intensity_mean"])
+    np.testing.assert_array_equal(db["max_intensity"], ref["intensity_max"])
+    np.testing.assert_array_equal(db["min_intensity"], ref["intensity_min"])
+    n_metrics = conn.execute(
+        "SELECT count(DISTINCT metric) FROM measurements"
+    ).fetchone()
+    assert n_metrics == (7,)
+
+
+def test_export_has_one_row_per_cell(measured):
+    work, exp = measured["work"], measured["experiment"]
+    csv = pd.read_csv(work / "out/exp_cells.csv")
+    parquet = pd.read_parquet(work / "out/exp_cells.parquet")
+    conn = sqlite3.connect(exp / "experiment.db")
+    n_cells = conn.execute("SELECT count(*) FROM cells").fetchone()[0]
+    assert len(csv) == len(parquet) == n_cells
+    for column in (
+        "condition",
+        "timepoint",
+        "region",
+        "area_um2",
+        "GFP_mean_intensity",
+        "DAPI_median_intensity",
+        "GFP_fraction_inside",
+        "GFPli_positive",
+        "GFPli_mean_outside",
+    ):
+        assert column in csv.columns
+    assert csv.cell_id.is_unique
+    assert set(csv.GFPli_positive.unique()) <= {0, 1}
+
+
+def test_changing_one_run_reruns_only_its_thresholds_measure_register(measured_copy):
+    work, exp = measured_copy["work"], measured_copy["experiment"]
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["thresholds"][1]["correction"] = 1.3
+    write_config(work, config)
+    assert planned_jobs(work) == {
+        "threshold": 2,
+        "measure": 2,
+        "register": 1,
+        "export": 1,
+        "all": 1,
+    }
+    untouched = tree_digest(exp / "masks.zarr/ctrl/t0/r1/threshold_GFP")
+    labels = tree_digest(exp / "labels.zarr")
+    run_workflow(work)
+    assert tree_digest(exp / "masks.zarr/ctrl/t0/r1/threshold_GFP") == untouched
+    assert tree_digest(exp / "labels.zarr") == labels
+    conn = sqlite3.connect(exp / "experiment.db")
+    assert conn.execute(
+        "SELECT count(*) FROM percell_cell_masks WHERE cell_id NOT IN "
+        "(SELECT id FROM cells)"
+    ).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM measurements WHERE cell_id NOT IN (SELECT id FROM cells)"
+    ).fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"channel": "CY5"}, r"thresholds\.1\.channel: unknown channel 'CY5'"),
+        ({"method": "magic"}, r"thresholds\.1\.method: 'magic' is not one of"),
+        ({"method": "manual"}, r"thresholds\.1: method manual needs a value"),
+        (
+            {"method": "percentile", "percentile": 101},
+            r"thresholds\.1\.percentile: 101 is greater than the maximum of 100",
+        ),
+        (
+            {"method": "percentile", "percentile": -1},
+            r"thresholds\.1\.percentile: -1 is less than the minimum of 0",
+        ),
+        ({"name": "GFP"}, r"thresholds\.1\.name: duplicate threshold run name 'GFP'"),
+    ],
+    ids=[
+        "unknown-channel",
+        "unknown-method",
+        "manual-without-value",
+        "percentile-above-100",
+        "percentile-below-0",
+        "duplicate-name",
+    ],
+)
+def test_bad_threshold_settings(measured_copy, edit, message):
+    work, exp = measured_copy["work"], measured_copy["experiment"]
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["thresholds"][1].update(edit)
+    write_config(work, config)
+    before = tree_digest(exp)
+    proc = run_workflow(work, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(message, out), out[-3000:]
+    assert "Building DAG of jobs" not in out
+    assert tree_digest(exp) == before
