@@ -73,6 +73,25 @@ def test_intensity_metrics_equal_regionprops(dtype):
     )
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "int32", "float32", "float64"])
+def test_many_cells_and_every_sort_path(dtype):
+    """More than 65,536 cells and values beyond 16 bits take the 64-bit sort key."""
+    rng = np.random.default_rng(9)
+    labels = rng.permutation(np.repeat(np.arange(1, 70001), 2)).reshape(350, 400)
+    image = (rng.random(labels.shape) * 200000 - 1000).astype(dtype)
+    if dtype == "uint16":
+        image = rng.integers(0, 65535, labels.shape).astype(dtype)
+    ours = intensity_metrics(labels.astype(np.int32), image)
+    order = np.argsort(labels.ravel(), kind="stable")
+    pairs = image.ravel()[order].reshape(-1, 2).astype(np.float64)
+    np.testing.assert_array_equal(ours["min_intensity"], pairs.min(axis=1))
+    np.testing.assert_array_equal(ours["max_intensity"], pairs.max(axis=1))
+    np.testing.assert_allclose(ours["median_intensity"], pairs.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        ours["std_intensity"], pairs.std(axis=1), rtol=1e-6, atol=1e-9
+    )
+
+
 def test_mask_metrics():
     labels = random_labels(seed=2)
     image = np.random.default_rng(3).integers(0, 1000, labels.shape).astype(np.uint16)

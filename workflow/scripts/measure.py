@@ -15,4 +15,5 @@ measure_group(
     snakemake.output.sentinel,
     imported["group"],
     [snakemake.input.segmented, *snakemake.input.thresholds],
+    threads=snakemake.threads,
 )
