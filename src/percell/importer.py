@@ -18,7 +18,7 @@ import numpy as np
 
 from percell import layout, ngff
 from percell.chunks import BlockIO
-from percell.errors import ConfigError
+from percell.errors import ConfigError, SourceImageError
 from percell.plan import RegionPlan, plan_region
 from percell.sentinel import write_sentinel
 from percell.sources import SourceInfo, SourceReader, probe_source
@@ -85,7 +85,10 @@ def import_group(
         final.parent.mkdir(parents=True, exist_ok=True)
         built = partial_path(final)
         remove_tree(built)
-        windows = write_image(built, plan, infos, threads, label=region["key"])
+        try:
+            windows = write_image(built, plan, infos, threads, label=region["key"])
+        except SourceImageError as exc:
+            raise SourceImageError(f"region {region['key']}: {exc}") from None
         group = open_group(built, mode="r+")
         group.attrs.put(
             ngff.image_attrs(

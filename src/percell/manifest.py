@@ -211,11 +211,29 @@ def build_manifest(config: dict, check_files: bool = True) -> Manifest:
             }
         )
     _check_timepoint_consistency(manifest)
+    per_job = config["grouping"]["regions_per_job"]
+    if per_job:
+        manifest.groups = split_groups(manifest.groups, per_job)
     if manifest.segmentation:
         check_segmentation_config(manifest.segmentation, channel_names)
     if check_files and not generated:
         check_sources(manifest)
     return manifest
+
+
+def split_groups(groups: dict[str, list[dict]], per_job: int) -> dict[str, list[dict]]:
+    """Split each condition × timepoint into jobs of at most ``per_job`` regions.
+
+    Part ids use "@", which no name may contain: ``ctrl/t0@1``, ``ctrl/t0@2``.
+    """
+    out = {}
+    for gid, regions in groups.items():
+        if len(regions) <= per_job:
+            out[gid] = regions
+            continue
+        for i in range(0, len(regions), per_job):
+            out[f"{gid}@{i // per_job + 1}"] = regions[i : i + per_job]
+    return out
 
 
 def _check_timepoint_consistency(manifest: Manifest) -> None:

@@ -68,6 +68,9 @@ def write_sentinel(
             "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "params": params,
             "versions": package_versions(),
+            # set when the step ran as a SLURM job (the cluster test checks it)
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "host": platform.node(),
             "inputs": describe_inputs(inputs),
             "outputs": outputs,
         },
