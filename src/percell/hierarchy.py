@@ -18,9 +18,14 @@ ZGROUP = {"zarr_format": 2}
 
 
 def write_hierarchy(
-    experiment: str | Path, group_paths: list[str], sentinel: str | Path
+    experiment: str | Path, groups: dict[str, list[str]], sentinel: str | Path
 ) -> None:
     """Write root and intermediate group metadata of all three stores.
+
+    Args:
+        experiment: The ``.percell`` directory.
+        groups: Store name → plain group paths to write in it.
+        sentinel: This step's sentinel.
 
     Files whose content is already right are left alone (mtime included).
     """
@@ -29,13 +34,13 @@ def write_hierarchy(
         root = experiment / store
         write_json_if_changed(root / ".zgroup", ZGROUP)
         write_json_if_changed(root / ".zattrs", {"percell_version": PERCELL_VERSION})
-        for path in group_paths:
+        for path in groups[store]:
             write_json_if_changed(root / path / ".zgroup", ZGROUP)
     write_sentinel(
         sentinel,
         "hierarchy",
         "all",
-        {"groups": group_paths},
+        {"groups": groups},
         [],
         {"stores": list(layout.STORES)},
     )

@@ -99,6 +99,5 @@ if MANIFEST.segmentation:
             "../../envs/percell.yaml"
         params:
             experiment=get_experiment_of_input,
-        shell:
-            "percell export {params.experiment} --csv {output.csv} "
-            "--parquet {output.parquet} > {log} 2>&1"
+        script:
+            "../scripts/export.py"
