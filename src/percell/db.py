@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from percell.cells import COLUMNS as CELL_GEOMETRY
+
 SCHEMA_VERSION = "3.0.0"
 
 SCHEMA_SQL = """
@@ -308,21 +310,8 @@ def _id(conn: sqlite3.Connection, table: str, name: str) -> int:
     )
 
 
-CELL_COLUMNS = [
-    "region_id",
-    "segmentation_id",
-    "label_value",
-    "centroid_x",
-    "centroid_y",
-    "bbox_x",
-    "bbox_y",
-    "bbox_w",
-    "bbox_h",
-    "area_pixels",
-    "area_um2",
-    "perimeter",
-    "circularity",
-]
+#: cells columns written by register: the run's keys, then the geometry
+CELL_COLUMNS = ["region_id", "segmentation_id", *CELL_GEOMETRY]
 
 
 def channel_id(conn: sqlite3.Connection, name: str) -> int:
