@@ -121,7 +121,14 @@ def test_changing_segmentation_reruns_only_segment_and_register(segmented_copy):
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["segmentation"]["min_size"] = 60
     write_config(work, config)
-    assert planned_jobs(work) == {"segment": 2, "register": 1, "all": 1}
+    # measure and the export follow segmentation; import and pyramid do not run
+    assert planned_jobs(work) == {
+        "segment": 2,
+        "measure": 2,
+        "register": 1,
+        "export": 1,
+        "all": 1,
+    }
     images_before = tree_digest(exp / "images.zarr")
     run_workflow(work)
     assert tree_digest(exp / "images.zarr") == images_before

@@ -272,10 +272,23 @@ def test_bad_threshold_settings(measured_copy, edit, message):
 def test_percell_export_command(measured, tmp_path):
     from percell.cli import main
 
-    assert main(["export", str(measured["experiment"]), "--csv",
-                 str(tmp_path / "cells.csv")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(measured["experiment"]),
+                "--csv",
+                str(tmp_path / "cells.csv"),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "cells.csv")
     expected = pd.read_csv(measured["work"] / "out/exp_cells.csv")
     pd.testing.assert_frame_equal(table, expected)
-    assert main(["export", str(tmp_path / "none.percell"), "--csv",
-                 str(tmp_path / "x.csv")]) == 2
+    assert (
+        main(
+            ["export", str(tmp_path / "none.percell"), "--csv", str(tmp_path / "x.csv")]
+        )
+        == 2
+    )
