@@ -122,9 +122,6 @@ class Histogram:
         counts, edges = np.histogram(self.values, bins=FLOAT_BINS, weights=self.counts)
         return counts.astype(np.int64), (edges[:-1] + edges[1:]) / 2
 
-    def to_dict(self) -> dict:
-        return {"values": self.values, "counts": self.counts}
-
 
 def region_histogram(arr: zarr.Array, channel: int, sigma: float) -> Histogram:
     """The histogram of one (smoothed) channel of a region, read band by band."""
@@ -338,14 +335,13 @@ def threshold_group(
         image = open_group(layout.image_path(experiment, rec["key"]))
         arr = image["0"]
         unit = scope_key(run["scope"], rec)
-        if run["scope"] == "region" or run["method"] == "manual":
+        if run["method"] == "manual":
+            raw = float(run["value"])
+        elif run["scope"] == "region":
             raw = threshold_value(
-                region_histogram(arr, channel, run["sigma"])
-                if run["method"] != "manual"
-                else Histogram(),
+                region_histogram(arr, channel, run["sigma"]),
                 run["method"],
                 run.get("percentile"),
-                run.get("value"),
             )
         else:
             raw = pooled[unit]
