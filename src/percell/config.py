@@ -107,6 +107,15 @@ def validate_config(config: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source}: channels: duplicate channel names {dupes}")
     check_threshold_runs(config["thresholds"], names, source)
     inp = config["input"]
+    if "plate" in inp:
+        plate = inp["plate"]
+        if (plate.get("grid") is None) == (plate.get("positions") is None):
+            raise ConfigError(
+                f"{source}: input.plate needs exactly one of grid (rows, columns) "
+                "and positions (a stage-position CSV)"
+            )
+        if plate.get("demo") and plate.get("positions"):
+            raise ConfigError(f"{source}: input.plate.demo needs a grid, not positions")
     if "scan" in inp:
         pattern = inp["scan"]["pattern"]
         for needed in ("{condition}", "{region}"):

@@ -156,3 +156,72 @@ def demo_region_params(
         "signal_scale": 1.0 + cond_index,
         "channels": list(channels),
     }
+
+
+def plate_demo_files(plate: dict, n_channels: int) -> dict[str, list[str]]:
+    """Relative MetaXpress-style file names of each demo well
+    (``[ZStep_<z>/]<well>_s<field>_w<channel>.tif``, all 1-based)."""
+    demo, grid = plate["demo"], plate["grid"]
+    n_fields = grid["rows"] * grid["columns"]
+    out = {}
+    for well in demo["wells"]:
+        names = []
+        for z in range(demo["z"]):
+            sub = f"ZStep_{z + 1}/" if demo["z"] > 1 else ""
+            for f in range(1, n_fields + 1):
+                for c in range(1, n_channels + 1):
+                    names.append(f"{sub}{well}_s{f}_w{c}.tif")
+        out[well] = names
+    return out
+
+
+def plate_demo_condition(demo: dict, well: str) -> str:
+    """A demo well's condition: alternating by plate column."""
+    column = int(well[-2:] if well[-2:].isdigit() else well[-1])
+    return demo["conditions"][column % len(demo["conditions"])]
+
+
+def write_demo_well(plate: dict, well: str, paths: list[str], n_channels: int) -> None:
+    """Write the field files of one demo well.
+
+    The whole well is drawn first (cells cross field borders, as on a real
+    plate) and cut into fields on the configured grid, neighbours sharing
+    the configured overlap; z-planes differ by focus (intensity and blur).
+    """
+    from percell.hcs import grid_position
+
+    demo, grid = plate["demo"], plate["grid"]
+    fy, fx = demo["field_size"]
+    ov = grid["overlap"]
+    oy, ox = (ov, ov) if isinstance(ov, int) else ov
+    sy, sx = fy - oy, fx - ox
+    rows, cols = grid["rows"], grid["columns"]
+    rng = np.random.default_rng(region_seed(demo["seed"], plate["name"], well))
+    scale = 1.0 + demo["conditions"].index(plate_demo_condition(demo, well))
+    channels = synthetic_cells(
+        (rows * sy + oy, cols * sx + ox),
+        rng,
+        spacing=30,
+        nucleus_radius=6.0,
+        signal_scale=scale,
+    )[:3]
+    focus = [1.0 - 0.3 * abs(z - (demo["z"] - 1) / 2) for z in range(demo["z"])]
+    for z, weight in enumerate(focus):
+        planes = [
+            ndimage.gaussian_filter(ch.astype(np.float32), 2 * (1 - weight)) * weight
+            for ch in channels
+        ]
+        for f in range(1, rows * cols + 1):
+            r, c = grid_position(f, rows, cols, grid["order"])
+            for ci in range(n_channels):
+                img = planes[ci] if ci < 3 else np.full((fy, fx), 100, np.float32)
+                tile = img[r * sy : r * sy + fy, c * sx : c * sx + fx]
+                name = f"{well}_s{f}_w{ci + 1}.tif"
+                target = [p for p in paths if Path(p).name == name]
+                if demo["z"] > 1:
+                    target = [p for p in target if f"ZStep_{z + 1}/" in p]
+                path = Path(target[0])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.partial")
+                tifffile.imwrite(tmp, np.clip(tile, 0, 65535).astype(np.uint16))
+                tmp.replace(path)

@@ -18,7 +18,10 @@ ZGROUP = {"zarr_format": 2}
 
 
 def write_hierarchy(
-    experiment: str | Path, groups: dict[str, list[str]], sentinel: str | Path
+    experiment: str | Path,
+    groups: dict[str, list[str]],
+    sentinel: str | Path,
+    attrs: dict[str, dict[str, dict]] | None = None,
 ) -> None:
     """Write root and intermediate group metadata of all three stores.
 
@@ -26,6 +29,7 @@ def write_hierarchy(
         experiment: The ``.percell`` directory.
         groups: Store name → plain group paths to write in it.
         sentinel: This step's sentinel.
+        attrs: Store → group path → its ``.zattrs`` (NGFF plate and wells).
 
     Files whose content is already right are left alone (mtime included).
     """
@@ -36,11 +40,13 @@ def write_hierarchy(
         write_json_if_changed(root / ".zattrs", {"percell_version": PERCELL_VERSION})
         for path in groups[store]:
             write_json_if_changed(root / path / ".zgroup", ZGROUP)
+        for path, content in (attrs or {}).get(store, {}).items():
+            write_json_if_changed(root / path / ".zattrs", content)
     write_sentinel(
         sentinel,
         "hierarchy",
         "all",
-        {"groups": groups},
+        {"groups": groups, "attrs": attrs or {}},
         [],
         {"stores": list(layout.STORES)},
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from percell import layout, ngff
+from percell import hcs, layout, ngff
 from percell.chunks import BlockIO
 from percell.errors import ConfigError, SourceImageError
 from percell.plan import RegionPlan, plan_region
@@ -48,13 +48,20 @@ def _plan_group(
     names = [c["name"] for c in params["channels"]]
     planned = []
     for region in params["regions"]:
-        infos = [probe_source(f["path"], f["channel"] is None) for f in region["files"]]
-        plan = plan_region(region["key"], region["files"], infos, names)
+        if "well" in region:
+            plan = hcs.plan_well(region, names, params["pixel_size_um"])
+            infos = []
+        else:
+            infos = [
+                probe_source(f["path"], f["channel"] is None) for f in region["files"]
+            ]
+            plan = plan_region(region["key"], region["files"], infos, names)
         pixel_size = params["pixel_size_um"] or plan.pixel_size_um
         if pixel_size is None:
             raise ConfigError(
-                f"region {region['key']}: no pixel size in {infos[0].path} and "
-                "pixel_size_um is not set in the config"
+                f"region {region['key']}: no pixel size in "
+                f"{region['files'][0]['path']} and pixel_size_um is not set in "
+                "the config"
             )
         z_step = (params["z_step_um"] or plan.z_step_um or 1.0) if plan.has_z else None
         planned.append((region, plan, infos, float(pixel_size), z_step))
@@ -86,7 +93,10 @@ def import_group(
         built = partial_path(final)
         remove_tree(built)
         try:
-            windows = write_image(built, plan, infos, threads, label=region["key"])
+            if "well" in region:
+                windows = write_well(built, plan, label=region["key"])
+            else:
+                windows = write_image(built, plan, infos, threads, label=region["key"])
         except SourceImageError as exc:
             raise SourceImageError(f"region {region['key']}: {exc}") from None
         group = open_group(built, mode="r+")
@@ -112,8 +122,16 @@ def import_group(
             mb,
             elapsed,
         )
+        extra = {}
+        if "well" in region:
+            extra = {
+                "chunk_yx": list(plan.chunk_yx),
+                "well": {k: v for k, v in region["well"].items() if k != "fields"},
+                "fields": hcs.field_records(region, plan),
+            }
         records.append(
             {
+                **extra,
                 "condition": region["condition"],
                 "timepoint": region["timepoint"],
                 "region": region["region"],
@@ -132,6 +150,14 @@ def import_group(
     inputs = [f["path"] for r in params["regions"] for f in r["files"]]
     write_sentinel(sentinel, "import", params["group"], params, inputs, records)
     return records
+
+
+def write_well(target: Path, plan: hcs.WellPlan, label: str = "") -> list[tuple]:
+    """Write level 0 of one well, stitched field by field: a chunk per field."""
+    group = open_group(target, mode="w")
+    chunks = (1, 1, *plan.chunk_yx) if plan.has_z else (1, *plan.chunk_yx)
+    arr = create_array(group, "0", plan.shape, chunks, plan.dtype, IMAGE_COMPRESSOR)
+    return hcs.stitch_well(BlockIO(arr), plan, label=label)
 
 
 def write_image(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from percell import demo, layout
+from percell import demo, hcs, layout
 from percell.config import validate_config
 from percell.errors import ConfigError, SourceImageError
 from percell.plan import plan_region
@@ -111,9 +111,9 @@ class Manifest:
         groups everywhere; in masks.zarr also each region (its masks' parent)."""
         paths = set()
         for r in self.regions():
-            paths.add(r["condition"])
-            if r["timepoint"]:
-                paths.add(f"{r['condition']}/{r['timepoint']}")
+            # every group above the region: cond[/tp], or plate/row/column
+            parts = r["key"].split("/")[:-1]
+            paths.update("/".join(parts[: i + 1]) for i in range(len(parts)))
         masks = (
             sorted(paths | {r["key"] for r in self.regions()})
             if self.thresholds
@@ -124,6 +124,24 @@ class Manifest:
             layout.LABELS: sorted(paths),
             layout.MASKS: masks,
         }
+
+    def hierarchy_attrs(self) -> dict[str, dict[str, dict]]:
+        """Store → group path → ``.zattrs`` of the shared groups that carry
+        metadata: the NGFF plate and its wells (nothing for free-form)."""
+        plates: dict[str, list[dict]] = {}
+        for r in self.regions():
+            if "well" in r:
+                plates.setdefault(r["well"]["plate"], []).append(r)
+        attrs: dict[str, dict] = {}
+        for name, regions in plates.items():
+            attrs[name] = hcs.plate_attrs(name, regions)
+            wells: dict[str, list[dict]] = {}
+            for r in regions:
+                w = r["well"]
+                wells.setdefault(f"{name}/{w['row']}/{w['column']}", []).append(r)
+            for path, rs in wells.items():
+                attrs[path] = hcs.well_attrs(rs)
+        return {layout.IMAGES: attrs} if attrs else {}
 
     def register_params(self) -> dict:
         """Experiment-wide facts the register step writes."""
@@ -172,6 +190,8 @@ def build_manifest(config: dict, check_files: bool = True) -> Manifest:
             fit the other files of its region.
     """
     validate_config(config)
+    if "plate" in config["input"]:
+        return build_plate_manifest(config, check_files)
     sheet, generated = sheet_for(config)
     channel_names = [c["name"] for c in config["channels"]]
     unknown = sorted(set(sheet["channel"].dropna()) - set(channel_names))
@@ -218,6 +238,51 @@ def build_manifest(config: dict, check_files: bool = True) -> Manifest:
         check_segmentation_config(manifest.segmentation, channel_names)
     if check_files and not generated:
         check_sources(manifest)
+    return manifest
+
+
+def build_plate_manifest(config: dict, check_files: bool = True) -> Manifest:
+    """The manifest of an HCS plate: a region per well and acquisition, a
+    group per well (or ``regions_per_job`` wells per group)."""
+    plate = config["input"]["plate"]
+    channel_names = [c["name"] for c in config["channels"]]
+    if plate["demo"]:
+        names = demo.plate_demo_files(plate, len(channel_names))
+        files = hcs.parse_names(
+            plate["directory"], [n for w in names.values() for n in w], "metaxpress"
+        )
+        conditions = {
+            "".join(hcs.split_well(w)): demo.plate_demo_condition(plate["demo"], w)
+            for w in plate["demo"]["wells"]
+        }
+        regions = hcs.wells_from_files(plate, files, channel_names, conditions)
+    else:
+        regions = hcs.plate_regions(plate, channel_names)
+    manifest = Manifest(
+        config, config["experiment"]["path"], generated=bool(plate["demo"])
+    )
+    for r in regions:
+        gid = f"{plate['name']}/{r['region']}"
+        manifest.groups.setdefault(gid, []).append(r)
+    per_job = config["grouping"]["regions_per_job"]
+    if per_job:
+        wells = list(manifest.groups.values())
+        manifest.groups = {
+            f"{plate['name']}@{i // per_job + 1}": [
+                r for well in wells[i : i + per_job] for r in well
+            ]
+            for i in range(0, len(wells), per_job)
+        }
+    if manifest.segmentation:
+        check_segmentation_config(manifest.segmentation, channel_names)
+    if check_files and not manifest.generated:
+        with ThreadPoolExecutor(8) as pool:
+            list(
+                pool.map(
+                    lambda r: hcs.plan_well(r, channel_names, config["pixel_size_um"]),
+                    manifest.regions(),
+                )
+            )
     return manifest
 
 

@@ -30,19 +30,41 @@ log = logging.getLogger(__name__)
 ALWAYS_PYRAMID_ABOVE = 4096
 
 
-def count_levels(height: int, width: int, levels: int | str, chunk: int = 512) -> int:
+def levels_to_one_chunk(height: int, width: int, chunk: tuple[int, int]) -> int:
+    """Levels (level 0 included) until the image fits in one chunk."""
+    n = 1
+    while height > chunk[0] or width > chunk[1]:
+        height, width = math.ceil(height / 2), math.ceil(width / 2)
+        n += 1
+    return n
+
+
+def count_levels(
+    height: int,
+    width: int,
+    levels: int | str,
+    chunk: int | tuple[int, int] = 512,
+    at_least_one_chunk: bool = False,
+) -> int:
     """Number of resolution levels (level 0 included) for an image.
 
-    ``"auto"`` halves until the image fits in one ``chunk``×``chunk`` tile. An
-    image larger than ALWAYS_PYRAMID_ABOVE gets at least one extra level.
+    ``"auto"`` halves until the image fits in one chunk (``chunk`` is an edge
+    or (y, x)). An image larger than ALWAYS_PYRAMID_ABOVE gets at least one
+    extra level; with ``at_least_one_chunk`` (plate wells) a count never
+    stops before the one-chunk level.
     """
+    chunk = (chunk, chunk) if isinstance(chunk, int) else tuple(chunk)
+    needed = levels_to_one_chunk(height, width, chunk)
     if levels == "auto":
-        n = 1
-        while max(height, width) > chunk:
-            height, width = math.ceil(height / 2), math.ceil(width / 2)
-            n += 1
-        return n
+        return needed
     n = int(levels)
+    if at_least_one_chunk and n < needed:
+        log.warning(
+            "pyramid.levels %d stops before the well fits one chunk: using %d",
+            n,
+            needed,
+        )
+        return needed
     if n == 1 and max(height, width) > ALWAYS_PYRAMID_ABOVE:
         log.warning(
             "image %dx%d is larger than %d px: adding one pyramid level "
@@ -104,24 +126,53 @@ def downsample_level(
     reduce: Callable[[np.ndarray], np.ndarray],
     threads: int = 1,
 ) -> None:
-    """Fill ``out`` from ``prev`` one output chunk-row band at a time.
+    """Fill ``out`` from ``prev``, one output chunk per task.
 
-    A task reads 2×band rows of ``prev`` (for one chunk of the leading c/z
-    axes) and writes one chunk row of ``out``: memory is bounded by the band,
-    and no two tasks touch the same chunk, so they run in parallel safely.
+    An output chunk covers 2×2 chunks' worth of ``prev``. Where the previous
+    level's chunks split evenly into 2×2 blocks, each of its chunks is read
+    and reduced on its own into a quadrant of the output chunk, so a task
+    holds one previous chunk and one output chunk (for a plate well, about
+    two fields); otherwise the task reads its whole window. No two tasks
+    touch the same chunk, so they run in parallel safely.
     """
     src, dst = BlockIO(prev), BlockIO(out)
-    lead_chunks = out.chunks[:-2]
-    band = out.chunks[-2]
-    lead_starts = itertools.product(
-        *[range(0, s, c) for s, c in zip(prev.shape[:-2], lead_chunks, strict=True)]
+    lead = out.chunks[:-2]
+    cy, cx = out.chunks[-2:]
+    py, px = prev.chunks[-2:]
+    # per-chunk reduction is exact when each previous chunk holds whole 2x2
+    # blocks along an axis, or is the only chunk along it
+    by_chunk = (
+        (py % 2 == 0 or py >= prev.shape[-2])
+        and (px % 2 == 0 or px >= prev.shape[-1])
+        and prev.chunks[:-2] == lead
     )
-    tasks = [(lead, y0) for lead in lead_starts for y0 in range(0, out.shape[-2], band)]
+    lead_starts = itertools.product(
+        *[range(0, s, c) for s, c in zip(prev.shape[:-2], lead, strict=True)]
+    )
+    tasks = [
+        (start, y0, x0)
+        for start in lead_starts
+        for y0 in range(0, out.shape[-2], cy)
+        for x0 in range(0, out.shape[-1], cx)
+    ]
 
-    def work(task: tuple[tuple[int, ...], int]) -> None:
-        lead, y0 = task
-        block = src.read((*lead, 2 * y0, 0), (*lead_chunks, 2 * band, prev.shape[-1]))
-        dst.write((*lead, y0, 0), reduce(block))
+    def work(task: tuple[tuple[int, ...], int, int]) -> None:
+        start, y0, x0 = task
+        if not by_chunk:
+            block = src.read((*start, 2 * y0, 2 * x0), (*lead, 2 * cy, 2 * cx))
+            dst.write((*start, y0, x0), reduce(block))
+            return
+        h, w = min(cy, out.shape[-2] - y0), min(cx, out.shape[-1] - x0)
+        n_lead = tuple(
+            min(c, s - a) for c, s, a in zip(lead, out.shape[:-2], start, strict=True)
+        )
+        result = np.empty((*n_lead, h, w), out.dtype)
+        for ys in range(2 * y0, min(2 * (y0 + cy), prev.shape[-2]), py):
+            for xs in range(2 * x0, min(2 * (x0 + cx), prev.shape[-1]), px):
+                part = reduce(src.read((*start, ys, xs), (*lead, py, px)))
+                oy, ox = ys // 2 - y0, xs // 2 - x0
+                result[..., oy : oy + part.shape[-2], ox : ox + part.shape[-1]] = part
+        dst.write((*start, y0, x0), result)
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(work, tasks))
@@ -153,8 +204,9 @@ def build_levels(
             math.ceil(prev.shape[-2] / 2),
             math.ceil(prev.shape[-1] / 2),
         )
+        # same chunk shape as level 0 (create_array clips it to the shape)
         out = create_array(
-            group, str(level), shape, prev.chunks, prev.dtype, compressor
+            group, str(level), shape, group["0"].chunks, prev.dtype, compressor
         )
         downsample_level(prev, out, reduce, threads)
         log.info("  %s: level %d %s", label or group_path, level, shape)
@@ -185,7 +237,14 @@ def pyramid_group(
     outputs = []
     for rec in records:
         height, width = rec["shape"][-2:]
-        n = count_levels(height, width, levels)
+        # plate wells: chunk = one field, and levels go on to a single chunk
+        n = count_levels(
+            height,
+            width,
+            levels,
+            chunk=rec.get("chunk_yx", 512),
+            at_least_one_chunk="well" in rec,
+        )
         build_levels(
             image_path(experiment, rec["key"]),
             n,

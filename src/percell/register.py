@@ -50,7 +50,10 @@ def register(
         "measurements": 0,
         "threshold_regions": 0,
     }
-    conn = db.connect(experiment / layout.DATABASE)
+    # every id written here comes from this transaction's own inserts and
+    # lookups, so the per-row foreign-key checks are skipped (tests run
+    # PRAGMA foreign_key_check on the result)
+    conn = db.connect(experiment / layout.DATABASE, foreign_keys=False)
     try:
         with db.transaction(conn):
             region_ids = register_regions(conn, params, records)
@@ -103,6 +106,8 @@ def register_regions(conn, params: dict, records: list[dict]) -> dict[str, int]:
             zarr_path=rec["zarr_path"],
         )
         db.replace_region_sources(conn, region_id, rec["source_files"])
+        if "fields" in rec:
+            db.replace_region_fields(conn, region_id, rec["fields"])
         region_ids[rec["key"]] = region_id
     return region_ids
 

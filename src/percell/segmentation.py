@@ -160,12 +160,16 @@ def segment_region(
     remove_tree(built)
     group = open_group(built, mode="w")
     shape = level0.shape[1:]
-    chunks = ((LABEL_CHUNK_Z,) if has_z else ()) + (LABEL_CHUNK_YX, LABEL_CHUNK_YX)
+    if "chunk_yx" in record:
+        # a plate well: tiles and label chunks are the fields, like the image
+        tiles = tuple(record["chunk_yx"])
+        chunks = ((1,) if has_z else ()) + tiles
+    else:
+        tiles = seg["tile_size"]
+        chunks = ((LABEL_CHUNK_Z,) if has_z else ()) + (LABEL_CHUNK_YX,) * 2
     labels = create_array(group, "0", shape, chunks, np.int32, LABEL_COMPRESSOR)
     start = time.monotonic()
-    cells = segment_tiled(
-        read_tile, run, labels, seg["tile_size"], overlap, pixel_size, label=key
-    )
+    cells = segment_tiled(read_tile, run, labels, tiles, overlap, pixel_size, label=key)
     n_levels = len(image.attrs["multiscales"][0]["datasets"])
     group.attrs.put(
         ngff.label_attrs(

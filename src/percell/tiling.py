@@ -35,12 +35,16 @@ class Tile:
     pad_x: tuple[int, int]
 
 
-def tile_grid(height: int, width: int, tile_size: int, overlap: int) -> list[Tile]:
-    """Cores of ``tile_size`` covering the image, each padded by ``overlap``."""
+def tile_grid(
+    height: int, width: int, tile_size: int | tuple[int, int], overlap: int
+) -> list[Tile]:
+    """Cores of ``tile_size`` (an edge, or (y, x)) covering the image, each
+    padded by ``overlap``."""
+    ty, tx = (tile_size, tile_size) if isinstance(tile_size, int) else tile_size
     tiles = []
-    for y0 in range(0, height, tile_size):
-        for x0 in range(0, width, tile_size):
-            y1, x1 = min(y0 + tile_size, height), min(x0 + tile_size, width)
+    for y0 in range(0, height, ty):
+        for x0 in range(0, width, tx):
+            y1, x1 = min(y0 + ty, height), min(x0 + tx, width)
             tiles.append(
                 Tile(
                     (y0, y1),
@@ -76,7 +80,7 @@ def segment_tiled(
     read_tile: Callable[[Tile], np.ndarray],
     segment: Callable[[np.ndarray], np.ndarray],
     labels: zarr.Array,
-    tile_size: int,
+    tile_size: int | tuple[int, int],
     overlap: int,
     pixel_size_um: float,
     label: str = "",
@@ -87,7 +91,7 @@ def segment_tiled(
         read_tile: Returns the input of ``segment`` for a tile's padded window.
         segment: Method: image tile → label tile (ids local to the tile).
         labels: The region's int32 label array, zero-filled; (Y, X) or (Z, Y, X).
-        tile_size: Edge of a core in pixels.
+        tile_size: Edge of a core in pixels, or (y, x): a plate's field.
         overlap: Context margin in pixels on every side of a core.
         pixel_size_um: For areas in µm².
         label: The region, for progress messages.

@@ -192,3 +192,23 @@ def test_failed_transaction_leaves_nothing(conn):
         db.upsert_condition(conn, "ctrl")
         raise RuntimeError("boom")
     assert conn.execute("SELECT count(*) FROM conditions").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("n", [0, 1, 249, 250, 251, 1000])
+def test_insert_rows_many_per_statement(conn, n):
+    """Every row lands once, in order, whatever n is against the batch size."""
+    conn.execute("CREATE TABLE t (a INTEGER, b REAL, c TEXT, d INTEGER)")
+    a = list(range(n))
+    b = [i / 3 if i % 7 else None for i in range(n)]
+    c = [f"m{i % 5}" for i in range(n)]
+    d = [-i for i in range(n)]
+    db.insert_rows(conn, "t", ["a", "b", "c", "d"], [a, b, c, d])
+    assert conn.execute("SELECT a, b, c, d FROM t ORDER BY rowid").fetchall() == list(
+        zip(a, b, c, d, strict=True)
+    )
+
+
+def test_insert_rows_refuses_ragged_columns(conn):
+    conn.execute("CREATE TABLE t (a INTEGER, b INTEGER)")
+    with pytest.raises(ValueError, match=r"t\.b: 2 values, expected 3"):
+        db.insert_rows(conn, "t", ["a", "b"], [[1, 2, 3], [1, 2]])

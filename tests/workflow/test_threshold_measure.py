@@ -228,6 +228,10 @@ def test_changing_one_run_reruns_only_its_thresholds_measure_register(measured_c
     assert conn.execute(
         "SELECT count(*) FROM measurements WHERE cell_id NOT IN (SELECT id FROM cells)"
     ).fetchone() == (0,)
+    # register loads with per-row foreign-key checks off: check them all here
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"idx_measurements_cell", "idx_measurements_metric"} <= indexes
 
 
 @pytest.mark.parametrize(

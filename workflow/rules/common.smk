@@ -15,6 +15,7 @@ EXPORT_PREFIX = EXP.removesuffix(".percell")
 wildcard_constraints:
     group="|".join(re.escape(g) for g in GROUPS),
     region="[A-Za-z0-9][A-Za-z0-9._-]*",
+    well="[A-Za-z]{1,2}[0-9]{1,3}",
     run="|".join(re.escape(r) for r in RUNS) or "NO_RUNS",
 
 
@@ -50,6 +51,17 @@ def get_demo_outputs():
     return [
         f"{demo['directory']}/{{group}}/{{region}}_{name}.tif"
         for name in MANIFEST.channel_names
+    ]
+
+
+def get_plate_demo_outputs():
+    plate = config["input"]["plate"]
+    names = percell.demo.plate_demo_files(plate, len(MANIFEST.channel_names))
+    first = plate["demo"]["wells"][0]
+    # one well's names with the well as a wildcard: the same for every well
+    return [
+        f"{plate['directory']}/{n.replace(first + '_', '{well}_')}"
+        for n in names[first]
     ]
 
 

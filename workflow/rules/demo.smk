@@ -1,5 +1,5 @@
-# Synthetic raw images, made only when the config's input is `demo`.
-if MANIFEST.generated:
+# Synthetic raw images, made only when the config asks for a demo.
+if MANIFEST.generated and "demo" in config["input"]:
 
     rule demo_region:
         output:
@@ -12,3 +12,19 @@ if MANIFEST.generated:
             spec=get_demo_params,
         script:
             "../scripts/demo_region.py"
+
+
+if MANIFEST.generated and "plate" in config["input"]:
+
+    rule demo_well:
+        output:
+            tiffs=get_plate_demo_outputs(),
+        log:
+            "logs/demo/{well}.log",
+        conda:
+            "../../envs/percell.yaml"
+        params:
+            plate=config["input"].get("plate"),
+            channels=len(MANIFEST.channel_names),
+        script:
+            "../scripts/demo_well.py"

@@ -8,6 +8,7 @@ rule hierarchy:
         "../../envs/percell.yaml"
     params:
         groups=MANIFEST.hierarchy(),
+        attrs=MANIFEST.hierarchy_attrs(),
         experiment=get_experiment,
     script:
         "../scripts/hierarchy.py"

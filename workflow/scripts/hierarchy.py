@@ -5,5 +5,8 @@ from percell.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 write_hierarchy(
-    snakemake.params.experiment, snakemake.params.groups, snakemake.output.sentinel
+    snakemake.params.experiment,
+    snakemake.params.groups,
+    snakemake.output.sentinel,
+    snakemake.params.attrs,
 )
