@@ -114,6 +114,8 @@ class BlockIO:
                     tuple(slice(s, s + n) for s, n in zip(start, shape, strict=True))
                 ]
             )
+        if self._is_one_chunk(start, shape):
+            return self._read_chunk(start, shape)
         out = np.empty(shape, dtype=self.dtype)
         ranges = [
             range(s // c, math.ceil((s + n) / c))
@@ -143,3 +145,23 @@ class BlockIO:
             )
             out[dest] = chunk[src]
         return out
+
+    def _is_one_chunk(self, start, shape) -> bool:
+        return all(
+            s % c == 0 and n == min(c, total - s)
+            for s, n, c, total in zip(
+                start, shape, self.chunks, self.shape, strict=True
+            )
+        )
+
+    def _read_chunk(self, start, shape) -> np.ndarray:
+        """One whole chunk, decoded in place (no second copy of it)."""
+        idx = [s // c for s, c in zip(start, self.chunks, strict=True)]
+        try:
+            with open(self.path.joinpath(*map(str, idx)), "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            return np.full(shape, self.fill, dtype=self.dtype)
+        chunk = np.empty(self.chunks, dtype=self.dtype)
+        self.codec.decode(raw, out=chunk)
+        return chunk[tuple(slice(0, n) for n in shape)]

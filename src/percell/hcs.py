@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from percell.errors import ConfigError, SourceImageError
 from percell.names import check_name
@@ -222,6 +221,8 @@ def read_plate_map(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"plate map {path} not found")
+    import pandas as pd  # here, not at the top: import jobs stay small
+
     sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
     df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     df.columns = [c.strip().lower() for c in df.columns]
@@ -278,6 +279,8 @@ def read_positions(path: str | Path) -> dict[tuple[str, int], tuple[float, float
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"positions file {path} not found")
+    import pandas as pd
+
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     df.columns = [c.strip().lower() for c in df.columns]
     missing = [c for c in ("well", "field", "x_um", "y_um") if c not in df.columns]
