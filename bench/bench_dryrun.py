@@ -6,11 +6,18 @@ Run from the repository root:
     python bench/bench_dryrun.py --regions-per-job 1   # one job per well
 
 Builds sample sheets of 96, 384, 768 and 1,536 wells (1 to 4 plates of 384,
-3 channels each, tiny TIFFs; plates as conditions and wells as regions, the
-free-form stand-in for a plate until HCS input lands), with segmentation and
-a threshold run on, and times a dry run of the full workflow on each: parsing
-the config, probing every file header, building the DAG. Prints seconds and
-job counts. Target: 4 plates × 384 wells in under 20 s on 2 cores.
+3 channels each, tiny TIFFs; plates as conditions and wells as regions),
+with segmentation and a threshold run on, and times a dry run of the full
+workflow on each: parsing the config, probing every file header, building
+the DAG. Prints seconds and job counts. Target: 4 plates × 384 wells in
+under 20 s on 2 cores.
+
+    python bench/bench_dryrun.py --hcs         # real HCS plate input
+
+With ``--hcs`` each size is one real plate (``input.plate``, MetaXpress
+names, 3×3 fields × 3 channels per well, so 27 tiny files per well): the
+dry run also matches every file name, places the fields and plans every
+well's stitching.
 """
 
 from __future__ import annotations
@@ -49,10 +56,44 @@ def make_sheet(root: Path, n_wells: int) -> Path:
     return sheet
 
 
-def dry_run(work: Path, sheet: Path, per_job: int | None) -> tuple[float, dict]:
+def make_plate(root: Path, n_wells: int) -> Path:
+    """A plate directory: n wells (1536-well layout when over 384) of 3x3
+    fields x 3 channels, MetaXpress names."""
+    tile = np.zeros((16, 16), np.uint16)
+    rows, cols = (
+        ("ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "ABCDEF", 48) if n_wells > 384 else (ROWS, 24)
+    )
+    directory = root / f"plate{n_wells}"
+    for i in range(n_wells):
+        r, c = divmod(i, cols)
+        well = (
+            ("A" if i >= 26 * cols and n_wells > 384 else "") + rows[r] + f"{c + 1:02d}"
+        )
+        for f in range(1, 10):
+            for ch in range(1, 4):
+                path = directory / f"{well}_s{f}_w{ch}.tif"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tifffile.imwrite(path, tile)
+    return directory
+
+
+def dry_run(
+    work: Path, sheet: Path, per_job: int | None, hcs: bool = False
+) -> tuple[float, dict]:
+    source = (
+        {
+            "plate": {
+                "name": "P1",
+                "directory": str(sheet),
+                "grid": {"rows": 3, "columns": 3},
+            }
+        }
+        if hcs
+        else {"sample_sheet": str(sheet)}
+    )
     config = {
         "experiment": {"name": "scale", "path": "out/scale.percell"},
-        "input": {"sample_sheet": str(sheet)},
+        "input": source,
         "channels": [{"name": n} for n in ("DAPI", "GFP", "RFP")],
         "pixel_size_um": 0.5,
         "grouping": {"regions_per_job": per_job},
@@ -88,19 +129,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--regions-per-job", type=int, default=16)
     parser.add_argument("--wells", type=int, nargs="+", default=[96, 384, 768, 1536])
+    parser.add_argument("--hcs", action="store_true", help="real HCS plates")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="percell-bench-dry-"))
     try:
         print(
-            f"snakemake -n, regions_per_job={args.regions_per_job}, "
+            f"snakemake -n, {'one HCS plate (3x3 fields), ' if args.hcs else ''}"
+            f"regions_per_job={args.regions_per_job}, "
             "3 channels, segmentation + 1 threshold run"
         )
         print(f"{'wells':>6} {'seconds':>8} {'jobs':>7} {'import jobs':>12}")
         for n in args.wells:
             work = root / f"w{n}"
             work.mkdir()
-            sheet = make_sheet(root / "raw", n)
-            seconds, jobs = dry_run(work, sheet, args.regions_per_job)
+            if args.hcs:
+                source = make_plate(root / "raw", n)
+            else:
+                source = make_sheet(root / "raw", n)
+            seconds, jobs = dry_run(work, source, args.regions_per_job, args.hcs)
             print(
                 f"{n:>6} {seconds:8.1f} {jobs['total']:>7} {jobs['import_images']:>12}"
             )

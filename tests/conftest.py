@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,12 @@ import tifffile
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# parse-time probes are remembered in the working directory; in-process
+# tests (cwd = the repository) keep theirs in a temporary file instead
+os.environ.setdefault(
+    "PERCELL_PROBE_CACHE",
+    str(Path(tempfile.mkdtemp(prefix="percell-probes-")) / "probes.json"),
+)
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 CHANNELS = [
     {"name": "DAPI", "color": "0000FF", "role": "nucleus"},

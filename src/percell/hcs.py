@@ -533,7 +533,10 @@ class WellPlan:
 
 
 def plan_well(
-    region: dict, channel_names: list[str], pixel_size_um: float | None
+    region: dict,
+    channel_names: list[str],
+    pixel_size_um: float | None,
+    infos: dict[str, SourceInfo] | None = None,
 ) -> WellPlan:
     """Probe every field file of a well and plan the stitched image.
 
@@ -545,21 +548,30 @@ def plan_well(
     planned = []
     for fld in spec["fields"]:
         label = f"well {region['region']} field {fld['field']}"
-        infos = tuple(
-            probe_source(f["path"], f["channel"] is None) for f in fld["files"]
+        found = tuple(
+            infos[f["path"]] if infos else probe_source(f["path"], f["channel"] is None)
+            for f in fld["files"]
         )
         planned.append(
-            (fld, plan_region(label, fld["files"], infos, channel_names), infos)
+            (fld, plan_region(label, fld["files"], found, channel_names), found)
         )
-    shapes = {(p.shape, np.dtype(p.dtype).name) for _, p, _ in planned}
-    if len(shapes) > 1:
-        detail = ", ".join(
+
+    def shape_of(plan):
+        return plan.shape, np.dtype(plan.dtype).name
+
+    shapes = [shape_of(p) for _, p, _ in planned]
+    usual = max(set(shapes), key=shapes.count)
+    odd = [(fld, p) for fld, p, _ in planned if shape_of(p) != usual]
+    if odd:
+        detail = "; ".join(
             f"field {fld['field']} ({fld['files'][0]['path']}): {p.shape} "
             f"{np.dtype(p.dtype).name}"
-            for fld, p, _ in planned
+            for fld, p in odd[:5]
         )
         raise SourceImageError(
-            f"well {region['region']}: fields differ in shape or type ({detail})"
+            f"well {region['region']}: fields differ in shape or type: most are "
+            f"{usual[0]} {usual[1]}, but {detail}"
+            + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
         )
     first = planned[0][1]
     fy, fx = first.shape[-2:]

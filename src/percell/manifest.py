@@ -8,7 +8,6 @@ groups: adding a region reruns only its own group.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from percell.errors import ConfigError, SourceImageError
 from percell.plan import plan_region
 from percell.segmentation import check_segmentation_config
 from percell.sheets import read_sample_sheet, scan_directory
-from percell.sources import probe_source
+from percell.sources import probe_many
 
 
 @dataclass
@@ -191,7 +190,7 @@ def build_manifest(config: dict, check_files: bool = True) -> Manifest:
     """
     validate_config(config)
     if "plate" in config["input"]:
-        return build_plate_manifest(config, check_files)
+        return build_plate_manifest(config)
     sheet, generated = sheet_for(config)
     channel_names = [c["name"] for c in config["channels"]]
     unknown = sorted(set(sheet["channel"].dropna()) - set(channel_names))
@@ -241,7 +240,7 @@ def build_manifest(config: dict, check_files: bool = True) -> Manifest:
     return manifest
 
 
-def build_plate_manifest(config: dict, check_files: bool = True) -> Manifest:
+def build_plate_manifest(config: dict) -> Manifest:
     """The manifest of an HCS plate: a region per well and acquisition, a
     group per well (or ``regions_per_job`` wells per group)."""
     plate = config["input"]["plate"]
@@ -275,14 +274,20 @@ def build_plate_manifest(config: dict, check_files: bool = True) -> Manifest:
         }
     if manifest.segmentation:
         check_segmentation_config(manifest.segmentation, channel_names)
-    if check_files and not manifest.generated:
-        with ThreadPoolExecutor(8) as pool:
-            list(
-                pool.map(
-                    lambda r: hcs.plan_well(r, channel_names, config["pixel_size_um"]),
-                    manifest.regions(),
-                )
-            )
+    if not manifest.generated:
+        # every field file's header, so that a bad one stops the run before
+        # any job starts (remembered between parses: a plate has many)
+        paths = [f["path"] for r in manifest.regions() for f in r["files"]]
+        multi = {
+            p
+            for r in manifest.regions()
+            for f in r["files"]
+            if f["channel"] is None
+            for p in [f["path"]]
+        }
+        infos = probe_many(paths, multi)
+        for r in manifest.regions():
+            hcs.plan_well(r, channel_names, config["pixel_size_um"], infos)
     return manifest
 
 
@@ -312,7 +317,7 @@ def _check_timepoint_consistency(manifest: Manifest) -> None:
         )
 
 
-def check_sources(manifest: Manifest, threads: int = 8) -> None:
+def check_sources(manifest: Manifest) -> None:
     """Probe every raw file and plan every region; raise on the first problem."""
     regions = manifest.regions()
     paths = sorted({f["path"] for r in regions for f in r["files"]})
@@ -323,14 +328,7 @@ def check_sources(manifest: Manifest, threads: int = 8) -> None:
             f"raw image file(s) not found: {', '.join(missing[:5])}{more}"
         )
     multi = {f["path"] for r in regions for f in r["files"] if f["channel"] is None}
-    with ThreadPoolExecutor(threads) as pool:
-        infos = dict(
-            zip(
-                paths,
-                pool.map(lambda p: probe_source(p, p in multi), paths),
-                strict=True,
-            )
-        )
+    infos = probe_many(paths, multi)
     for r in regions:
         plan = plan_region(
             r["key"],

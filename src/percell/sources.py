@@ -230,3 +230,63 @@ class SourceReader:
         """Index of plane (c, z) in the file's own axis order."""
         idx = {"C": c, "Z": z}
         return tuple(idx[a] for a in self.info.stored_axes[:-2])
+
+
+#: Where parse-time probes are remembered, relative to the working directory
+#: (beside Snakemake's own metadata); PERCELL_PROBE_CACHE overrides it.
+PROBE_CACHE = ".snakemake/percell/probes.json"
+
+
+def probe_many(paths: list[str], multichannel: set[str]) -> dict[str, SourceInfo]:
+    """Probe many files, remembering results by path, size and mtime.
+
+    A plate has tens of thousands of field files and the workflow is parsed
+    on every invocation (dry runs too); a file probed before and unchanged
+    since is not opened again. A file that fails to probe is never cached.
+    """
+    import json
+
+    cache_path = Path(os.environ.get("PERCELL_PROBE_CACHE", PROBE_CACHE))
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    out, changed = {}, False
+    for path in paths:
+        multi = path in multichannel
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise SourceImageError(f"{path}: file not found") from None
+        stamp = [st.st_size, st.st_mtime_ns, multi]
+        hit = cache.get(path)
+        if hit and hit[0] == stamp:
+            info = hit[1]
+            out[path] = SourceInfo(
+                info[0], info[1], tuple(info[2]), info[3], info[4], info[5], info[6]
+            )
+            continue
+        info = probe_source(path, multi)
+        out[path] = info
+        cache[path] = [
+            stamp,
+            [
+                info.path,
+                info.axes,
+                list(info.shape),
+                info.dtype,
+                info.pixel_size_um,
+                info.z_step_um,
+                info.stored_axes,
+            ],
+        ]
+        changed = True
+    if changed:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(cache))
+            tmp.replace(cache_path)
+        except OSError:
+            pass  # a read-only working directory only costs speed
+    return out

@@ -175,3 +175,27 @@ def test_zstack_pyramid_keeps_z_and_is_valid_ngff(tmp_path):
         for d in group.attrs["multiscales"][0]["datasets"]
     ]
     assert scales == [[1.0, 2.0, 0.5, 0.5], [1.0, 2.0, 1.0, 1.0]]
+
+
+def test_probe_many_remembers_unchanged_files(tmp_path, monkeypatch):
+    from percell import sources
+
+    monkeypatch.setenv("PERCELL_PROBE_CACHE", str(tmp_path / "cache/probes.json"))
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    tifffile.imwrite(a, np.zeros((8, 9), np.uint16))
+    tifffile.imwrite(b, np.zeros((3, 8, 9), np.uint8))
+    opened = []
+    real = sources.probe_source
+    monkeypatch.setattr(
+        sources, "probe_source", lambda p, m=False: opened.append(p) or real(p, m)
+    )
+    first = sources.probe_many([str(a), str(b)], {str(b)})
+    assert opened == [str(a), str(b)]
+    again = sources.probe_many([str(a), str(b)], {str(b)})
+    assert again == first and opened == [str(a), str(b)]
+    tifffile.imwrite(a, np.zeros((8, 10), np.uint16))  # changed: probed again
+    assert sources.probe_many([str(a)], set())[str(a)].shape == (8, 10)
+    assert opened[-1] == str(a)
+    b.write_bytes(b"not a tiff")
+    with pytest.raises(SourceImageError, match=r"b\.tif: not a readable TIFF"):
+        sources.probe_many([str(b)], {str(b)})

@@ -255,7 +255,8 @@ def test_bad_fields_of_different_shapes(file_plate, tmp_path):
 
     out = _bad_rerun(file_plate, tmp_path, reshape)
     assert "well B03: fields differ in shape or type" in out
-    assert "field 2" in out
+    assert "most are (2, 2, 40, 50) uint16, but field 2 (" in out
+    assert "(2, 2, 40, 48) uint16" in out
 
 
 def test_bad_well_not_in_plate_map(file_plate, tmp_path):
