@@ -32,7 +32,8 @@ from tests.hcs_support import write_plate
 from tests.segmentation_support import matched_f1
 from tests.workflow.test_reruns import planned_jobs
 
-FIELD = (96, 128)
+FIELD = (270, 320)
+WELLS = ["B/02", "B/03", "B/04", "C/02", "C/03", "C/04"]
 
 
 def v2(path):
@@ -41,15 +42,11 @@ def v2(path):
 
 @pytest.fixture(scope="module")
 def demo_plate(tmp_path_factory):
-    """The plate demo, small: 2 wells x 2x2 fields, 3 channels, the whole chain."""
+    """The README's HCS demo config as shipped (6 wells x 3x3 fields x 3
+    channels x 3 z), only written elsewhere: the whole chain."""
     work = tmp_path_factory.mktemp("hcs-demo")
     cfg = yaml.safe_load((REPO / "config/hcs-demo.yaml").read_text())
     cfg["experiment"]["path"] = "out/plate.percell"
-    plate = cfg["input"]["plate"]
-    plate["grid"] = {"rows": 2, "columns": 2, "order": "snake", "overlap": 0}
-    plate["demo"].update(wells=["B02", "B03"], field_size=list(FIELD), z=1)
-    for step in ("import", "pyramid", "segmentation", "threshold", "measure"):
-        cfg[step]["resources"]["threads"] = 1
     write_config(work, cfg)
     run_workflow(work)
     return {"work": work, "experiment": work / "out/plate.percell", "config": cfg}
@@ -58,7 +55,7 @@ def demo_plate(tmp_path_factory):
 def test_demo_plate_is_valid_for_every_reader(demo_plate):
     exp = demo_plate["experiment"]
     hcs = HCS.from_zarr(v2(exp / "images.zarr/plate1"))
-    assert [w.path for w in hcs.attributes.plate.wells] == ["B/02", "B/03"]
+    assert [w.path for w in hcs.attributes.plate.wells] == WELLS
     # ngio in its own process, as a user opens it: importing ngio before
     # ome-zarr-models makes the latter's HCS.from_zarr fail in one process
     script = (
@@ -72,19 +69,23 @@ def test_demo_plate_is_valid_for_every_reader(demo_plate):
         text=True,
         check=True,
     )
-    assert "['B/02/0', 'B/03/0'] (3, 192, 256)" in proc.stdout
-    for well in ("B/02", "B/03"):
-        Image.from_zarr(v2(exp / f"images.zarr/plate1/{well}/0"))
-        ImageLabel.from_zarr(v2(exp / f"labels.zarr/plate1/{well}/0"))
-        labels = v2(exp / f"labels.zarr/plate1/{well}/0")
-        assert labels["0"].dtype == np.int32
-        assert labels["0"].chunks == FIELD  # label tiles are the fields
+    assert f"{[w + '/0' for w in WELLS]} (3, 3, 810, 960)" in proc.stdout
+    for well in WELLS:
         image = v2(exp / f"images.zarr/plate1/{well}/0")
-        assert image["0"].shape == (3, 2 * FIELD[0], 2 * FIELD[1])
-        assert image["0"].chunks == (1, *FIELD)  # one chunk is one field
+        Image.from_zarr(image)
+        assert image["0"].shape == (3, 3, 3 * FIELD[0], 3 * FIELD[1])
+        assert image["0"].chunks == (1, 1, *FIELD)  # one chunk is one field
         levels = image.attrs["multiscales"][0]["datasets"]
-        last = image[levels[-1]["path"]]
-        assert last.shape[-2:] <= FIELD and len(levels) == 2
+        # 810 x 960 -> 405 x 480 -> 203 x 240, which fits one 270 x 320 chunk
+        assert [image[d["path"]].shape[-2:] for d in levels] == [
+            (810, 960),
+            (405, 480),
+            (203, 240),
+        ]
+        labels = v2(exp / f"labels.zarr/plate1/{well}/0")
+        ImageLabel.from_zarr(labels)
+        assert labels["0"].dtype == np.int32
+        assert labels["0"].chunks == (1, *FIELD)  # label tiles are the fields
         assert len(labels.attrs["multiscales"][0]["datasets"]) == len(levels)
         mask = v2(exp / f"masks.zarr/plate1/{well}/0/threshold_GFP")
         assert len(mask.attrs["multiscales"][0]["datasets"]) == len(levels)
@@ -99,25 +100,28 @@ def test_demo_plate_database_has_wells_cells_and_fields(demo_plate):
         "(SELECT count(*) FROM percell_fields WHERE region_id = r.id) "
         "FROM regions r JOIN conditions c ON c.id = r.condition_id ORDER BY r.name"
     ).fetchall()
+    # conditions alternate by plate column: even ctrl, odd drug
     assert [r[:5] for r in rows] == [
-        ("B02", "ctrl", "images.zarr/plate1/B/02/0", 256, 192),
-        ("B03", "drug", "images.zarr/plate1/B/03/0", 256, 192),
+        (w.replace("/", ""), cond, f"images.zarr/plate1/{w}/0", 960, 810)
+        for w, cond in zip(WELLS, ["ctrl", "drug", "ctrl"] * 2, strict=True)
     ]
-    assert all(r[5] > 20 and r[6] == 4 for r in rows)
+    assert all(r[5] > 300 and r[6] == 9 for r in rows)
     fields = conn.execute(
         "SELECT f.field, f.x, f.y, f.width, f.height, f.grid_row, f.grid_column, "
         "f.source_files "
         "FROM percell_fields f JOIN regions r ON r.id = f.region_id "
         "WHERE r.name = 'B02' ORDER BY field"
     ).fetchall()
-    # snake order: fields 1, 2 on the first row, 3 under 2, 4 under 1
-    assert [f[:7] for f in fields] == [
-        (1, 0, 0, 128, 96, 0, 0),
-        (2, 128, 0, 128, 96, 0, 1),
-        (3, 128, 96, 128, 96, 1, 1),
-        (4, 0, 96, 128, 96, 1, 0),
+    # snake order: 1 2 3 on the first row, 4 5 6 right to left under them
+    assert [f[:7] for f in fields[:6]] == [
+        (1, 0, 0, 320, 270, 0, 0),
+        (2, 320, 0, 320, 270, 0, 1),
+        (3, 640, 0, 320, 270, 0, 2),
+        (4, 640, 270, 320, 270, 1, 2),
+        (5, 320, 270, 320, 270, 1, 1),
+        (6, 0, 270, 320, 270, 1, 0),
     ]
-    assert "B02_s3_w1.tif" in fields[2][7]
+    assert "ZStep_2/B02_s4_w3.tif" in fields[3][7]
     n = conn.execute(
         "SELECT count(*) FROM measurements m JOIN channels ch ON ch.id = m.channel_id "
         "WHERE ch.name = 'RFP' AND m.metric = 'mean_intensity'"
@@ -130,7 +134,7 @@ def test_cells_on_field_borders_are_segmented_whole(demo_plate):
     whole well, and cells do straddle the field borders."""
     exp, seg = demo_plate["experiment"], demo_plate["config"]["segmentation"]
     image = open_group(exp / "images.zarr/plate1/B/02/0")
-    dapi = image["0"][0]
+    dapi = image["0"][0]  # (Z, Y, X)
     threshold = region_threshold(_threshold_sample(image, 0), 1.0, "otsu")
     whole = watershed_segment(
         dapi,
@@ -141,11 +145,10 @@ def test_cells_on_field_borders_are_segmented_whole(demo_plate):
     )
     labels = open_group(exp / "labels.zarr/plate1/B/02/0")["0"][:]
     assert matched_f1(whole, labels) > 0.99
-    across = set(np.unique(labels[FIELD[0] - 1])) & set(np.unique(labels[FIELD[0]]))
-    across |= set(np.unique(labels[:, FIELD[1] - 1])) & set(
-        np.unique(labels[:, FIELD[1]])
-    )
-    assert len(across - {0}) >= 3
+    fy, fx = FIELD
+    across = set(np.unique(labels[:, fy - 1])) & set(np.unique(labels[:, fy]))
+    across |= set(np.unique(labels[..., fx - 1])) & set(np.unique(labels[..., fx]))
+    assert len(across - {0}) >= 5
 
 
 @pytest.fixture(scope="module")
