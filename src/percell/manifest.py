@@ -8,6 +8,7 @@ groups: adding a region reruns only its own group.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,12 +34,18 @@ class Manifest:
             key, files), in a stable order.
         generated: Whether the source files are made by the workflow (demo)
             and so need not exist at parse time.
+        stamps: For a plate read from disk: (size, mtime) of every field
+            file. Its import jobs then carry these in their params instead
+            of listing tens of thousands of files as Snakemake inputs, which
+            would dominate every dry run; a changed file still reruns its
+            well (the params trigger).
     """
 
     config: dict
     experiment: str
     groups: dict[str, list[dict]] = field(default_factory=dict)
     generated: bool = False
+    stamps: dict[str, tuple[int, int]] | None = None
 
     @property
     def channel_names(self) -> list[str]:
@@ -49,8 +56,8 @@ class Manifest:
         return [r for regions in self.groups.values() for r in regions]
 
     def source_files(self, group: str) -> list[str]:
-        """The raw files a group's import reads."""
-        return [f["path"] for r in self.groups[group] for f in r["files"]]
+        """The raw files a group's import reads (as Snakemake inputs)."""
+        return [] if self.stamps is not None else self.source_files_of(group)
 
     def import_params(self, group: str) -> dict:
         """Everything a group's import depends on (its Snakemake params)."""
@@ -61,7 +68,21 @@ class Manifest:
             "channels": cfg["channels"],
             "pixel_size_um": cfg["pixel_size_um"],
             "z_step_um": cfg["z_step_um"],
+            **({"sources": self._sources_digest(group)} if self.stamps else {}),
         }
+
+    def _sources_digest(self, group: str) -> str:
+        """One digest of the (path, size, mtime) of every file of a group."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for path in sorted(self.source_files_of(group)):
+            size, mtime = self.stamps[path]
+            h.update(f"{path}\0{size}\0{mtime}\n".encode())
+        return h.hexdigest()
+
+    def source_files_of(self, group: str) -> list[str]:
+        return [f["path"] for r in self.groups[group] for f in r["files"]]
 
     @property
     def segmentation(self) -> dict | None:
@@ -288,6 +309,8 @@ def build_plate_manifest(config: dict) -> Manifest:
         infos = probe_many(paths, multi)
         for r in manifest.regions():
             hcs.plan_well(r, channel_names, config["pixel_size_um"], infos)
+        stats = {p: os.stat(p) for p in paths}
+        manifest.stamps = {p: (st.st_size, st.st_mtime_ns) for p, st in stats.items()}
     return manifest
 
 

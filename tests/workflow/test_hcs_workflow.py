@@ -223,6 +223,23 @@ def test_file_plate_rerun_does_nothing(file_plate):
     assert tree_mtimes(file_plate["experiment"]) == before
 
 
+def test_changed_field_file_reruns_only_its_well(file_plate):
+    """Plate files are not Snakemake inputs (a plate has too many); their
+    size and mtime are in the import params, so a change still reruns."""
+    work, exp = file_plate["work"], file_plate["experiment"]
+    name = "AssayPlate_Greiner_#655090_C04_T0002F003L01A01Z01C02.tif"
+    new = np.full((40, 50), 7, np.uint16)
+    tifffile.imwrite(file_plate["root"] / "raw" / name, new)
+    jobs = planned_jobs(work)
+    assert jobs["import_images"] == 1 and jobs["pyramid"] == 1
+    untouched = tree_digest(exp / "images.zarr/P1/B/03")
+    run_workflow(work)
+    # field 3 is grid row 0, column 2; channel 2 is index 1, z 1 index 0
+    level0 = v2(exp / "images.zarr/P1/C/04/1")["0"]
+    np.testing.assert_array_equal(level0[1, 0, 0:40, 100:150], new)
+    assert tree_digest(exp / "images.zarr/P1/B/03") == untouched
+
+
 def _bad_rerun(file_plate, tmp_path, change_raw=None, edit=None):
     """Copy the plate's raw files, break them, rerun: fails, nothing changed."""
     raw = tmp_path / "raw"
