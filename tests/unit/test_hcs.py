@@ -295,3 +295,36 @@ def test_timepoints_become_acquisitions(tmp_path):
     ]
     # CellVoyager numbers z from 1: planes are 0-based in the image
     assert {f["z"] for f in regions[0]["files"]} == {0, 1}
+
+
+def test_stage_positions_place_fields_and_give_the_overlap(tmp_path):
+    """Fields of 40 x 50 px at 0.5 um/px, 17 um apart in y and 22 um in x
+    (34 and 44 px: an overlap of 6 and 6 px), listed in a positions CSV."""
+    truth = write_plate(tmp_path / "raw", ["B03"], overlap=(6, 6))
+    lines = ["well,field,x_um,y_um"]
+    for f in range(1, 7):
+        r, c = hcs.grid_position(f, 2, 3, "row-major")
+        lines.append(f"B03,{f},{1000 + c * 22.0 + 0.1 * f},{500 + r * 17.0}")
+    (tmp_path / "pos.csv").write_text("\n".join(lines) + "\n")
+    cfg = plate_config(tmp_path / "raw", grid=None, positions=str(tmp_path / "pos.csv"))
+    (region,) = hcs.plate_regions(cfg, CHANNELS)
+    assert region["well"]["grid"] == [2, 3]
+    plan = hcs.plan_well(region, CHANNELS, 0.5)
+    assert plan.chunk_yx == (34, 44)
+    write_well(tmp_path / "well", plan)
+    np.testing.assert_array_equal(
+        open_group(tmp_path / "well")["0"][:], truth[("B03", None)]
+    )
+    fields = hcs.field_records(region, plan)
+    assert fields[4]["x"] == 44 and fields[4]["y"] == 34
+    assert fields[4]["stage_x_um"] == pytest.approx(1022.5)
+
+
+def test_positions_file_must_cover_every_field(tmp_path):
+    write_plate(tmp_path / "raw", ["B03"])
+    (tmp_path / "pos.csv").write_text("well,field,x_um,y_um\nB03,1,0,0\n")
+    cfg = plate_config(tmp_path / "raw", grid=None, positions=str(tmp_path / "pos.csv"))
+    with pytest.raises(
+        ConfigError, match=r"no position for well B03 field\(s\) \[2, 3"
+    ):
+        hcs.plate_regions(cfg, CHANNELS)
