@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_import import peak_rss_mb
+from bench_import import peak_rss_mb, print_table, run_child
 
 CHANNELS = ("DAPI", "GFP", "RFP")
 
@@ -156,26 +155,12 @@ def main() -> None:
         results = {}
         for which in ("ome-zarr-py", "percell"):
             out = work / which
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    which,
-                    "--src",
-                    str(src),
-                    "--out",
-                    str(out),
-                    "--grid",
-                    str(args.grid),
-                    "--threads",
-                    str(args.threads),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
+            results[which] = run_child(
+                __file__,
+                which,
+                *("--src", str(src), "--out", str(out), "--grid", str(args.grid)),
+                *("--threads", str(args.threads)),
             )
-            results[which] = json.loads(proc.stdout.strip().splitlines()[-1])
             shutil.rmtree(out, ignore_errors=True)
         print(
             f"well {'x'.join(map(str, shape))} uint16 ({level0_mb:.0f} MB) from "
@@ -183,12 +168,7 @@ def main() -> None:
             f"{n_levels(shape[-2], shape[-1], (fy, fx))} levels, "
             f"{args.threads} threads"
         )
-        print(f"{'writer':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS MB':>12}")
-        for which, r in results.items():
-            print(
-                f"{which:<12} {r['seconds']:8.2f} {level0_mb / r['seconds']:8.1f} "
-                f"{r['peak_rss_mb']:12.0f}"
-            )
+        print_table(results, level0_mb)
         ratio = results["ome-zarr-py"]["seconds"] / results["percell"]["seconds"]
         print(f"percell vs ome-zarr-py: {ratio:.2f}x faster (target >= 2)")
         print(

@@ -136,6 +136,26 @@ def peak_rss_mb() -> float:
 RUNNERS = {"percell": run_percell, "ome-zarr-py": run_ome_zarr, "raw": run_raw}
 
 
+def run_child(script: str, which: str, *args: str) -> dict:
+    """Run one writer in its own process (so its peak RSS is its own)."""
+    proc = subprocess.run(
+        [sys.executable, script, "--child", which, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_table(results: dict[str, dict], level0_mb: float) -> None:
+    print(f"{'writer':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS MB':>12}")
+    for which, r in results.items():
+        print(
+            f"{which:<12} {r['seconds']:8.2f} {level0_mb / r['seconds']:8.1f} "
+            f"{r['peak_rss_mb']:12.0f}"
+        )
+
+
 def child(which: str, src: Path, out: Path, threads: int) -> None:
     start = time.perf_counter()
     RUNNERS[which](src, out, threads)
@@ -166,35 +186,17 @@ def main() -> None:
         results = {}
         for which in ("raw", "ome-zarr-py", "percell"):
             out = work / which
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    which,
-                    "--src",
-                    str(src),
-                    "--out",
-                    str(out),
-                    "--threads",
-                    str(args.threads),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
+            results[which] = run_child(
+                __file__,
+                which,
+                *("--src", str(src), "--out", str(out), "--threads", str(args.threads)),
             )
-            results[which] = json.loads(proc.stdout.strip().splitlines()[-1])
             shutil.rmtree(out, ignore_errors=True)
         print(
             f"image 3x{args.size}x{args.size} uint16 ({level0_mb:.0f} MB), "
             f"{levels_for(args.size)} levels, {args.threads} threads"
         )
-        print(f"{'writer':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS MB':>12}")
-        for which, r in results.items():
-            print(
-                f"{which:<12} {r['seconds']:8.2f} {level0_mb / r['seconds']:8.1f} "
-                f"{r['peak_rss_mb']:12.0f}"
-            )
+        print_table(results, level0_mb)
         ratio = results["ome-zarr-py"]["seconds"] / results["percell"]["seconds"]
         rss_ratio = results["percell"]["peak_rss_mb"] / plane_mb
         print(f"percell vs ome-zarr-py: {ratio:.2f}x faster (target >= 2)")

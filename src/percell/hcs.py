@@ -27,7 +27,7 @@ import numpy as np
 
 from percell.errors import ConfigError, SourceImageError
 from percell.names import check_name
-from percell.ngff import NGFF_VERSION
+from percell.ngff import NGFF_VERSION, display_windows
 from percell.plan import RegionPlan, plan_region
 from percell.sources import SourceInfo, SourceReader, probe_source
 
@@ -639,13 +639,7 @@ def stitch_well(blocks, plan: WellPlan, label: str = "") -> list[tuple[float, ..
             log.info("  %s: field %d/%d stitched", label, i, len(plan.fields))
     if len(plan.fields) < math.prod(plan.shape[-2:]) // (sy * sx):
         lo = np.minimum(lo, 0)  # zero-filled fields are part of the image
-    dtype = np.dtype(plan.dtype)
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        rng = (float(info.min), float(info.max))
-    else:
-        rng = (float(np.min(lo)), float(np.max(hi)))
-    return [(rng[0], rng[1], float(lo[c]), float(hi[c])) for c in range(n_c)]
+    return display_windows(plan.dtype, lo, hi)
 
 
 def field_records(region: dict, plan: WellPlan) -> list[dict]:

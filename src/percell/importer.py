@@ -213,12 +213,4 @@ def write_image(
                 done += 1
                 if done % report_every == 0:
                     log.info("  %s: %d/%d bands", label or target, done, len(tasks))
-    dtype = np.dtype(plan.dtype)
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        rng = (float(info.min), float(info.max))
-    else:
-        rng = (float(np.min(lo)), float(np.max(hi)))
-    return [
-        (rng[0], rng[1], float(lo[c]), float(hi[c])) for c in range(plan.n_channels)
-    ]
+    return ngff.display_windows(plan.dtype, lo, hi)

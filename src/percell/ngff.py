@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 NGFF_VERSION = "0.4"
 PERCELL_VERSION = "3.0.0"
 
@@ -160,3 +162,17 @@ def label_attrs(image_attrs: dict, source_image: str) -> dict:
         "image-label": {"version": NGFF_VERSION, "source": {"image": source_image}},
         "multiscales": spatial_multiscales(image_attrs),
     }
+
+
+def display_windows(
+    dtype, lo: Sequence[float], hi: Sequence[float]
+) -> list[tuple[float, float, float, float]]:
+    """Per channel (min, max, start, end) for ``omero``: the dtype's range
+    as min/max for integers (the data's for floats), the data's as start/end."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        rng = (float(info.min), float(info.max))
+    else:
+        rng = (float(np.min(lo)), float(np.max(hi)))
+    return [(rng[0], rng[1], float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
