@@ -131,20 +131,26 @@ class BlockIO:
             dest = tuple(
                 slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True)
             )
-            target = self.path.joinpath(*map(str, idx))
-            try:
-                with open(target, "rb") as fh:
-                    raw = fh.read()
-            except FileNotFoundError:
+            chunk = self._load(idx)
+            if chunk is None:
                 out[dest] = self.fill
                 continue
-            chunk = np.frombuffer(self.codec.decode(raw), dtype=self.dtype)
-            chunk = chunk.reshape(self.chunks)
             src = tuple(
                 slice(a - o, b - o) for a, b, o in zip(lo, hi, origin, strict=True)
             )
             out[dest] = chunk[src]
         return out
+
+    def _load(self, idx) -> np.ndarray | None:
+        """Chunk ``idx`` decoded (full chunk shape), or None if never written."""
+        try:
+            with open(self.path.joinpath(*map(str, idx)), "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            return None
+        chunk = np.empty(self.chunks, dtype=self.dtype)
+        self.codec.decode(raw, out=chunk)
+        return chunk
 
     def _is_one_chunk(self, start, shape) -> bool:
         return all(
@@ -155,13 +161,8 @@ class BlockIO:
         )
 
     def _read_chunk(self, start, shape) -> np.ndarray:
-        """One whole chunk, decoded in place (no second copy of it)."""
-        idx = [s // c for s, c in zip(start, self.chunks, strict=True)]
-        try:
-            with open(self.path.joinpath(*map(str, idx)), "rb") as fh:
-                raw = fh.read()
-        except FileNotFoundError:
+        """One whole chunk, returned as decoded (no second copy of it)."""
+        chunk = self._load([s // c for s, c in zip(start, self.chunks, strict=True)])
+        if chunk is None:
             return np.full(shape, self.fill, dtype=self.dtype)
-        chunk = np.empty(self.chunks, dtype=self.dtype)
-        self.codec.decode(raw, out=chunk)
         return chunk[tuple(slice(0, n) for n in shape)]

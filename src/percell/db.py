@@ -339,13 +339,13 @@ def replace_region_fields(
     """Where each field of a plate well sits in the stitched image, and its
     files (beyond 3.0.0): per-field work stays possible."""
     conn.execute("DELETE FROM percell_fields WHERE region_id = ?", (region_id,))
-    conn.executemany(
-        f"INSERT INTO percell_fields (region_id, {', '.join(FIELD_COLUMNS)}, "
-        f"source_files) VALUES ({', '.join('?' * (len(FIELD_COLUMNS) + 2))})",
-        [
-            (region_id, *[f[c] for c in FIELD_COLUMNS], json.dumps(f["source_files"]))
-            for f in fields
-        ],
+    insert_rows(
+        conn,
+        "percell_fields",
+        ["region_id", *FIELD_COLUMNS, "source_files"],
+        [[region_id] * len(fields)]
+        + [[f[c] for f in fields] for c in FIELD_COLUMNS]
+        + [[json.dumps(f["source_files"]) for f in fields]],
     )
 
 

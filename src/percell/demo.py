@@ -16,6 +16,7 @@ import pandas as pd
 import tifffile
 from scipy import ndimage
 
+from percell.hcs import grid_overlap, grid_position, split_well
 from percell.sheets import COLUMNS
 
 
@@ -158,26 +159,31 @@ def demo_region_params(
     }
 
 
+def plate_demo_name(demo: dict, well: str, field: int, channel: int, z: int) -> str:
+    """Relative MetaXpress-style name of one demo file (0-based channel, z):
+    ``[ZStep_<z>/]<well>_s<field>_w<channel>.tif``, numbered from 1."""
+    sub = f"ZStep_{z + 1}/" if demo["z"] > 1 else ""
+    return f"{sub}{well}_s{field}_w{channel + 1}.tif"
+
+
 def plate_demo_files(plate: dict, n_channels: int) -> dict[str, list[str]]:
-    """Relative MetaXpress-style file names of each demo well
-    (``[ZStep_<z>/]<well>_s<field>_w<channel>.tif``, all 1-based)."""
+    """Relative file names of each demo well (see ``plate_demo_name``)."""
     demo, grid = plate["demo"], plate["grid"]
     n_fields = grid["rows"] * grid["columns"]
-    out = {}
-    for well in demo["wells"]:
-        names = []
-        for z in range(demo["z"]):
-            sub = f"ZStep_{z + 1}/" if demo["z"] > 1 else ""
-            for f in range(1, n_fields + 1):
-                for c in range(1, n_channels + 1):
-                    names.append(f"{sub}{well}_s{f}_w{c}.tif")
-        out[well] = names
-    return out
+    return {
+        well: [
+            plate_demo_name(demo, well, f, c, z)
+            for z in range(demo["z"])
+            for f in range(1, n_fields + 1)
+            for c in range(n_channels)
+        ]
+        for well in demo["wells"]
+    }
 
 
 def plate_demo_condition(demo: dict, well: str) -> str:
     """A demo well's condition: alternating by plate column."""
-    column = int(well[-2:] if well[-2:].isdigit() else well[-1])
+    column = int(split_well(well)[1])
     return demo["conditions"][column % len(demo["conditions"])]
 
 
@@ -188,12 +194,9 @@ def write_demo_well(plate: dict, well: str, paths: list[str], n_channels: int) -
     plate) and cut into fields on the configured grid, neighbours sharing
     the configured overlap; z-planes differ by focus (intensity and blur).
     """
-    from percell.hcs import grid_position
-
     demo, grid = plate["demo"], plate["grid"]
     fy, fx = demo["field_size"]
-    ov = grid["overlap"]
-    oy, ox = (ov, ov) if isinstance(ov, int) else ov
+    oy, ox = grid_overlap(grid)
     sy, sx = fy - oy, fx - ox
     rows, cols = grid["rows"], grid["columns"]
     rng = np.random.default_rng(region_seed(demo["seed"], plate["name"], well))
@@ -206,6 +209,7 @@ def write_demo_well(plate: dict, well: str, paths: list[str], n_channels: int) -
         signal_scale=scale,
     )[:3]
     focus = [1.0 - 0.3 * abs(z - (demo["z"] - 1) / 2) for z in range(demo["z"])]
+    outputs = {str(p): p for p in paths}
     for z, weight in enumerate(focus):
         planes = [
             ndimage.gaussian_filter(ch.astype(np.float32), 2 * (1 - weight)) * weight
@@ -216,11 +220,8 @@ def write_demo_well(plate: dict, well: str, paths: list[str], n_channels: int) -
             for ci in range(n_channels):
                 img = planes[ci] if ci < 3 else np.full((fy, fx), 100, np.float32)
                 tile = img[r * sy : r * sy + fy, c * sx : c * sx + fx]
-                name = f"{well}_s{f}_w{ci + 1}.tif"
-                target = [p for p in paths if Path(p).name == name]
-                if demo["z"] > 1:
-                    target = [p for p in target if f"ZStep_{z + 1}/" in p]
-                path = Path(target[0])
+                name = plate_demo_name(demo, well, f, ci, z)
+                path = Path(outputs[f"{plate['directory']}/{name}"])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f".{path.name}.partial")
                 tifffile.imwrite(tmp, np.clip(tile, 0, 65535).astype(np.uint16))

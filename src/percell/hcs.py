@@ -216,21 +216,28 @@ def channel_of(token: str | None, channel_names: list[str], mapping: dict) -> st
     return name
 
 
-def read_plate_map(path: str | Path) -> dict[str, str]:
-    """Plate map CSV/TSV (columns well, condition) → well ("B03") → condition."""
-    path = Path(path)
+def _read_table(path: Path, what: str, columns: tuple[str, ...]):
+    """A CSV (or TSV) as strings, with lower-case column names; refused with
+    a message naming the file when it or one of ``columns`` is missing."""
     if not path.is_file():
-        raise ConfigError(f"plate map {path} not found")
+        raise ConfigError(f"{what} {path} not found")
     import pandas as pd  # here, not at the top: import jobs stay small
 
     sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
     df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     df.columns = [c.strip().lower() for c in df.columns]
-    missing = [c for c in ("well", "condition") if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ConfigError(
-            f"plate map {path}: missing column(s) {missing}; expected well, condition"
+            f"{what} {path}: missing column(s) {missing}; expected {', '.join(columns)}"
         )
+    return df
+
+
+def read_plate_map(path: str | Path) -> dict[str, str]:
+    """Plate map CSV/TSV (columns well, condition) → well ("B03") → condition."""
+    path = Path(path)
+    df = _read_table(path, "plate map", ("well", "condition"))
     out: dict[str, str] = {}
     for i, row in enumerate(df.itertuples(), start=2):
         try:
@@ -256,6 +263,12 @@ def grid_position(field: int, rows: int, columns: int, order: str) -> tuple[int,
     return r, c
 
 
+def grid_overlap(grid: dict) -> tuple[int, int]:
+    """``grid.overlap`` as (y, x): one number stands for both."""
+    ov = grid.get("overlap", 0)
+    return (ov, ov) if isinstance(ov, int) else (ov[0], ov[1])
+
+
 def _clusters(values: list[float]) -> list[float]:
     """Sorted cluster centres of 1-D positions: a gap above a fifth of the
     largest gap starts a new cluster (stage jitter stays in one)."""
@@ -277,18 +290,7 @@ def _clusters(values: list[float]) -> list[float]:
 def read_positions(path: str | Path) -> dict[tuple[str, int], tuple[float, float]]:
     """Stage positions CSV (well, field, x_um, y_um) → (well, field) → (x, y)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"positions file {path} not found")
-    import pandas as pd
-
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    df.columns = [c.strip().lower() for c in df.columns]
-    missing = [c for c in ("well", "field", "x_um", "y_um") if c not in df.columns]
-    if missing:
-        raise ConfigError(
-            f"positions file {path}: missing column(s) {missing}; "
-            "expected well, field, x_um, y_um"
-        )
+    df = _read_table(path, "positions file", ("well", "field", "x_um", "y_um"))
     out = {}
     for i, row in enumerate(df.itertuples(), start=2):
         try:
@@ -385,10 +387,13 @@ def wells_from_files(
     regions = []
     for (well, tp), unit in sorted(
         by_unit.items(),
-        key=lambda kv: (row_index(kv[0][0][:-2]), kv[0][0], int(kv[0][1] or 0)),
+        key=lambda kv: (row_index(kv[1][0]["row"]), kv[0][0], int(kv[0][1] or 0)),
     ):
-        row, column = well[:-2], well[-2:]
-        field_numbers = sorted({f["field"] for f in unit})
+        row, column = unit[0]["row"], unit[0]["column"]
+        by_field: dict[int, list[dict]] = defaultdict(list)
+        for f in unit:
+            by_field[f["field"]].append(f)
+        field_numbers = sorted(by_field)
         stride_um = None
         if positions is not None:
             place, shape, stride_um = place_by_positions(
@@ -407,13 +412,12 @@ def wells_from_files(
                 f: grid_position(f, shape[0], shape[1], grid["order"])
                 for f in range(1, shape[0] * shape[1] + 1)
             }
-            ov = grid.get("overlap", 0)
-            overlap = list(ov) if isinstance(ov, list) else [ov, ov]
+            overlap = list(grid_overlap(grid))
         expected_fields = sorted(place)
         _check_complete(well, tp, unit, expected_fields, channel_tokens, zs, plate)
         fields = []
         for number in expected_fields:
-            own = [f for f in unit if f["field"] == number]
+            own = by_field.get(number)
             if not own:
                 continue  # a missing field, allowed by missing_fields: zeros
             own.sort(
@@ -525,7 +529,6 @@ class WellPlan:
     shape: tuple[int, ...]
     dtype: str
     has_z: bool
-    field_shape: tuple[int, int]
     chunk_yx: tuple[int, int]
     fields: tuple[tuple[dict, RegionPlan, tuple[SourceInfo, ...]], ...]
     pixel_size_um: float | None
@@ -600,7 +603,6 @@ def plan_well(
         shape=shape,
         dtype=first.dtype,
         has_z=first.has_z,
-        field_shape=(fy, fx),
         chunk_yx=(sy, sx),
         fields=tuple(planned),
         pixel_size_um=first.pixel_size_um,

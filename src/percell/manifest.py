@@ -8,7 +8,7 @@ groups: adding a region reruns only its own group.
 
 from __future__ import annotations
 
-import os
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from percell.errors import ConfigError, SourceImageError
 from percell.plan import plan_region
 from percell.segmentation import check_segmentation_config
 from percell.sheets import read_sample_sheet, scan_directory
-from percell.sources import probe_many
+from percell.sources import file_stamps, probe_many
 
 
 @dataclass
@@ -73,8 +73,6 @@ class Manifest:
 
     def _sources_digest(self, group: str) -> str:
         """One digest of the (path, size, mtime) of every file of a group."""
-        import hashlib
-
         h = hashlib.sha256()
         for path in sorted(self.source_files_of(group)):
             size, mtime = self.stamps[path]
@@ -82,6 +80,7 @@ class Manifest:
         return h.hexdigest()
 
     def source_files_of(self, group: str) -> list[str]:
+        """Every raw file of a group's regions."""
         return [f["path"] for r in self.groups[group] for f in r["files"]]
 
     @property
@@ -299,18 +298,10 @@ def build_plate_manifest(config: dict) -> Manifest:
         # every field file's header, so that a bad one stops the run before
         # any job starts (remembered between parses: a plate has many)
         paths = [f["path"] for r in manifest.regions() for f in r["files"]]
-        multi = {
-            p
-            for r in manifest.regions()
-            for f in r["files"]
-            if f["channel"] is None
-            for p in [f["path"]]
-        }
-        infos = probe_many(paths, multi)
+        manifest.stamps = file_stamps(paths)
+        infos = probe_many(paths, _multichannel(manifest.regions()), manifest.stamps)
         for r in manifest.regions():
             hcs.plan_well(r, channel_names, config["pixel_size_um"], infos)
-        stats = {p: os.stat(p) for p in paths}
-        manifest.stamps = {p: (st.st_size, st.st_mtime_ns) for p, st in stats.items()}
     return manifest
 
 
@@ -327,6 +318,11 @@ def split_groups(groups: dict[str, list[dict]], per_job: int) -> dict[str, list[
         for i in range(0, len(regions), per_job):
             out[f"{gid}@{i // per_job + 1}"] = regions[i : i + per_job]
     return out
+
+
+def _multichannel(regions: list[dict]) -> set[str]:
+    """Files whose rows name no channel: each holds every channel."""
+    return {f["path"] for r in regions for f in r["files"] if f["channel"] is None}
 
 
 def _check_timepoint_consistency(manifest: Manifest) -> None:
@@ -350,8 +346,7 @@ def check_sources(manifest: Manifest) -> None:
         raise SourceImageError(
             f"raw image file(s) not found: {', '.join(missing[:5])}{more}"
         )
-    multi = {f["path"] for r in regions for f in r["files"] if f["channel"] is None}
-    infos = probe_many(paths, multi)
+    infos = probe_many(paths, _multichannel(regions))
     for r in regions:
         plan = plan_region(
             r["key"],

@@ -237,15 +237,34 @@ class SourceReader:
 PROBE_CACHE = ".snakemake/percell/probes.json"
 
 
-def probe_many(paths: list[str], multichannel: set[str]) -> dict[str, SourceInfo]:
+def file_stamps(paths: list[str]) -> dict[str, tuple[int, int]]:
+    """(size, mtime in ns) of each file; a missing one is named."""
+    out = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise SourceImageError(f"{path}: file not found") from None
+        out[path] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def probe_many(
+    paths: list[str],
+    multichannel: set[str],
+    stamps: dict[str, tuple[int, int]] | None = None,
+) -> dict[str, SourceInfo]:
     """Probe many files, remembering results by path, size and mtime.
 
     A plate has tens of thousands of field files and the workflow is parsed
     on every invocation (dry runs too); a file probed before and unchanged
     since is not opened again. A file that fails to probe is never cached.
+    ``stamps`` (from ``file_stamps``) saves stat-ing the files a second time.
     """
+    import dataclasses
     import json
 
+    stamps = stamps if stamps is not None else file_stamps(paths)
     cache_path = Path(os.environ.get("PERCELL_PROBE_CACHE", PROBE_CACHE))
     try:
         cache = json.loads(cache_path.read_text())
@@ -254,32 +273,13 @@ def probe_many(paths: list[str], multichannel: set[str]) -> dict[str, SourceInfo
     out, changed = {}, False
     for path in paths:
         multi = path in multichannel
-        try:
-            st = os.stat(path)
-        except OSError:
-            raise SourceImageError(f"{path}: file not found") from None
-        stamp = [st.st_size, st.st_mtime_ns, multi]
+        stamp = [*stamps[path], multi]
         hit = cache.get(path)
         if hit and hit[0] == stamp:
-            info = hit[1]
-            out[path] = SourceInfo(
-                info[0], info[1], tuple(info[2]), info[3], info[4], info[5], info[6]
-            )
+            out[path] = SourceInfo(**{**hit[1], "shape": tuple(hit[1]["shape"])})
             continue
-        info = probe_source(path, multi)
-        out[path] = info
-        cache[path] = [
-            stamp,
-            [
-                info.path,
-                info.axes,
-                list(info.shape),
-                info.dtype,
-                info.pixel_size_um,
-                info.z_step_um,
-                info.stored_axes,
-            ],
-        ]
+        out[path] = probe_source(path, multi)
+        cache[path] = [stamp, dataclasses.asdict(out[path])]
         changed = True
     if changed:
         try:
