@@ -38,7 +38,7 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_import import peak_rss_mb, print_table, run_child
+from bench_import import import_then_pyramid, peak_rss_mb, print_table, run_child
 
 CHANNELS = ("DAPI", "GFP", "RFP")
 
@@ -68,8 +68,6 @@ def plate(directory: Path, grid: int) -> dict:
 
 def run_percell(src: Path, out: Path, grid: int, threads: int) -> None:
     from percell.hcs import plate_regions
-    from percell.importer import import_group
-    from percell.pyramid import pyramid_group
 
     params = {
         "group": "bench/B03",
@@ -78,17 +76,7 @@ def run_percell(src: Path, out: Path, grid: int, threads: int) -> None:
         "pixel_size_um": 0.65,
         "z_step_um": None,
     }
-    sentinel = out / ".workflow/import/bench.json"
-    records = import_group(params, out, sentinel, threads=threads)
-    pyramid_group(
-        records,
-        out,
-        "auto",
-        out / ".workflow/pyramid/bench.json",
-        "bench/B03",
-        str(sentinel),
-        threads=threads,
-    )
+    import_then_pyramid(params, out, threads)
 
 
 def n_levels(height: int, width: int, field: tuple[int, int]) -> int:

@@ -59,10 +59,25 @@ def levels_for(size: int) -> int:
     return count_levels(size, size, "auto")
 
 
-def run_percell(src: Path, out: Path, threads: int) -> None:
+def import_then_pyramid(params: dict, out: Path, threads: int) -> None:
+    """What the workflow's import and pyramid jobs run for one group."""
     from percell.importer import import_group
     from percell.pyramid import pyramid_group
 
+    sentinel = out / ".workflow/import/bench.json"
+    records = import_group(params, out, sentinel, threads=threads)
+    pyramid_group(
+        records,
+        out,
+        "auto",
+        out / ".workflow/pyramid/bench.json",
+        params["group"],
+        str(sentinel),
+        threads=threads,
+    )
+
+
+def run_percell(src: Path, out: Path, threads: int) -> None:
     params = {
         "group": "bench",
         "regions": [
@@ -78,17 +93,7 @@ def run_percell(src: Path, out: Path, threads: int) -> None:
         "pixel_size_um": 0.5,
         "z_step_um": None,
     }
-    sentinel = out / ".workflow/import/bench.json"
-    records = import_group(params, out, sentinel, threads=threads)
-    pyramid_group(
-        records,
-        out,
-        "auto",
-        out / ".workflow/pyramid/bench.json",
-        "bench",
-        str(sentinel),
-        threads=threads,
-    )
+    import_then_pyramid(params, out, threads)
 
 
 def run_ome_zarr(src: Path, out: Path, threads: int) -> None:
