@@ -33,18 +33,7 @@ def run_workflow(
     workdir: Path, *args: str, check: bool = True, configfile: str = "config.yaml"
 ) -> subprocess.CompletedProcess:
     """Run the repository's Snakefile in ``workdir`` (real Snakemake)."""
-    cmd = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / configfile),
-        "--cores",
-        "2",
-        *args,
-    ]
+    cmd = [*snakemake_command(workdir, configfile), "--cores", "2", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -52,6 +41,19 @@ def run_workflow(
             f"{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def snakemake_command(workdir: Path, configfile: str = "config.yaml") -> list[str]:
+    """Snakemake on the repository's Snakefile, in ``workdir``, with its config."""
+    return [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / configfile),
+    ]
 
 
 def write_config(workdir: Path, config: dict, name: str = "config.yaml") -> Path:
@@ -148,9 +150,15 @@ def small_experiment(tmp_path_factory) -> dict:
 @pytest.fixture
 def experiment_copy(small_experiment, tmp_path) -> dict:
     """A private copy of the finished small experiment, safe to change."""
+    return copy_run(small_experiment, tmp_path)
+
+
+def copy_run(run: dict, tmp_path: Path) -> dict:
+    """A private copy of a finished run's working directory (``out/exp.percell``
+    inside it), with the run's other entries kept."""
     work = tmp_path / "work"
-    shutil.copytree(small_experiment["work"], work, symlinks=True)
-    return {**small_experiment, "work": work, "experiment": work / "out/exp.percell"}
+    shutil.copytree(run["work"], work, symlinks=True)
+    return {**run, "work": work, "experiment": work / "out/exp.percell"}
 
 
 os.environ.setdefault("PYTHONHASHSEED", "0")

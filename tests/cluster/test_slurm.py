@@ -19,7 +19,7 @@ import tifffile
 
 from percell.demo import synthetic_cells
 from percell.storage import open_group
-from tests.conftest import REPO, SNAKEMAKE, base_config, write_config
+from tests.conftest import REPO, base_config, snakemake_command, write_config
 
 
 def slurm_is_up() -> bool:
@@ -84,15 +84,7 @@ def config_for(sheet):
 
 
 def run(work, *extra, slurm: bool, check: bool = True):
-    cmd = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(work / "config.yaml"),
-    ]
+    cmd = snakemake_command(work)
     if slurm:
         cmd += [
             "--profile",

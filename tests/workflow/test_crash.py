@@ -13,7 +13,7 @@ import psutil
 import tifffile
 
 from percell.storage import open_group
-from tests.conftest import REPO, SNAKEMAKE, base_config, run_workflow, write_config
+from tests.conftest import base_config, run_workflow, snakemake_command, write_config
 
 SHAPE = (6144, 6144)
 
@@ -34,17 +34,7 @@ def make_big_raw(root):
 
 
 def kill_import_when_writing(work, exp) -> bool:
-    cmd = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(work / "config.yaml"),
-        "--cores",
-        "1",
-    ]
+    cmd = [*snakemake_command(work), "--cores", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     partial = exp / "images.zarr/ctrl/.r1.partial/0/0"
     killed = False

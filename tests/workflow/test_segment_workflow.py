@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sqlite3
 
 import numpy as np
@@ -18,7 +17,13 @@ from ome_zarr_models.v04 import ImageLabel
 
 from percell.demo import synthetic_cells
 from percell.storage import open_group
-from tests.conftest import base_config, run_workflow, tree_digest, write_config
+from tests.conftest import (
+    base_config,
+    copy_run,
+    run_workflow,
+    tree_digest,
+    write_config,
+)
 from tests.workflow.test_reruns import planned_jobs
 
 SEGMENTATION = {
@@ -57,9 +62,7 @@ def segmented(tmp_path_factory):
 
 @pytest.fixture
 def segmented_copy(segmented, tmp_path):
-    work = tmp_path / "work"
-    shutil.copytree(segmented["work"], work, symlinks=True)
-    return {**segmented, "work": work, "experiment": work / "out/exp.percell"}
+    return copy_run(segmented, tmp_path)
 
 
 def test_labels_are_int32_ngff_with_resolving_source(segmented):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 
 import numpy as np
@@ -19,7 +18,13 @@ from skimage.measure import regionprops_table
 from percell.demo import synthetic_cells
 from percell.storage import open_group
 from percell.thresholds import smooth_band
-from tests.conftest import base_config, run_workflow, tree_digest, write_config
+from tests.conftest import (
+    base_config,
+    copy_run,
+    run_workflow,
+    tree_digest,
+    write_config,
+)
 from tests.workflow.test_reruns import planned_jobs
 
 REGIONS = [("ctrl", "t0", "r1"), ("ctrl", "t0", "r2"), ("drug", "t0", "r1")]
@@ -71,9 +76,7 @@ def measured(tmp_path_factory):
 
 @pytest.fixture
 def measured_copy(measured, tmp_path):
-    work = tmp_path / "work"
-    shutil.copytree(measured["work"], work, symlinks=True)
-    return {**measured, "work": work, "experiment": work / "out/exp.percell"}
+    return copy_run(measured, tmp_path)
 
 
 def test_masks_are_uint8_zstd_with_max_pyramid(measured):
