@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
 
 from percell.cells import COLUMNS as CELL_GEOMETRY
+from percell.errors import ExperimentError
 
 SCHEMA_VERSION = "3.0.0"
 
@@ -152,6 +154,25 @@ CREATE TABLE IF NOT EXISTS percell_region_sources (
     path TEXT NOT NULL,
     PRIMARY KEY (region_id, position)
 );
+CREATE TABLE IF NOT EXISTS percell_registered (
+    unit TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    registered_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS percell_orphan_tags (
+    id INTEGER PRIMARY KEY,
+    region_id INTEGER NOT NULL REFERENCES regions(id),
+    tag_id INTEGER NOT NULL REFERENCES tags(id),
+    old_cell_id INTEGER NOT NULL,
+    old_label_value INTEGER NOT NULL,
+    centroid_x REAL,
+    centroid_y REAL,
+    bbox_x INTEGER,
+    bbox_y INTEGER,
+    bbox_w INTEGER,
+    bbox_h INTEGER,
+    orphaned_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
 CREATE TABLE IF NOT EXISTS percell_fields (
     region_id INTEGER NOT NULL REFERENCES regions(id),
     field INTEGER NOT NULL,
@@ -169,19 +190,58 @@ CREATE TABLE IF NOT EXISTS percell_fields (
 """
 
 
-def connect(path: str | Path, foreign_keys: bool = True) -> sqlite3.Connection:
+#: how long register waits for another program to release the database
+BUSY_TIMEOUT_S = 30.0
+
+
+def connect(
+    path: str | Path, foreign_keys: bool = True, timeout: float = BUSY_TIMEOUT_S
+) -> sqlite3.Connection:
     """Open (creating if needed) an experiment database for writing.
 
     The connection is in autocommit mode; callers group their writes in
     ``with transaction(conn):``. ``foreign_keys=False`` is for bulk loads
     whose ids are right by construction (a quarter of the insert time goes
     to checking them otherwise).
+
+    The journal is switched back to rollback mode (the PerCell 3 application
+    switches it to WAL). While another program holds the database that
+    switch cannot happen: after waiting ``timeout`` seconds this raises
+    ExperimentError naming the file, and nothing is written.
     """
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=60)
-    conn.execute("PRAGMA journal_mode = DELETE")
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=timeout)
+    mode, reason = _switch_to_rollback_journal(conn, timeout)
+    if mode != "delete":
+        conn.close()
+        raise _busy_error(path, reason)
     conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
     conn.executescript(SCHEMA_SQL)
     return conn
+
+
+def _switch_to_rollback_journal(
+    conn: sqlite3.Connection, timeout: float
+) -> tuple[str, str]:
+    """Leave WAL, retrying for ``timeout`` seconds: SQLite refuses the switch
+    at once (no busy wait) while another connection has the file open."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0].lower()
+            reason = f"the journal stays in {mode} mode"
+        except sqlite3.OperationalError as exc:
+            mode, reason = "", str(exc)
+        if mode == "delete" or time.monotonic() >= deadline:
+            return mode, reason
+        time.sleep(0.2)
+
+
+def _busy_error(path: str | Path, reason: str) -> ExperimentError:
+    return ExperimentError(
+        f"{path}: the database is in use by another program (the PerCell 3 "
+        f"application?) and could not be taken over: {reason}. Close it there "
+        "and run the workflow again; nothing was written."
+    )
 
 
 class transaction:
@@ -417,7 +477,11 @@ MAX_PARAMETERS = 999
 
 
 def insert_rows(
-    conn: sqlite3.Connection, table: str, names: list[str], columns: list[list]
+    conn: sqlite3.Connection,
+    table: str,
+    names: list[str],
+    columns: list[list],
+    conflict: str = "",
 ) -> None:
     """Insert equally long value lists, many rows per statement.
 
@@ -435,15 +499,16 @@ def insert_rows(
     rows = MAX_PARAMETERS // k
     head = f"INSERT INTO {table} ({', '.join(names)}) VALUES "
     row = f"({', '.join('?' * k)})"
+    tail = f" {conflict}" if conflict else ""
     full = n // rows * rows
     if full:
         step = rows * k
         conn.executemany(
-            head + ", ".join([row] * rows),
+            head + ", ".join([row] * rows) + tail,
             (flat[s : s + step] for s in range(0, full * k, step)),
         )
     if full < n:
-        conn.execute(head + ", ".join([row] * (n - full)), flat[full * k :])
+        conn.execute(head + ", ".join([row] * (n - full)) + tail, flat[full * k :])
 
 
 def _column(series) -> list:
@@ -478,11 +543,17 @@ def insert_measurements(
     n_cells, n_channels, n_metrics = values.shape
     if n_cells == 0:
         return
-    cell_col = np.repeat(cell_ids, n_channels * n_metrics).tolist()
-    channel_col = np.tile(np.repeat(channel_ids, n_metrics), n_cells).tolist()
-    metric_col = metrics * (n_cells * n_channels)
+    cell_col = np.repeat(cell_ids, n_channels * n_metrics)
+    channel_col = np.tile(np.repeat(channel_ids, n_metrics), n_cells)
+    metric_col = np.array(metrics * (n_cells * n_channels), dtype=object)
     flat = values.reshape(-1)
-    value_col = np.where(np.isnan(flat), 0.0, flat).tolist()
+    # NaN (no value) is no row: NULL in any pivot; the column is NOT NULL
+    keep = ~np.isnan(flat)
+    if not keep.all():
+        cell_col, channel_col = cell_col[keep], channel_col[keep]
+        metric_col, flat = metric_col[keep], flat[keep]
+    cell_col, channel_col = cell_col.tolist(), channel_col.tolist()
+    metric_col, value_col = metric_col.tolist(), flat.tolist()
     insert_rows(
         conn,
         "measurements",
@@ -593,3 +664,197 @@ def insert_cell_masks(
         _column(table[c]) for c in MASK_COLUMNS
     ]
     insert_rows(conn, "percell_cell_masks", cols, columns)
+
+
+# --- what register consumed, for incremental reruns ------------------------------
+
+WORKFLOW_SOURCE = "percell-workflow"
+_WORKFLOW_SEGMENTATION = (
+    "SELECT id FROM segmentation_runs "
+    f"WHERE json_extract(parameters, '$.source') = '{WORKFLOW_SOURCE}'"
+)
+
+
+def registered_digests(conn: sqlite3.Connection) -> dict[str, str]:
+    """Unit → digest of what register last wrote for it."""
+    return dict(conn.execute("SELECT unit, digest FROM percell_registered"))
+
+
+def record_digests(conn: sqlite3.Connection, digests: dict[str, str]) -> None:
+    """Remember what was written, for the next register to compare with."""
+    conn.executemany(
+        "INSERT INTO percell_registered (unit, digest) VALUES (?, ?) "
+        "ON CONFLICT(unit) DO UPDATE SET digest = excluded.digest, "
+        "registered_at = datetime('now')",
+        sorted(digests.items()),
+    )
+
+
+def forget_digests(conn: sqlite3.Connection, prefix: str) -> None:
+    """Drop the recorded digests of units starting with ``prefix``."""
+    conn.execute(
+        "DELETE FROM percell_registered WHERE substr(unit, 1, ?) = ?",
+        (len(prefix), prefix),
+    )
+
+
+def workflow_cells(conn: sqlite3.Connection, region_id: int):
+    """The region's cells made by the workflow (not by the application):
+    DataFrame of id and the CELL_GEOMETRY columns, by label value."""
+    import pandas as pd
+
+    return pd.read_sql_query(
+        f"SELECT id, {', '.join(CELL_GEOMETRY)} FROM cells WHERE region_id = ? "
+        f"AND segmentation_id IN ({_WORKFLOW_SEGMENTATION}) ORDER BY label_value",
+        conn,
+        params=(region_id,),
+    )
+
+
+def delete_cells(conn: sqlite3.Connection, cell_ids: list[int]) -> None:
+    """Remove cells and every row that refers to them."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM doomed")
+    insert_rows(conn, "doomed", ["id"], [list(cell_ids)])
+    for table in ("measurements", "cell_tags", "percell_cell_masks"):
+        conn.execute(f"DELETE FROM {table} WHERE cell_id IN (SELECT id FROM doomed)")
+    conn.execute("DELETE FROM cells WHERE id IN (SELECT id FROM doomed)")
+    conn.execute("DELETE FROM doomed")
+
+
+def cell_tags_of(conn: sqlite3.Connection, cell_ids: list[int]) -> list[tuple]:
+    """(cell id, tag id) of every tag on these cells."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS asked (id INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM asked")
+    insert_rows(conn, "asked", ["id"], [list(cell_ids)])
+    rows = conn.execute(
+        "SELECT cell_id, tag_id FROM cell_tags WHERE cell_id IN (SELECT id FROM asked)"
+    ).fetchall()
+    conn.execute("DELETE FROM asked")
+    return rows
+
+
+def tag_cells(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> None:
+    """Add (cell id, tag id) pairs, keeping any that exist."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO cell_tags (cell_id, tag_id) VALUES (?, ?)", pairs
+    )
+
+
+def keep_orphan_tags(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Tags whose cell found no successor: (region id, tag id, old cell id,
+    old label value, centroid x, y, bbox x, y, w, h)."""
+    conn.executemany(
+        "INSERT INTO percell_orphan_tags (region_id, tag_id, old_cell_id, "
+        "old_label_value, centroid_x, centroid_y, bbox_x, bbox_y, bbox_w, bbox_h) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def move_cells_to_run(
+    conn: sqlite3.Connection, region_id: int, segmentation_id: int
+) -> None:
+    """Attach a region's workflow cells to ``segmentation_id`` (same labels,
+    new settings): ids, tags and measurements stay."""
+    conn.execute(
+        f"UPDATE cells SET segmentation_id = ? WHERE region_id = ? AND "
+        f"segmentation_id IN ({_WORKFLOW_SEGMENTATION}) AND segmentation_id != ?",
+        (segmentation_id, region_id, segmentation_id),
+    )
+
+
+def update_cell_geometry(conn: sqlite3.Connection, ids: list[int], table) -> None:
+    """Rewrite the geometry columns of existing cells in place."""
+    columns = [c for c in CELL_GEOMETRY if c != "label_value"]
+    values = [_column(table[c]) for c in columns]
+    conn.executemany(
+        f"UPDATE cells SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
+        zip(*values, ids, strict=True),
+    )
+
+
+def upsert_measurements(
+    conn: sqlite3.Connection,
+    cell_ids: np.ndarray,
+    channel_ids: np.ndarray,
+    metrics: list[str],
+    values: np.ndarray,
+) -> None:
+    """Write measurements in place: ``values[i, j, k]`` is cell i, channel j,
+    metric k. A row that exists is updated (its id stays); NaN removes the
+    row (no value: NULL in any pivot, as the column itself is NOT NULL)."""
+    n_cells, n_channels, n_metrics = values.shape
+    if n_cells == 0:
+        return
+    cell_col = np.repeat(cell_ids, n_channels * n_metrics)
+    channel_col = np.tile(np.repeat(channel_ids, n_metrics), n_cells)
+    metric_col = np.array(metrics * (n_cells * n_channels), dtype=object)
+    flat = values.reshape(-1)
+    nan = np.isnan(flat)
+    if nan.any():
+        conn.executemany(
+            "DELETE FROM measurements WHERE cell_id = ? AND channel_id = ? AND "
+            "metric = ?",
+            zip(
+                cell_col[nan].tolist(),
+                channel_col[nan].tolist(),
+                metric_col[nan].tolist(),
+                strict=True,
+            ),
+        )
+    keep = ~nan
+    insert_rows(
+        conn,
+        "measurements",
+        ["cell_id", "channel_id", "metric", "value"],
+        [
+            cell_col[keep].tolist(),
+            channel_col[keep].tolist(),
+            metric_col[keep].tolist(),
+            flat[keep].tolist(),
+        ],
+        conflict="ON CONFLICT(cell_id, channel_id, metric) DO UPDATE SET "
+        "value = excluded.value WHERE value IS NOT excluded.value",
+    )
+
+
+def upsert_cell_masks(
+    conn: sqlite3.Connection, cell_ids: np.ndarray, run_ids: np.ndarray, table
+) -> None:
+    """Per-cell statistics of threshold masks, updated in place."""
+    cols = ["cell_id", "threshold_run_id", *MASK_COLUMNS]
+    columns = [cell_ids.tolist(), run_ids.tolist()] + [
+        _column(table[c]) for c in MASK_COLUMNS
+    ]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in MASK_COLUMNS)
+    insert_rows(
+        conn,
+        "percell_cell_masks",
+        cols,
+        columns,
+        conflict=f"ON CONFLICT(cell_id, threshold_run_id) DO UPDATE SET {updates}",
+    )
+
+
+def remove_threshold_runs(
+    conn: sqlite3.Connection, region_id: int, keep: list[str]
+) -> int:
+    """Remove a region's workflow rows of threshold runs not in ``keep``."""
+    names = json.dumps(sorted(keep))
+    gone = (
+        "SELECT id FROM threshold_runs WHERE json_extract(parameters, '$.source') = "
+        f"'{WORKFLOW_SOURCE}' AND json_extract(parameters, '$.name') NOT IN "
+        "(SELECT value FROM json_each(?))"
+    )
+    conn.execute(
+        f"DELETE FROM percell_cell_masks WHERE threshold_run_id IN ({gone}) AND "
+        "cell_id IN (SELECT id FROM cells WHERE region_id = ?)",
+        (names, region_id),
+    )
+    cur = conn.execute(
+        "DELETE FROM percell_region_thresholds WHERE region_id = ? AND run_name NOT "
+        "IN (SELECT value FROM json_each(?))",
+        (region_id, names),
+    )
+    return cur.rowcount

@@ -24,11 +24,9 @@ from percell.sentinel import write_sentinel
 from percell.sources import SourceInfo, SourceReader, probe_source
 from percell.storage import (
     IMAGE_COMPRESSOR,
+    StagedDirectories,
     create_array,
     open_group,
-    partial_path,
-    remove_tree,
-    replace_directory,
 )
 
 log = logging.getLogger(__name__)
@@ -86,70 +84,92 @@ def import_group(
     planned = _plan_group(params)
     log.info("group %s: %d region(s) checked, importing", params["group"], len(planned))
     records = []
-    for region, plan, infos, pixel_size, z_step in planned:
-        start = time.monotonic()
-        final = layout.image_path(experiment, region["key"])
-        final.parent.mkdir(parents=True, exist_ok=True)
-        built = partial_path(final)
-        remove_tree(built)
-        try:
-            if "well" in region:
-                windows = write_well(built, plan, label=region["key"])
-            else:
-                windows = write_image(built, plan, infos, threads, label=region["key"])
-        except SourceImageError as exc:
-            raise SourceImageError(f"region {region['key']}: {exc}") from None
-        group = open_group(built, mode="r+")
-        group.attrs.put(
-            ngff.image_attrs(
-                region["region"],
-                1,
-                pixel_size,
-                z_step,
-                plan.has_z,
-                params["channels"],
-                windows,
+    # every region is built aside and swapped in only when all of them are
+    # written: a file that fails half-way leaves the whole group as it was
+    with StagedDirectories() as staged:
+        for region, plan, infos, pixel_size, z_step in planned:
+            records.append(
+                _import_region(
+                    staged,
+                    experiment,
+                    region,
+                    plan,
+                    infos,
+                    pixel_size,
+                    z_step,
+                    params,
+                    threads,
+                )
             )
-        )
-        replace_directory(built, final)
-        mb = np.prod(plan.shape) * np.dtype(plan.dtype).itemsize / 1e6
-        elapsed = time.monotonic() - start
-        log.info(
-            "region %s: %s %s written (%.0f MB in %.1f s)",
-            region["key"],
-            plan.shape,
-            np.dtype(plan.dtype).name,
-            mb,
-            elapsed,
-        )
-        extra = {}
-        if "well" in region:
-            extra = {
-                "chunk_yx": list(plan.chunk_yx),
-                "well": {k: v for k, v in region["well"].items() if k != "fields"},
-                "fields": hcs.field_records(region, plan),
-            }
-        records.append(
-            {
-                **extra,
-                "condition": region["condition"],
-                "timepoint": region["timepoint"],
-                "region": region["region"],
-                "key": region["key"],
-                "zarr_path": f"{layout.IMAGES}/{region['key']}",
-                "shape": list(plan.shape),
-                "dtype": np.dtype(plan.dtype).name,
-                "pixel_size_um": pixel_size,
-                "z_step_um": z_step,
-                "source_file": str(Path(region["files"][0]["path"]).resolve()),
-                "source_files": [
-                    str(Path(f["path"]).resolve()) for f in region["files"]
-                ],
-            }
-        )
     inputs = [f["path"] for r in params["regions"] for f in r["files"]]
     write_sentinel(sentinel, "import", params["group"], params, inputs, records)
     return records
+
+
+def _import_region(
+    staged: StagedDirectories,
+    experiment: Path,
+    region: dict,
+    plan,
+    infos: list[SourceInfo],
+    pixel_size: float,
+    z_step: float | None,
+    params: dict,
+    threads: int,
+) -> dict:
+    """Write one region's level 0 aside; return its record."""
+    start = time.monotonic()
+    built = staged.aside(layout.image_path(experiment, region["key"]))
+    try:
+        if "well" in region:
+            windows = write_well(built, plan, label=region["key"])
+        else:
+            windows = write_image(built, plan, infos, threads, label=region["key"])
+    except SourceImageError as exc:
+        raise SourceImageError(f"region {region['key']}: {exc}") from None
+    group = open_group(built, mode="r+")
+    group.attrs.put(
+        ngff.image_attrs(
+            region["region"],
+            1,
+            pixel_size,
+            z_step,
+            plan.has_z,
+            params["channels"],
+            windows,
+        )
+    )
+    mb = np.prod(plan.shape) * np.dtype(plan.dtype).itemsize / 1e6
+    elapsed = time.monotonic() - start
+    log.info(
+        "region %s: %s %s written (%.0f MB in %.1f s)",
+        region["key"],
+        plan.shape,
+        np.dtype(plan.dtype).name,
+        mb,
+        elapsed,
+    )
+    extra = {}
+    if "well" in region:
+        extra = {
+            "chunk_yx": list(plan.chunk_yx),
+            "well": {k: v for k, v in region["well"].items() if k != "fields"},
+            "fields": hcs.field_records(region, plan),
+        }
+    return {
+        **extra,
+        "condition": region["condition"],
+        "timepoint": region["timepoint"],
+        "region": region["region"],
+        "key": region["key"],
+        "zarr_path": f"{layout.IMAGES}/{region['key']}",
+        "shape": list(plan.shape),
+        "dtype": np.dtype(plan.dtype).name,
+        "pixel_size_um": pixel_size,
+        "z_step_um": z_step,
+        "source_file": str(Path(region["files"][0]["path"]).resolve()),
+        "source_files": [str(Path(f["path"]).resolve()) for f in region["files"]],
+    }
 
 
 def write_well(target: Path, plan: hcs.WellPlan, label: str = "") -> list[tuple]:

@@ -178,6 +178,10 @@ class Manifest:
                 {"name": t, "time_seconds": cfg["timepoints"].get(t), "order": i}
                 for i, t in enumerate(timepoints)
             ],
+            # the workflow's threshold runs: rows of runs no longer configured
+            # are removed from the regions of this run
+            "threshold_runs": sorted(self.thresholds),
+            "busy_timeout_s": cfg["register"]["busy_timeout_s"],
         }
 
 

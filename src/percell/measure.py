@@ -69,8 +69,11 @@ def _sorted_by_cell(index: LabelIndex, values: np.ndarray) -> np.ndarray:
     if kind in "ui" and size <= 4:
         low = int(values.min(initial=0))
         span = int(values.max(initial=0)) - low
+        # offsets from the minimum, computed where they cannot overflow: in
+        # the image's own type only when it is unsigned (values ≥ low ≥ 0)
         if index.ids.size <= 1 << 16 and span < 1 << 16:
-            key = index.shifted_rows(16) | (values - low).astype(np.uint32)
+            offset = values - low if kind == "u" else values.astype(np.int32) - low
+            key = index.shifted_rows(16) | offset.astype(np.uint32)
             key.sort()
             return (key & 0xFFFF).astype(np.float64) + low
         key = index.shifted_rows(32) | (values.astype(np.int64) - low)
@@ -113,16 +116,12 @@ def intensity_metrics(
     total[present] = np.add.reduceat(values, starts[present])
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / index.area
+        # two passes (deviations from the mean): a one-pass sum of squares
+        # cancels catastrophically when a cell is bright and even
         sq = np.zeros(n)
-        if pixels.dtype.kind in "ui" and pixels.dtype.itemsize <= 2:
-            # 8/16-bit pixels: sums of squares stay exact in float64 for cells
-            # up to 2**21 pixels, so one pass is enough
-            sq[present] = np.add.reduceat(values * values, starts[present])
-            variance = np.maximum(sq / index.area - mean * mean, 0.0)
-        else:  # two passes, for accuracy
-            deviation = values - np.repeat(mean, counts)
-            sq[present] = np.add.reduceat(deviation * deviation, starts[present])
-            variance = sq / index.area
+        deviation = values - np.repeat(mean, counts)
+        sq[present] = np.add.reduceat(deviation * deviation, starts[present])
+        variance = sq / index.area
         std = np.sqrt(variance)
     minimum = np.full(n, np.nan)
     maximum = np.full(n, np.nan)
@@ -132,6 +131,12 @@ def intensity_metrics(
     lo = starts + (counts - 1) // 2
     hi = starts + counts // 2
     median[present] = (values[lo[present]] + values[hi[present]]) / 2
+    if pixels.dtype.kind == "f":
+        # as numpy's reductions: a cell with a NaN pixel has NaN metrics
+        # (stored as NULL), whatever order the sort put the NaN in
+        has_nan = np.bincount(index.rows, weights=np.isnan(pixels), minlength=n) > 0
+        for metric in (mean, total, std, minimum, maximum, median):
+            metric[has_nan] = np.nan
     return pd.DataFrame(
         {
             "mean_intensity": mean,

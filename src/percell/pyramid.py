@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +23,13 @@ from percell import ngff
 from percell.chunks import BlockIO
 from percell.layout import image_path
 from percell.sentinel import write_sentinel
-from percell.storage import IMAGE_COMPRESSOR, create_array, open_group
+from percell.storage import (
+    IMAGE_COMPRESSOR,
+    StagedDirectories,
+    create_array,
+    link_tree,
+    open_group,
+)
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +225,16 @@ def build_levels(
     group.attrs.put(ngff.with_levels(attrs, n_levels))
 
 
+def share_level0(group: Path, target: Path) -> None:
+    """A copy of ``group`` at ``target`` holding only level 0, whose chunks are
+    hard links (never written again, so sharing them is safe); the metadata
+    files are copied, since zarr rewrites them in place."""
+    for name in (".zgroup", ".zattrs"):
+        if (group / name).exists():
+            shutil.copy2(group / name, target / name)
+    link_tree(group / "0", target / "0")
+
+
 def pyramid_group(
     records: list[dict],
     experiment: str | Path,
@@ -239,26 +256,28 @@ def pyramid_group(
         threads: Bands processed in parallel.
     """
     outputs = []
-    for rec in records:
-        height, width = rec["shape"][-2:]
-        # plate wells: chunk = one field, and levels go on to a single chunk
-        n = count_levels(
-            height,
-            width,
-            levels,
-            chunk=rec.get("chunk_yx", 512),
-            at_least_one_chunk="well" in rec,
-        )
-        build_levels(
-            image_path(experiment, rec["key"]),
-            n,
-            mean_2x2,
-            IMAGE_COMPRESSOR,
-            threads,
-            label=rec["key"],
-        )
-        log.info("region %s: %d level(s)", rec["key"], n)
-        outputs.append({"key": rec["key"], "levels": n})
+    # each region's new group (level 0 hard-linked, new levels written) is
+    # built aside and all are swapped in together, so a failure or a kill
+    # leaves every region with its old, complete pyramid
+    with StagedDirectories() as staged:
+        for rec in records:
+            height, width = rec["shape"][-2:]
+            # plate wells: chunk = one field, and levels go on to a single chunk
+            n = count_levels(
+                height,
+                width,
+                levels,
+                chunk=rec.get("chunk_yx", 512),
+                at_least_one_chunk="well" in rec,
+            )
+            final = image_path(experiment, rec["key"])
+            built = staged.aside(final)
+            share_level0(final, built)
+            build_levels(
+                built, n, mean_2x2, IMAGE_COMPRESSOR, threads, label=rec["key"]
+            )
+            log.info("region %s: %d level(s)", rec["key"], n)
+            outputs.append({"key": rec["key"], "levels": n})
     write_sentinel(
         sentinel, "pyramid", group, {"levels": levels}, [import_sentinel], outputs
     )

@@ -1,14 +1,31 @@
-"""The register step: the single writer of ``experiment.db``.
+"""The register step: the single writer of ``experiment.db``, incremental.
 
-It reads what each region group's steps staged (sentinels and the Parquet
-tables beside them) and writes it in one transaction. Regions of this run get
-their rows rebuilt — cells, measurements and mask statistics together, so a
-changed setting leaves no orphan and no duplicate; regions that are not part
-of this run keep their rows as they were.
+An experiment lives for months and people work in it between runs (tags,
+edited labels, the PerCell 3 application's own rows), so register writes only
+what changed since it last ran and never renumbers a cell whose segmentation
+did not change. It remembers what it wrote in ``percell_registered`` (one
+digest per unit: a region's labels and cells, a region's measurements, a
+region's mask statistics and threshold of each run) and compares:
+
+- labels unchanged: the region's cells keep their ids and every row that
+  refers to them; geometry is updated in place where it changed;
+- labels changed: the old cells go, the new ones come in, and each tag moves
+  to the new cell that overlaps its old cell best (IoU ≥ 0.5, computed by
+  the segment step before it replaced the labels); tags that find no cell are
+  kept in ``percell_orphan_tags`` with the old cell's position;
+- measurements and mask statistics are upserted (ids stay), only for regions
+  whose staged values changed.
+
+Regions that are not part of this run keep their rows as they were. Rows the
+workflow did not write (the application's tags, analysis runs, segmentation
+and threshold runs, measurements of other metrics) are never deleted, unless
+the cells they refer to are replaced.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -16,6 +33,8 @@ import numpy as np
 import pandas as pd
 
 from percell import db, layout
+from percell.errors import ExperimentError
+from percell.matching import MIN_IOU
 from percell.measure import METRICS
 from percell.segmentation import parameters_json
 from percell.sentinel import read_sentinel, write_sentinel
@@ -29,7 +48,7 @@ def register(
     sentinels: dict[str, list[str]],
     sentinel: str | Path,
 ) -> dict:
-    """Write everything the run's groups staged into ``experiment.db``.
+    """Write what changed in the run's staged outputs into ``experiment.db``.
 
     Args:
         experiment: The ``.percell`` directory.
@@ -46,33 +65,40 @@ def register(
     records = [r for s in sentinels["import"] for r in read_sentinel(s)["outputs"]]
     counts = {
         "regions": len(records),
-        "cells": 0,
+        "cells_kept": 0,
+        "cells_replaced": 0,
+        "tags_moved": 0,
+        "tags_orphaned": 0,
         "measurements": 0,
+        "mask_rows": 0,
         "threshold_regions": 0,
     }
     # every id written here comes from this transaction's own inserts and
     # lookups, so the per-row foreign-key checks are skipped (tests run
     # PRAGMA foreign_key_check on the result)
-    conn = db.connect(experiment / layout.DATABASE, foreign_keys=False)
+    conn = db.connect(
+        experiment / layout.DATABASE,
+        foreign_keys=False,
+        timeout=params.get("busy_timeout_s", db.BUSY_TIMEOUT_S),
+    )
     try:
         with db.transaction(conn):
-            region_ids = register_regions(conn, params, records)
-            cell_ids = {}
+            run = _Registration(conn, counts)
+            region_ids = run.regions(params, records)
             for path in sentinels.get("segment", []):
-                cell_ids.update(register_segmentation(conn, Path(path), region_ids))
-            counts["cells"] = len(cell_ids)
-            run_ids = {}
+                run.segmentation(Path(path), region_ids)
             for path in sentinels.get("threshold", []):
-                run_ids.update(register_thresholds(conn, Path(path), region_ids))
-            counts["threshold_regions"] = len(run_ids)
+                run.thresholds(Path(path), region_ids)
+            run.remove_threshold_runs(region_ids, params["threshold_runs"])
             db.drop_unused_threshold_runs(conn)
-            if sentinels.get("measure"):
+            bulk = run.first_load(sentinels.get("measure", []))
+            if bulk:
                 db.drop_measurement_indexes(conn)
             for path in sentinels.get("measure", []):
-                counts["measurements"] += register_measurements(
-                    conn, Path(path), cell_ids, run_ids
-                )
+                run.measurements(Path(path), region_ids)
             db.create_measurement_indexes(conn)
+            db.refresh_segmentation_counts(conn)
+            db.record_digests(conn, run.written)
             db.touch_experiment(conn)
     finally:
         conn.close()
@@ -82,139 +108,315 @@ def register(
     return counts
 
 
-def register_regions(conn, params: dict, records: list[dict]) -> dict[str, int]:
-    """Experiment, channels, conditions, timepoints and regions; region key → id."""
-    db.upsert_experiment(conn, params["name"], params["description"])
-    for order, ch in enumerate(params["channels"]):
-        db.upsert_channel(conn, ch, order)
-    conditions = {c: db.upsert_condition(conn, c) for c in params["conditions"]}
-    timepoints = {
-        t["name"]: db.upsert_timepoint(conn, t["name"], t["time_seconds"], t["order"])
-        for t in params["timepoints"]
-    }
-    region_ids = {}
-    for rec in records:
-        region_id = db.upsert_region(
-            conn,
-            rec["region"],
-            conditions[rec["condition"]],
-            timepoints[rec["timepoint"]] if rec["timepoint"] else None,
-            width=rec["shape"][-1],
-            height=rec["shape"][-2],
-            pixel_size_um=rec["pixel_size_um"],
-            source_file=rec["source_file"],
-            zarr_path=rec["zarr_path"],
-        )
-        db.replace_region_sources(conn, region_id, rec["source_files"])
-        if "fields" in rec:
-            db.replace_region_fields(conn, region_id, rec["fields"])
-        region_ids[rec["key"]] = region_id
-    return region_ids
+def _digest(*parts: object) -> str:
+    """A digest of JSON-able parts."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
-def register_segmentation(
-    conn, sentinel: Path, region_ids: dict[str, int]
-) -> dict[tuple[str, int], int]:
-    """Replace the cells of a group's regions with the staged ones.
-
-    The run is found (or created) by its channel, model and parameters; the
-    regions' previous cells go first, with everything that refers to them.
-
-    Returns:
-        (region key, label value) → cell id.
-    """
-    seg = read_sentinel(sentinel)
-    run = seg["outputs"]["run"]
-    table = pd.read_parquet(sentinel.with_name(seg["outputs"]["cells_table"]))
-    channel_id = db.channel_id(conn, run["channel"])
-    seg_id = db.upsert_segmentation_run(
-        conn, channel_id, run["model_name"], parameters_json(run)
-    )
-    db.set_segmentation_channel(conn, channel_id)
-    for region in seg["outputs"]["regions"]:
-        db.delete_region_cells(conn, region_ids[region["key"]])
-    table["region_id"] = table["key"].map(region_ids)
-    table["segmentation_id"] = seg_id
-    ids = db.insert_cells(conn, table)
-    db.refresh_segmentation_counts(conn)
-    log.info("group %s: %d cells", seg["group"], len(table))
-    return dict(
-        zip(
-            zip(table["key"], table["label_value"].tolist(), strict=True),
-            ids.tolist(),
-            strict=True,
-        )
-    )
-
-
-def register_thresholds(
-    conn, sentinel: Path, region_ids: dict[str, int]
-) -> dict[tuple[str, str], int]:
-    """One threshold_runs row per run and scope unit; region → run mapping.
-
-    Returns:
-        (run name, region key) → threshold_runs id.
-    """
-    staged = read_sentinel(sentinel)
-    run = staged["outputs"]["run"]
-    channel_id = db.channel_id(conn, run["channel"])
+def _row_digests(table: pd.DataFrame, columns: list[str]) -> dict[str, str]:
+    """Per region key, a digest of its rows' ``columns`` (in table order)."""
+    if table.empty:
+        return {}
+    rows = pd.util.hash_pandas_object(table[columns], index=False).to_numpy()
     out = {}
-    for region in staged["outputs"]["regions"]:
-        parameters = {
-            **run,
-            "scope_key": region["scope_key"],
-            "raw_value": region["raw_value"],
-        }
-        run_id = db.upsert_threshold_run(
-            conn, channel_id, run["method"], parameters, region["value"]
-        )
-        db.set_region_threshold(
-            conn, region_ids[region["key"]], run["name"], run_id, region["pixels_on"]
-        )
-        out[(run["name"], region["key"])] = run_id
+    for key, idx in table.groupby("key", sort=False).indices.items():
+        out[key] = hashlib.blake2b(rows[idx].tobytes(), digest_size=20).hexdigest()
     return out
 
 
-def register_measurements(
-    conn,
-    sentinel: Path,
-    cell_ids: dict[tuple[str, int], int],
-    run_ids: dict[tuple[str, str], int],
-) -> int:
-    """Insert a group's staged measurements and mask statistics."""
-    staged = read_sentinel(sentinel)
-    channels = staged["params"]["channels"]
-    wide = pd.read_parquet(sentinel.with_name(staged["outputs"]["measurements"]))
-    if wide.empty:
-        return 0
-    ids = _cell_ids(wide, cell_ids, sentinel)
-    order = np.argsort(ids, kind="stable")
-    columns = [f"{ch}|{m}" for ch in channels for m in METRICS]
-    values = (
-        wide[columns]
-        .to_numpy(np.float64)[order]
-        .reshape(len(wide), len(channels), len(METRICS))
-    )
-    channel_ids = np.array([db.channel_id(conn, ch) for ch in channels], np.int64)
-    db.insert_measurements(conn, ids[order], channel_ids, list(METRICS), values)
-    masks = pd.read_parquet(sentinel.with_name(staged["outputs"]["masks"]))
-    if not masks.empty:
-        run_col = np.array(
-            [run_ids[(r, k)] for r, k in zip(masks["run"], masks["key"], strict=True)],
-            np.int64,
+class _Registration:
+    """One register transaction: what is recorded, and what this run wrote."""
+
+    def __init__(self, conn, counts: dict) -> None:
+        self.conn = conn
+        self.counts = counts
+        self.state = db.registered_digests(conn)
+        self.written: dict[str, str] = {}
+        #: regions whose cells were replaced in this transaction
+        self.replaced: set[str] = set()
+
+    def changed(self, unit: str, digest: str) -> bool:
+        """Whether ``unit`` differs from what was last registered; remembers it."""
+        self.written[unit] = digest
+        return self.state.get(unit) != digest
+
+    # --- regions ------------------------------------------------------------
+
+    def regions(self, params: dict, records: list[dict]) -> dict[str, int]:
+        """Experiment, channels, conditions, timepoints, regions; key → id."""
+        conn = self.conn
+        db.upsert_experiment(conn, params["name"], params["description"])
+        for order, ch in enumerate(params["channels"]):
+            db.upsert_channel(conn, ch, order)
+        conditions = {c: db.upsert_condition(conn, c) for c in params["conditions"]}
+        timepoints = {
+            t["name"]: db.upsert_timepoint(
+                conn, t["name"], t["time_seconds"], t["order"]
+            )
+            for t in params["timepoints"]
+        }
+        region_ids = {}
+        for rec in records:
+            region_id = db.upsert_region(
+                conn,
+                rec["region"],
+                conditions[rec["condition"]],
+                timepoints[rec["timepoint"]] if rec["timepoint"] else None,
+                width=rec["shape"][-1],
+                height=rec["shape"][-2],
+                pixel_size_um=rec["pixel_size_um"],
+                source_file=rec["source_file"],
+                zarr_path=rec["zarr_path"],
+            )
+            files = (rec["source_files"], rec.get("fields"))
+            if self.changed(f"import:{rec['key']}", _digest(region_id, files)):
+                db.replace_region_sources(conn, region_id, rec["source_files"])
+                if "fields" in rec:
+                    db.replace_region_fields(conn, region_id, rec["fields"])
+            region_ids[rec["key"]] = region_id
+        return region_ids
+
+    # --- cells --------------------------------------------------------------
+
+    def segmentation(self, sentinel: Path, region_ids: dict[str, int]) -> None:
+        """Bring a group's cells up to date with its staged segmentation."""
+        conn = self.conn
+        seg = read_sentinel(sentinel)
+        run = seg["outputs"]["run"]
+        table = pd.read_parquet(sentinel.with_name(seg["outputs"]["cells_table"]))
+        matches_name = seg["outputs"].get("matches_table")
+        matches = (
+            pd.read_parquet(sentinel.with_name(matches_name))
+            if matches_name
+            else pd.DataFrame(columns=["key", "old_label", "new_label", "iou"])
         )
-        db.insert_cell_masks(conn, _cell_ids(masks, cell_ids, sentinel), run_col, masks)
-    return int(values.size)
+        channel_id = db.channel_id(conn, run["channel"])
+        seg_id = db.upsert_segmentation_run(
+            conn, channel_id, run["model_name"], parameters_json(run)
+        )
+        db.set_segmentation_channel(conn, channel_id)
+        cell_digests = _row_digests(table, list(db.CELL_GEOMETRY))
+        by_key = dict(tuple(table.groupby("key", sort=False)))
+        for region in seg["outputs"]["regions"]:
+            key = region["key"]
+            region_id = region_ids[key]
+            cells = by_key.get(key, table.iloc[:0])
+            labels_unit = f"labels:{key}"
+            recorded_labels = self.state.get(labels_unit)
+            old = db.workflow_cells(conn, region_id)
+            same_labels = (
+                region.get("labels_digest") is not None
+                and recorded_labels == region["labels_digest"]
+                and len(old) == len(cells)
+            )
+            self.written[labels_unit] = region.get("labels_digest") or ""
+            cells_changed = self.changed(f"cells:{key}", cell_digests.get(key, ""))
+            if same_labels:
+                db.move_cells_to_run(conn, region_id, seg_id)
+                if cells_changed:
+                    db.update_cell_geometry(conn, old["id"].tolist(), cells)
+                self.counts["cells_kept"] += len(old)
+                continue
+            # matches relate the label image the database describes only if
+            # the segment step replaced exactly that one
+            usable = (
+                recorded_labels is None
+                or region.get("previous_digest") == recorded_labels
+            )
+            region_matches = matches[matches["key"] == key] if usable else None
+            self._replace_cells(region_id, key, seg_id, old, cells, region_matches)
+
+    def _replace_cells(
+        self,
+        region_id: int,
+        key: str,
+        seg_id: int,
+        old: pd.DataFrame,
+        cells: pd.DataFrame,
+        matches: pd.DataFrame | None,
+    ) -> None:
+        conn = self.conn
+        tags = db.cell_tags_of(conn, old["id"].tolist()) if len(old) else []
+        if len(old):
+            db.delete_cells(conn, old["id"].tolist())
+        new = cells.copy()
+        new["region_id"] = region_id
+        new["segmentation_id"] = seg_id
+        ids = db.insert_cells(conn, new)
+        self.replaced.add(key)
+        self.counts["cells_replaced"] += len(new)
+        if not tags:
+            return
+        new_id = dict(zip(new["label_value"].tolist(), ids.tolist(), strict=True))
+        successor = {}
+        if matches is not None:
+            good = matches[matches["iou"] >= MIN_IOU]
+            successor = dict(
+                zip(
+                    good["old_label"].astype(np.int64).tolist(),
+                    good["new_label"].astype(np.int64).tolist(),
+                    strict=True,
+                )
+            )
+        old_by_id = old.set_index("id")
+        moved, orphans = [], []
+        for cell_id, tag_id in tags:
+            row = old_by_id.loc[cell_id]
+            label = int(row["label_value"])
+            target = new_id.get(successor.get(label, -1))
+            if target is not None:
+                moved.append((target, tag_id))
+                continue
+            orphans.append(
+                (
+                    region_id,
+                    tag_id,
+                    int(cell_id),
+                    label,
+                    float(row["centroid_x"]),
+                    float(row["centroid_y"]),
+                    int(row["bbox_x"]),
+                    int(row["bbox_y"]),
+                    int(row["bbox_w"]),
+                    int(row["bbox_h"]),
+                )
+            )
+        db.tag_cells(conn, moved)
+        db.keep_orphan_tags(conn, orphans)
+        self.counts["tags_moved"] += len(moved)
+        self.counts["tags_orphaned"] += len(orphans)
+        log.info(
+            "region %s: segmentation changed; %d tag(s) moved to the best-"
+            "overlapping new cell, %d kept in percell_orphan_tags (no new cell "
+            "with IoU >= %.1f)",
+            key,
+            len(moved),
+            len(orphans),
+            MIN_IOU,
+        )
+
+    # --- thresholds ---------------------------------------------------------
+
+    def thresholds(self, sentinel: Path, region_ids: dict[str, int]) -> None:
+        """One threshold_runs row per run and scope unit; region → run."""
+        conn = self.conn
+        staged = read_sentinel(sentinel)
+        run = staged["outputs"]["run"]
+        channel_id = db.channel_id(conn, run["channel"])
+        for region in staged["outputs"]["regions"]:
+            key = region["key"]
+            if not self.changed(f"threshold:{run['name']}:{key}", _digest(run, region)):
+                continue
+            parameters = {
+                **run,
+                "scope_key": region["scope_key"],
+                "raw_value": region["raw_value"],
+            }
+            run_id = db.upsert_threshold_run(
+                conn, channel_id, run["method"], parameters, region["value"]
+            )
+            db.set_region_threshold(
+                conn, region_ids[key], run["name"], run_id, region["pixels_on"]
+            )
+            self.counts["threshold_regions"] += 1
+
+    def remove_threshold_runs(self, region_ids: dict[str, int], keep: list[str]):
+        """Rows of threshold runs no longer configured, in this run's regions."""
+        for key, region_id in region_ids.items():
+            db.remove_threshold_runs(self.conn, region_id, keep)
+            for unit in self.state:
+                kind, _, rest = unit.partition(":")
+                name, _, unit_key = rest.partition(":")
+                if kind in ("threshold", "masks") and unit_key == key:
+                    if name not in keep:
+                        db.forget_digests(self.conn, unit)
+
+    # --- measurements -------------------------------------------------------
+
+    def first_load(self, measure_sentinels: list[str]) -> bool:
+        """Whether measurements are empty: a bulk load, indexes built after."""
+        if not measure_sentinels:
+            return False
+        return (
+            self.conn.execute("SELECT 1 FROM measurements LIMIT 1").fetchone() is None
+        )
+
+    def measurements(self, sentinel: Path, region_ids: dict[str, int]) -> None:
+        """Upsert the measurements and mask statistics of regions that changed."""
+        conn = self.conn
+        staged = read_sentinel(sentinel)
+        channels = staged["params"]["channels"]
+        wide = pd.read_parquet(sentinel.with_name(staged["outputs"]["measurements"]))
+        masks = pd.read_parquet(sentinel.with_name(staged["outputs"]["masks"]))
+        columns = [f"{ch}|{m}" for ch in channels for m in METRICS]
+        wide_digests = _row_digests(wide, ["label_value", *columns])
+        mask_digests = {}
+        if not masks.empty:
+            for name, part in masks.groupby("run", sort=False):
+                for key, d in _row_digests(part, list(part.columns)).items():
+                    mask_digests[(name, key)] = d
+        channel_ids = np.array([db.channel_id(conn, ch) for ch in channels], np.int64)
+        run_ids = self._threshold_run_ids()
+        for region in staged["outputs"]["regions"]:
+            key = region["key"]
+            region_id = region_ids[key]
+            forced = key in self.replaced
+            todo_wide = self.changed(f"measurements:{key}", wide_digests.get(key, ""))
+            todo_masks = [
+                name
+                for (name, k), d in mask_digests.items()
+                if k == key and (self.changed(f"masks:{name}:{key}", d) or forced)
+            ]
+            if not (todo_wide or forced or todo_masks):
+                continue
+            cells = db.workflow_cells(self.conn, region_id)
+            cell_id = dict(
+                zip(cells["label_value"].tolist(), cells["id"].tolist(), strict=True)
+            )
+            if todo_wide or forced:
+                part = wide[wide["key"] == key]
+                ids = _cell_ids(part, cell_id, sentinel, key)
+                order = np.argsort(ids, kind="stable")
+                values = (
+                    part[columns]
+                    .to_numpy(np.float64)[order]
+                    .reshape(len(part), len(channels), len(METRICS))
+                )
+                db.upsert_measurements(
+                    conn, ids[order], channel_ids, list(METRICS), values
+                )
+                self.counts["measurements"] += int(values.size)
+            for name in todo_masks:
+                part = masks[(masks["key"] == key) & (masks["run"] == name)]
+                run_id = run_ids.get((name, region_id))
+                if run_id is None:
+                    raise ExperimentError(
+                        f"{sentinel}: region {key} has mask statistics of "
+                        f"threshold run {name!r} but no registered threshold"
+                    )
+                ids = _cell_ids(part, cell_id, sentinel, key)
+                db.upsert_cell_masks(
+                    conn, ids, np.full(len(ids), run_id, np.int64), part
+                )
+                self.counts["mask_rows"] += len(ids)
+
+    def _threshold_run_ids(self) -> dict[tuple[str, int], int]:
+        """(run name, region id) → threshold_runs id, as registered."""
+        rows = self.conn.execute(
+            "SELECT run_name, region_id, threshold_run_id "
+            "FROM percell_region_thresholds"
+        )
+        return {(name, region): run for name, region, run in rows}
 
 
 def _cell_ids(
-    table: pd.DataFrame, cell_ids: dict[tuple[str, int], int], sentinel: Path
+    table: pd.DataFrame, cell_id: dict[int, int], sentinel: Path, key: str
 ) -> np.ndarray:
-    keys = zip(table["key"], table["label_value"].tolist(), strict=True)
     try:
-        return np.array([cell_ids[k] for k in keys], np.int64)
+        return np.array([cell_id[v] for v in table["label_value"].tolist()], np.int64)
     except KeyError as exc:
-        raise RuntimeError(
-            f"{sentinel}: measured cell {exc} was not registered by "
-            "the segment step of this run"
+        raise ExperimentError(
+            f"{sentinel}: region {key}: measured cell {exc} is not in "
+            "experiment.db (its labels changed after the segment step)"
         ) from None

@@ -20,16 +20,17 @@ import numpy as np
 import pandas as pd
 
 from percell import layout, ngff
-from percell.errors import ConfigError
+from percell.errors import ConfigError, ExperimentError
+from percell.matching import best_matches
 from percell.pyramid import build_levels, nearest_2x2
 from percell.sentinel import write_sentinel
 from percell.storage import (
     LABEL_COMPRESSOR,
+    StagedDirectories,
     create_array,
     open_group,
-    partial_path,
-    remove_tree,
-    replace_directory,
+    staged_file,
+    tree_digest,
 )
 from percell.tiling import segment_tiled
 from percell.watershed import region_threshold, watershed_segment
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 LABEL_CHUNK_YX = 512
 LABEL_CHUNK_Z = 10
 #: settings that do not change the labels (they only steer resources)
-_NOT_PARAMETERS = ("resources",)
+_NOT_PARAMETERS = ("resources", "overwrite_edited_labels")
 
 
 def check_segmentation_config(seg: dict, channel_names: list[str]) -> None:
@@ -110,10 +111,47 @@ def _threshold_sample(image_group, channel: int) -> np.ndarray:
     return np.asarray(image_group[chosen][channel])
 
 
+def labels_digest(group: Path) -> str:
+    """Digest of a label group's level 0, as the workflow recorded it."""
+    return tree_digest(Path(group) / "0")
+
+
+def check_labels_unedited(experiment: Path, key: str, overwrite: bool) -> None:
+    """Refuse to replace a label image edited since the workflow wrote it.
+
+    The digest the segment step stored in the label group's attributes is
+    compared with level 0 on disk; a label image written by an older percell
+    (no digest) is taken as unedited.
+    """
+    final = layout.label_path(experiment, key)
+    if overwrite or not (final / "0").is_dir():
+        return
+    recorded = open_group(final).attrs.get("percell", {}).get("labels_digest")
+    if recorded is not None and labels_digest(final) != recorded:
+        raise ExperimentError(
+            f"region {key}: the label image {final}/0 was changed after the "
+            "workflow wrote it (edited in the PerCell 3 application or by hand); "
+            "segmenting again would replace the edits. Keep them by leaving "
+            "segmentation as it was, or set segmentation.overwrite_edited_labels: "
+            "true to replace them."
+        )
+
+
 def segment_region(
-    record: dict, experiment: Path, seg: dict, channel_names: list[str], cellpose=None
-) -> pd.DataFrame:
-    """Segment one region, write its labels group, and return its cells."""
+    record: dict,
+    experiment: Path,
+    seg: dict,
+    channel_names: list[str],
+    staged: StagedDirectories,
+    cellpose=None,
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Segment one region and build its labels group aside.
+
+    Returns:
+        The region's cells; its record for the sentinel (with the new and the
+        previous label digests); and, where a label image is being replaced,
+        the best new match of every old label (``matching.best_matches``).
+    """
     key = record["key"]
     image = open_group(layout.image_path(experiment, key))
     level0 = image["0"]
@@ -155,9 +193,7 @@ def segment_region(
         return np.stack([np.asarray(level0[(c, ..., *window)]) for c in channels])
 
     final = layout.label_path(experiment, key)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    built = partial_path(final)
-    remove_tree(built)
+    built = staged.aside(final)
     group = open_group(built, mode="w")
     shape = level0.shape[1:]
     if "chunk_yx" in record:
@@ -170,17 +206,34 @@ def segment_region(
     labels = create_array(group, "0", shape, chunks, np.int32, LABEL_COMPRESSOR)
     start = time.monotonic()
     cells = segment_tiled(read_tile, run, labels, tiles, overlap, pixel_size, label=key)
+    digest = labels_digest(built)
+    previous = None
+    matches = pd.DataFrame({"old_label": [], "new_label": [], "iou": []})
+    if (final / "0").is_dir():
+        previous = labels_digest(final)
+        if previous != digest:
+            matches = best_matches(open_group(final)["0"], labels)
     n_levels = len(image.attrs["multiscales"][0]["datasets"])
     group.attrs.put(
-        ngff.label_attrs(
-            dict(image.attrs), layout.relative_image_path(layout.LABELS, key)
-        )
+        {
+            **ngff.label_attrs(
+                dict(image.attrs), layout.relative_image_path(layout.LABELS, key)
+            ),
+            "percell": {"labels_digest": digest},
+        }
     )
     build_levels(built, n_levels, nearest_2x2, LABEL_COMPRESSOR, label=key)
-    replace_directory(built, final)
     log.info("region %s: %d cells in %.1f s", key, len(cells), time.monotonic() - start)
     cells.insert(0, "key", key)
-    return cells
+    matches.insert(0, "key", key)
+    output = {
+        "key": key,
+        "cells": len(cells),
+        "labels": f"{layout.LABELS}/{key}",
+        "labels_digest": digest,
+        "previous_digest": previous,
+    }
+    return cells, output, matches
 
 
 def segment_group(
@@ -219,22 +272,26 @@ def segment_group(
         cellpose = CellposeSegmenter(
             model, seg, seg["diameter"], has_nucleus=bool(seg.get("nucleus_channel"))
         )
-    tables, outputs = [], []
     for record in records:
-        cells = segment_region(record, experiment, seg, channel_names, cellpose)
-        tables.append(cells)
-        outputs.append(
-            {
-                "key": record["key"],
-                "cells": len(cells),
-                "labels": f"{layout.LABELS}/{record['key']}",
-            }
+        check_labels_unedited(
+            experiment, record["key"], seg.get("overwrite_edited_labels", False)
         )
+    tables, outputs, matches = [], [], []
+    # every region's labels are built aside and swapped in together
+    with StagedDirectories() as staged:
+        for record in records:
+            cells, output, matched = segment_region(
+                record, experiment, seg, channel_names, staged, cellpose
+            )
+            tables.append(cells)
+            outputs.append(output)
+            matches.append(matched)
     table_path = staged_cells_path(sentinel)
-    table_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = table_path.with_name(f".{table_path.name}.partial")
-    pd.concat(tables, ignore_index=True).to_parquet(tmp, index=False)
-    tmp.replace(table_path)
+    with staged_file(table_path) as tmp:
+        pd.concat(tables, ignore_index=True).to_parquet(tmp, index=False)
+    matches_path = staged_matches_path(sentinel)
+    with staged_file(matches_path) as tmp:
+        pd.concat(matches, ignore_index=True).to_parquet(tmp, index=False)
     run = {
         "channel": seg["channel"],
         "model_name": model_name(seg),
@@ -246,7 +303,12 @@ def segment_group(
         group,
         {"segmentation": seg, "model": model},
         inputs,
-        {"regions": outputs, "cells_table": table_path.name, "run": run},
+        {
+            "regions": outputs,
+            "cells_table": table_path.name,
+            "matches_table": matches_path.name,
+            "run": run,
+        },
     )
     return outputs
 
@@ -255,6 +317,12 @@ def staged_cells_path(sentinel: str | Path) -> Path:
     """Where a group's segment step stages its cells table."""
     sentinel = Path(sentinel)
     return sentinel.with_name(sentinel.stem + ".cells.parquet")
+
+
+def staged_matches_path(sentinel: str | Path) -> Path:
+    """Where a group's segment step stages old→new label matches."""
+    sentinel = Path(sentinel)
+    return sentinel.with_name(sentinel.stem + ".matches.parquet")
 
 
 def parameters_json(run: dict) -> str:

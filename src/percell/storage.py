@@ -7,10 +7,17 @@ sibling first and are moved into place with ``os.replace``.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +64,42 @@ def create_array(
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write JSON so that readers see either the old file or the new one."""
+    write_file_atomic(
+        path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode()
+    )
+
+
+def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` aside, fsync it and rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+@contextmanager
+def staged_file(path: str | os.PathLike) -> Iterator[Path]:
+    """A hidden sibling of ``path`` to write; moved over ``path`` (fsync'ed) when
+    the block succeeds, removed when it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial{path.suffix}")
+    try:
+        yield tmp
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_directory(path.parent)
 
 
 def write_json_if_changed(path: str | os.PathLike, data: Any) -> bool:
@@ -87,24 +125,149 @@ def partial_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.partial")
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush one file's data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(path: str | os.PathLike) -> None:
+    """Flush a directory's entries (new names, renames) to the disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path, threads: int = 4) -> None:
+    """fsync every file and directory under ``root`` (files in parallel: fsync
+    releases the GIL and the disk queues them)."""
+    files, dirs = [], []
+    for top, _, names in os.walk(root):
+        dirs.append(top)
+        files.extend(os.path.join(top, n) for n in names)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fsync_file, files))
+    for d in reversed(dirs):
+        fsync_directory(d)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def replace_directory(built: Path, final: Path) -> None:
     """Move the finished directory ``built`` to ``final``, replacing any old one.
 
-    The old directory is renamed aside first, so at no moment does ``final``
-    hold a mix of old and new files; a crash between the two renames leaves no
-    ``final`` at all, which the rerun (no sentinel) rebuilds.
+    ``built`` is fsync'ed first. Where the file system can swap two names
+    atomically (Linux renameat2), a reader sees the old directory or the new
+    one, never none; elsewhere the old one is renamed aside first, so
+    ``final`` never holds a mix of old and new files.
     """
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(built, final)
-    if old.exists():
-        shutil.rmtree(old)
+    fsync_tree(built)
+    if final.exists() and _exchange(built, final):
+        shutil.rmtree(built)  # now the old directory
+    else:
+        old = final.with_name(f".{final.name}.old")
+        remove_tree(old)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(built, final)
+        remove_tree(old)
+    fsync_directory(final.parent)
+
+
+class StagedDirectories:
+    """Build several directories aside; swap them all in only when all are built.
+
+    ``aside(final)`` gives the hidden sibling to write ``final`` into. Used as
+    a context manager: a block that raises removes every sibling and touches
+    no final directory, so a failed job leaves the experiment as it was; a
+    block that succeeds swaps every sibling in (``replace_directory``).
+    """
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[Path, Path]] = []
+
+    def aside(self, final: Path) -> Path:
+        """A fresh hidden sibling of ``final`` to build into."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        built = partial_path(final)
+        remove_tree(built)
+        built.mkdir()
+        self.pairs.append((built, final))
+        return built
+
+    def __enter__(self) -> StagedDirectories:
+        return self
+
+    def __exit__(self, exc_type, *_: object) -> None:
+        if exc_type is not None:
+            for built, _final in self.pairs:
+                remove_tree(built)
+            return
+        for built, final in self.pairs:
+            replace_directory(built, final)
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """Recreate ``source`` at ``target`` with hard links (copies where the file
+    system has none): a new directory that shares the old files' data."""
+    for top, dirs, names in os.walk(source):
+        rel = Path(top).relative_to(source)
+        (target / rel).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            src, dst = Path(top) / name, target / rel / name
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        dirs.sort()
 
 
 def remove_tree(path: Path) -> None:
     """Remove a directory tree if it exists."""
     if path.exists():
         shutil.rmtree(path)
+
+
+def tree_digest(path: Path) -> str:
+    """BLAKE2 digest of every file under ``path``, names and bytes: tells
+    whether an array on disk is still the one the workflow wrote."""
+    h = hashlib.blake2b(digest_size=20)
+    files = []
+    for top, _, names in os.walk(path):
+        files.extend(Path(top) / n for n in names)
+    for f in sorted(files):
+        h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()

@@ -25,18 +25,24 @@ from scipy import ndimage
 from skimage import filters
 
 from percell.chunks import BlockIO
+from percell.errors import ConfigError, ExperimentError
 
 log = logging.getLogger(__name__)
 
 METHODS = ("otsu", "li", "triangle", "yen", "isodata", "mean", "percentile", "manual")
 FLOAT_BINS = 65536
+#: integer histograms wider than this get FLOAT_BINS bins (8 MB at most)
+MAX_DENSE_BINS = 1 << 20
+#: distinct values a histogram holds exactly (32 MB of values and counts)
+MAX_DISTINCT = 1 << 21
 
 
 def smooth_band(band: np.ndarray, sigma: float, dtype: np.dtype) -> np.ndarray:
     """Gaussian-smooth a (rows, cols) band in both axes, back in ``dtype``."""
     if sigma <= 0:
         return band
-    out = ndimage.gaussian_filter(band.astype(np.float32), sigma)
+    # float64: exact for every accepted type (float32 would round 32-bit data)
+    out = ndimage.gaussian_filter(band.astype(np.float64), sigma)
     if np.dtype(dtype).kind in "ui":
         info = np.iinfo(dtype)
         out = np.clip(np.rint(out), info.min, info.max)
@@ -74,7 +80,14 @@ def _read_rows(
 
 
 class Histogram:
-    """Counts per intensity value (integers) or per fixed bin (floats)."""
+    """Counts per intensity value.
+
+    Exact (one entry per distinct value) up to MAX_DISTINCT values, which
+    8/16-bit images and real 32-bit integer images never exceed; beyond that
+    (float images with millions of distinct values) the values are floored
+    to a power-of-two step fine enough to leave MAX_DISTINCT / 2 entries, so
+    memory stays bounded whatever the image size.
+    """
 
     def __init__(
         self, values: np.ndarray | None = None, counts: np.ndarray | None = None
@@ -103,23 +116,44 @@ class Histogram:
             minlength=vals.size,
         )
         self.values, self.counts = vals, counts.astype(np.int64)
+        if self.values.size > MAX_DISTINCT:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        values = self.values.astype(np.float64)
+        span = float(values[-1] - values[0])
+        step = 2.0 ** math.ceil(math.log2(span / (MAX_DISTINCT // 2)))
+        vals, inverse = np.unique(np.floor(values / step) * step, return_inverse=True)
+        counts = np.bincount(inverse, weights=self.counts, minlength=vals.size)
+        log.info("histogram of %d values coarsened to a step of %g", values.size, step)
+        self.values, self.counts = vals, counts.astype(np.int64)
 
     @property
     def total(self) -> int:
         return int(self.counts.sum())
 
+    def fits_dense(self) -> bool:
+        """Whether one bin per integer value stays small (≤ MAX_DENSE_BINS)."""
+        if self.values.dtype.kind not in "ui":
+            return True
+        return int(self.values.max()) - int(self.values.min()) < MAX_DENSE_BINS
+
     def dense(self) -> tuple[np.ndarray, np.ndarray]:
         """(counts, bin centres) as scikit-image's ``histogram`` gives them.
 
-        Integers: one bin per value from min to max, empty ones included.
-        Floats: FLOAT_BINS equal bins over the range.
+        Integers: one bin per value from min to max, empty ones included, as
+        long as that is at most MAX_DENSE_BINS bins (8/16-bit data always);
+        a wider integer range (32-bit data) gets FLOAT_BINS equal bins, like
+        floats, so memory stays bounded. Floats: FLOAT_BINS equal bins over
+        the range.
         """
-        if self.values.dtype.kind in "ui":
+        if self.values.dtype.kind in "ui" and self.fits_dense():
             lo = int(self.values.min())
             counts = np.zeros(int(self.values.max()) - lo + 1, np.int64)
             counts[(self.values.astype(np.int64) - lo)] = self.counts
             return counts, np.arange(lo, lo + counts.size)
-        counts, edges = np.histogram(self.values, bins=FLOAT_BINS, weights=self.counts)
+        values = self.values.astype(np.float64)
+        counts, edges = np.histogram(values, bins=FLOAT_BINS, weights=self.counts)
         return counts.astype(np.int64), (edges[:-1] + edges[1:]) / 2
 
 
@@ -136,25 +170,44 @@ def threshold_value(
     method: str,
     percentile: float | None = None,
     value: float | None = None,
+    label: str = "",
 ) -> float:
-    """The threshold of a histogram by ``method`` (before any correction)."""
+    """The threshold of a histogram by ``method`` (before any correction).
+
+    A histogram of a single value (a constant region) has that value as its
+    threshold whatever the method, so its mask (``> value``) is empty.
+
+    Args:
+        label: What the histogram is of (a region, a scope), for messages.
+    """
     if method == "manual":
         return float(value)
     if hist.total == 0:
-        raise ValueError("no pixels to threshold")
+        raise ExperimentError(f"{label or 'threshold'}: no pixels to threshold")
+    if method not in METHODS:
+        raise ConfigError(
+            f"unknown threshold method {method!r}; expected one of {METHODS}"
+        )
+    if hist.values.size == 1:
+        log.info("%s: constant image, threshold = its value", label or "histogram")
+        return float(hist.values[0])
     if method == "mean":
         return float(np.sum(hist.values.astype(np.float64) * hist.counts) / hist.total)
     if method == "percentile":
         return _percentile(hist, float(percentile))
-    counts, centers = hist.dense()
+    if method in ("otsu", "yen", "li") and not hist.fits_dense():
+        # both criteria are constant over a run of empty bins and the first
+        # maximum is taken, so the histogram of the values present gives the
+        # dense histogram's answer without one bin per integer
+        counts, centers = hist.counts, hist.values.astype(np.float64)
+    else:
+        counts, centers = hist.dense()
     if method in ("otsu", "yen", "isodata"):
         fn = getattr(filters, f"threshold_{method}")
         return float(fn(hist=(counts, centers)))
     if method == "li":
         return _li(counts, centers, integer=hist.values.dtype.kind in "ui")
-    if method == "triangle":
-        return _triangle(counts, centers)
-    raise ValueError(f"unknown threshold method {method!r}; expected one of {METHODS}")
+    return _triangle(counts, centers)
 
 
 def _percentile(hist: Histogram, p: float) -> float:
@@ -300,7 +353,13 @@ def pooled_values(
                 hist
             )
     return {
-        unit: threshold_value(h, run["method"], run.get("percentile"), run.get("value"))
+        unit: threshold_value(
+            h,
+            run["method"],
+            run.get("percentile"),
+            run.get("value"),
+            label=f"threshold run {run['name']}, scope {unit}",
+        )
         for unit, h in sorted(pooled.items())
     }
 
@@ -316,72 +375,73 @@ def threshold_group(
     pooled: dict[str, float] | None = None,
 ) -> list[dict]:
     """Write the masks of one run for every region of a group; sentinel last."""
-    from percell import layout, ngff
-    from percell.pyramid import build_levels, max_2x2
     from percell.sentinel import write_sentinel
-    from percell.storage import (
-        MASK_COMPRESSOR,
-        create_array,
-        open_group,
-        partial_path,
-        remove_tree,
-        replace_directory,
-    )
+    from percell.storage import StagedDirectories
 
     experiment = Path(experiment)
     channel = channel_names.index(run["channel"])
     outputs = []
-    for rec in records:
-        image = open_group(layout.image_path(experiment, rec["key"]))
-        arr = image["0"]
-        unit = scope_key(run["scope"], rec)
-        if run["method"] == "manual":
-            raw = float(run["value"])
-        elif run["scope"] == "region":
-            raw = threshold_value(
-                region_histogram(arr, channel, run["sigma"]),
-                run["method"],
-                run.get("percentile"),
+    # every region's mask is built aside; all are swapped in together
+    with StagedDirectories() as staged:
+        for rec in records:
+            outputs.append(
+                _threshold_region(staged, experiment, rec, run, channel, pooled)
             )
-        else:
-            raw = pooled[unit]
-        value = raw * run["correction"]
-        final = layout.mask_path(experiment, rec["key"], run["name"])
-        built = partial_path(final)
-        remove_tree(built)
-        group_ = open_group(built, mode="w")
-        shape = arr.shape[1:]
-        chunks = ((1,) if arr.ndim == 4 else ()) + (512, 512)
-        out = create_array(group_, "0", shape, chunks, np.uint8, MASK_COMPRESSOR)
-        on = write_mask(arr, channel, run["sigma"], value, out)
-        n_levels = len(image.attrs["multiscales"][0]["datasets"])
-        group_.attrs.put(
-            {
-                "multiscales": ngff.spatial_multiscales(dict(image.attrs)),
-                "percell": {"threshold_run": run["name"], "threshold_value": value},
-            }
-        )
-        build_levels(built, n_levels, max_2x2, MASK_COMPRESSOR, label=rec["key"])
-        final.parent.mkdir(parents=True, exist_ok=True)
-        replace_directory(built, final)
-        log.info(
-            "region %s: %s threshold %.4g (%s scope), %d pixels on",
-            rec["key"],
-            run["name"],
-            value,
-            run["scope"],
-            on,
-        )
-        outputs.append(
-            {
-                "key": rec["key"],
-                "scope_key": unit,
-                "value": value,
-                "raw_value": raw,
-                "pixels_on": on,
-            }
-        )
     write_sentinel(
         sentinel, "threshold", group, run, inputs, {"run": run, "regions": outputs}
     )
     return outputs
+
+
+def _threshold_region(
+    staged, experiment: Path, rec: dict, run: dict, channel: int, pooled
+) -> dict:
+    """Build one region's mask of ``run`` aside; return its sentinel record."""
+    from percell import layout, ngff
+    from percell.pyramid import build_levels, max_2x2
+    from percell.storage import MASK_COMPRESSOR, create_array, open_group
+
+    image = open_group(layout.image_path(experiment, rec["key"]))
+    arr = image["0"]
+    unit = scope_key(run["scope"], rec)
+    if run["method"] == "manual":
+        raw = float(run["value"])
+    elif run["scope"] == "region":
+        raw = threshold_value(
+            region_histogram(arr, channel, run["sigma"]),
+            run["method"],
+            run.get("percentile"),
+            label=f"region {rec['key']}, channel {run['channel']}",
+        )
+    else:
+        raw = pooled[unit]
+    value = raw * run["correction"]
+    built = staged.aside(layout.mask_path(experiment, rec["key"], run["name"]))
+    group_ = open_group(built, mode="w")
+    shape = arr.shape[1:]
+    chunks = ((1,) if arr.ndim == 4 else ()) + (512, 512)
+    out = create_array(group_, "0", shape, chunks, np.uint8, MASK_COMPRESSOR)
+    on = write_mask(arr, channel, run["sigma"], value, out)
+    n_levels = len(image.attrs["multiscales"][0]["datasets"])
+    group_.attrs.put(
+        {
+            "multiscales": ngff.spatial_multiscales(dict(image.attrs)),
+            "percell": {"threshold_run": run["name"], "threshold_value": value},
+        }
+    )
+    build_levels(built, n_levels, max_2x2, MASK_COMPRESSOR, label=rec["key"])
+    log.info(
+        "region %s: %s threshold %.4g (%s scope), %d pixels on",
+        rec["key"],
+        run["name"],
+        value,
+        run["scope"],
+        on,
+    )
+    return {
+        "key": rec["key"],
+        "scope_key": unit,
+        "value": value,
+        "raw_value": raw,
+        "pixels_on": on,
+    }
