@@ -195,7 +195,10 @@ BUSY_TIMEOUT_S = 30.0
 
 
 def connect(
-    path: str | Path, foreign_keys: bool = True, timeout: float = BUSY_TIMEOUT_S
+    path: str | Path,
+    foreign_keys: bool = True,
+    timeout: float = BUSY_TIMEOUT_S,
+    create: bool = True,
 ) -> sqlite3.Connection:
     """Open (creating if needed) an experiment database for writing.
 
@@ -205,7 +208,10 @@ def connect(
     to checking them otherwise).
 
     The journal is switched back to rollback mode (the PerCell 3 application
-    switches it to WAL). While another program holds the database that
+    switches it to WAL). With ``create=False`` the schema is left to the
+    caller (``create_schema`` inside its own transaction, so that a failed
+    write leaves even the schema as it was). While another program holds the
+    database that
     switch cannot happen: after waiting ``timeout`` seconds this raises
     ExperimentError naming the file, and nothing is written.
     """
@@ -215,8 +221,18 @@ def connect(
         conn.close()
         raise _busy_error(path, reason)
     conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
-    conn.executescript(SCHEMA_SQL)
+    if create:
+        with transaction(conn):
+            create_schema(conn)
     return conn
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create what is missing of the schema, inside the caller's transaction
+    (``executescript`` would commit it)."""
+    for statement in SCHEMA_SQL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _switch_to_rollback_journal(

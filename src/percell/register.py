@@ -80,9 +80,11 @@ def register(
         experiment / layout.DATABASE,
         foreign_keys=False,
         timeout=params.get("busy_timeout_s", db.BUSY_TIMEOUT_S),
+        create=False,
     )
     try:
         with db.transaction(conn):
+            db.create_schema(conn)
             run = _Registration(conn, counts)
             region_ids = run.regions(params, records)
             for path in sentinels.get("segment", []):
