@@ -201,6 +201,29 @@ def channel_metrics(
         return list(pool.map(lambda p: intensity_metrics(index, p), planes))
 
 
+def check_labels_as_segmented(experiment, key: str) -> None:
+    """Refuse to measure a label image edited since the segment step wrote it:
+    its cells would no longer be the ones in experiment.db."""
+    from pathlib import Path
+
+    from percell import layout
+    from percell.errors import ExperimentError
+    from percell.storage import open_group, tree_digest
+
+    group = layout.label_path(Path(experiment), key)
+    recorded = open_group(group).attrs.get("percell", {}).get("labels_digest")
+    if recorded is not None and tree_digest(group / "0") != recorded:
+        raise ExperimentError(
+            f"region {key}: the label image {group}/0 was changed after the "
+            "segment step wrote it (edited in the PerCell 3 application or by "
+            "hand), so its cells are no longer those in experiment.db. Measuring "
+            "needs the workflow's own labels: set segmentation."
+            "overwrite_edited_labels: true to segment the region again (the edits "
+            "are replaced), or keep the edits and leave the measure settings as "
+            "they were."
+        )
+
+
 def measure_group(
     records: list[dict],
     experiment,
@@ -228,6 +251,8 @@ def measure_group(
     experiment = Path(experiment)
     sentinel = Path(sentinel)
     wide_tables, mask_tables, outputs = [], [], []
+    for rec in records:
+        check_labels_as_segmented(experiment, rec["key"])
     for rec in records:
         key = rec["key"]
         labels = np.asarray(open_group(layout.label_path(experiment, key))["0"][...])

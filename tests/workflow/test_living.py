@@ -248,6 +248,17 @@ def test_edited_labels_are_never_overwritten_silently(measured_copy):
     before = tree_digest(exp / "labels.zarr" / key)
     db_before = (exp / "experiment.db").read_bytes()
 
+    def new_min_fraction(config):
+        config["thresholds"][1]["min_fraction"] = 0.7
+
+    edit_config(work, new_min_fraction)  # measure would read the edited labels
+    proc = run_workflow(work, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"region {key}" in out and "overwrite_edited_labels" in out
+    assert tree_digest(exp / "labels.zarr" / key) == before
+    assert (exp / "experiment.db").read_bytes() == db_before
+
     def resegment(config):
         config["segmentation"]["min_size"] = 35
 
