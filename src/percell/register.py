@@ -116,6 +116,16 @@ def _digest(*parts: object) -> str:
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
+def _file_digest(path: Path) -> str:
+    """A digest of a file's bytes (staged Parquet tables are written the same
+    way for the same values, so equal bytes mean nothing changed)."""
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _row_digests(table: pd.DataFrame, columns: list[str]) -> dict[str, str]:
     """Per region key, a digest of its rows' ``columns`` (in table order)."""
     if table.empty:
@@ -186,7 +196,22 @@ class _Registration:
         conn = self.conn
         seg = read_sentinel(sentinel)
         run = seg["outputs"]["run"]
-        table = pd.read_parquet(sentinel.with_name(seg["outputs"]["cells_table"]))
+        cells_file = sentinel.with_name(seg["outputs"]["cells_table"])
+        # the staged files and what they describe are unchanged: nothing to do
+        if not self.changed(
+            f"segment:{seg['group']}",
+            _digest(run, seg["outputs"]["regions"], _file_digest(cells_file)),
+        ) and not any(
+            self.state.get(f"labels:{r['key']}") is None
+            for r in seg["outputs"]["regions"]
+        ):
+            self.counts["cells_kept"] += sum(
+                r["cells"] for r in seg["outputs"]["regions"]
+            )
+            return
+        table = pd.read_parquet(cells_file).sort_values(
+            ["key", "label_value"], kind="stable"
+        )
         matches_name = seg["outputs"].get("matches_table")
         matches = (
             pd.read_parquet(sentinel.with_name(matches_name))
@@ -206,19 +231,19 @@ class _Registration:
             cells = by_key.get(key, table.iloc[:0])
             labels_unit = f"labels:{key}"
             recorded_labels = self.state.get(labels_unit)
-            old = db.workflow_cells(conn, region_id)
             same_labels = (
                 region.get("labels_digest") is not None
                 and recorded_labels == region["labels_digest"]
-                and len(old) == len(cells)
             )
             self.written[labels_unit] = region.get("labels_digest") or ""
             cells_changed = self.changed(f"cells:{key}", cell_digests.get(key, ""))
             if same_labels:
+                # same label image: the same cells, whatever else changed
                 db.move_cells_to_run(conn, region_id, seg_id)
-                if cells_changed:
+                if cells_changed:  # e.g. a new pixel size: new areas in µm²
+                    old = db.workflow_cells(conn, region_id)
                     db.update_cell_geometry(conn, old["id"].tolist(), cells)
-                self.counts["cells_kept"] += len(old)
+                self.counts["cells_kept"] += len(cells)
                 continue
             # matches relate the label image the database describes only if
             # the segment step replaced exactly that one
@@ -227,6 +252,7 @@ class _Registration:
                 or region.get("previous_digest") == recorded_labels
             )
             region_matches = matches[matches["key"] == key] if usable else None
+            old = db.workflow_cells(conn, region_id)
             self._replace_cells(region_id, key, seg_id, old, cells, region_matches)
 
     def _replace_cells(
@@ -349,8 +375,18 @@ class _Registration:
         conn = self.conn
         staged = read_sentinel(sentinel)
         channels = staged["params"]["channels"]
-        wide = pd.read_parquet(sentinel.with_name(staged["outputs"]["measurements"]))
-        masks = pd.read_parquet(sentinel.with_name(staged["outputs"]["masks"]))
+        wide_file = sentinel.with_name(staged["outputs"]["measurements"])
+        masks_file = sentinel.with_name(staged["outputs"]["masks"])
+        keys = [r["key"] for r in staged["outputs"]["regions"]]
+        files = _digest(
+            staged["params"], keys, _file_digest(wide_file), _file_digest(masks_file)
+        )
+        if not self.changed(f"measure:{staged['group']}", files) and not any(
+            k in self.replaced for k in keys
+        ):
+            return
+        wide = pd.read_parquet(wide_file)
+        masks = pd.read_parquet(masks_file)
         columns = [f"{ch}|{m}" for ch in channels for m in METRICS]
         wide_digests = _row_digests(wide, ["label_value", *columns])
         mask_digests = {}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from percell import db
@@ -212,3 +214,63 @@ def test_insert_rows_refuses_ragged_columns(conn):
     conn.execute("CREATE TABLE t (a INTEGER, b INTEGER)")
     with pytest.raises(ValueError, match=r"t\.b: 2 values, expected 3"):
         db.insert_rows(conn, "t", ["a", "b"], [[1, 2, 3], [1, 2]])
+
+
+def _one_cell(conn):
+    with db.transaction(conn):
+        db.upsert_experiment(conn, "e", "")
+        ch = db.upsert_channel(conn, {"name": "GFP"}, 0)
+        cond = db.upsert_condition(conn, "ctrl")
+        region = db.upsert_region(conn, "r1", cond, None, 10, 10, 0.5, "f", "p")
+        seg = db.upsert_segmentation_run(conn, ch, "watershed", "{}")
+        conn.execute(
+            "INSERT INTO cells (id, region_id, segmentation_id, label_value, "
+            "centroid_x, centroid_y, bbox_x, bbox_y, bbox_w, bbox_h, area_pixels) "
+            "VALUES (1, ?, ?, 1, 0, 0, 0, 0, 1, 1, 1)",
+            (region, seg),
+        )
+    return ch
+
+
+def test_nan_is_no_measurement_row_and_a_value_becoming_nan_is_removed(conn):
+    ch = _one_cell(conn)
+    ids, channels = np.array([1]), np.array([ch])
+    values = np.array([[[1.5, np.nan]]])
+    with db.transaction(conn):
+        db.upsert_measurements(conn, ids, channels, ["mean", "max"], values)
+    rows = conn.execute("SELECT metric, value FROM measurements").fetchall()
+    assert rows == [("mean", 1.5)]  # NaN is NULL: no row, never 0.0
+    row_id = conn.execute("SELECT id FROM measurements").fetchone()[0]
+    with db.transaction(conn):
+        db.upsert_measurements(
+            conn, ids, channels, ["mean", "max"], np.array([[[2.5, 3.0]]])
+        )
+    rows = conn.execute("SELECT id, metric, value FROM measurements ORDER BY id")
+    assert rows.fetchall() == [(row_id, "mean", 2.5), (row_id + 1, "max", 3.0)]
+    with db.transaction(conn):
+        db.upsert_measurements(
+            conn, ids, channels, ["mean", "max"], np.array([[[2.5, np.nan]]])
+        )
+    rows = conn.execute("SELECT id, metric, value FROM measurements").fetchall()
+    assert rows == [(row_id, "mean", 2.5)]
+
+
+def test_held_wal_database_fails_after_the_timeout_naming_the_file(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "experiment.db"
+    db.connect(path).close()
+    app = sqlite3.connect(path)  # as the application: WAL, the file open
+    app.execute("PRAGMA journal_mode = WAL")
+    app.execute("SELECT count(*) FROM cells").fetchone()
+    code = (
+        "import sys, time\nfrom percell import db\nstart = time.monotonic()\n"
+        "try:\n    db.connect(sys.argv[1], timeout=1.0)\nexcept Exception as e:\n"
+        "    print(type(e).__name__, round(time.monotonic() - start), e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True
+    ).stdout
+    app.close()
+    assert out.startswith("ExperimentError 1 ") and str(path) in out

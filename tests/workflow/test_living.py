@@ -301,3 +301,28 @@ def test_register_waits_for_the_application_then_fails_without_writing(
     assert journal_is_rollback(exp)
     conn = db(exp)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_channel_colour_change_reimports_everything_and_keeps_every_id(
+    measured_copy,
+):
+    """Every step reruns (the colour is part of the import), the label images
+    come out the same, so no cell is renumbered and no tag moves."""
+    work, exp = measured_copy["work"], measured_copy["experiment"]
+    act_as_the_application(exp)
+    before = snapshot(exp)
+
+    def colour(config):
+        config["channels"][1]["color"] = "FFFF00"
+
+    edit_config(work, colour)
+    run_workflow(work)
+    after = snapshot(exp)
+    assert after["cells"] == before["cells"]
+    assert after["cell_tags"] == before["cell_tags"]
+    assert after["measurement_ids"] == before["measurement_ids"]
+    conn = db(exp)
+    assert conn.execute("SELECT color FROM channels WHERE name = 'GFP'").fetchone() == (
+        "FFFF00",
+    )
+    assert conn.execute("SELECT count(*) FROM percell_orphan_tags").fetchone() == (0,)
