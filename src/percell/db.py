@@ -727,6 +727,36 @@ def workflow_cells(conn: sqlite3.Connection, region_id: int):
     )
 
 
+def workflow_cell_ids(
+    conn: sqlite3.Connection, region_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(label values, sorted; their cell ids) of the region's workflow cells."""
+    where = f"WHERE region_id = ? AND segmentation_id IN ({_WORKFLOW_SEGMENTATION})"
+    n, first_id, first_label, in_step = conn.execute(
+        f"SELECT count(*), min(id), min(label_value), sum(id - label_value = "
+        f"(SELECT min(id) - min(label_value) FROM cells {where})) FROM cells {where}",
+        (region_id, region_id),
+    ).fetchone()
+    if n and in_step == n:
+        # cells inserted as one block in label order (as register inserts
+        # them): the ids follow from the labels, no row needs reading
+        labels = np.array(
+            conn.execute(
+                f"SELECT max(label_value) FROM cells {where}", (region_id,)
+            ).fetchone(),
+            np.int64,
+        )
+        if labels[0] - first_label + 1 == n:
+            labels = np.arange(first_label, first_label + n, dtype=np.int64)
+            return labels, labels - first_label + first_id
+    rows = conn.execute(
+        f"SELECT label_value, id FROM cells {where} ORDER BY label_value",
+        (region_id,),
+    ).fetchall()
+    table = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    return table[:, 0], table[:, 1]
+
+
 def delete_cells(conn: sqlite3.Connection, cell_ids: list[int]) -> None:
     """Remove cells and every row that refers to them."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)")
@@ -796,10 +826,13 @@ def upsert_measurements(
     channel_ids: np.ndarray,
     metrics: list[str],
     values: np.ndarray,
+    new_cells: bool = False,
 ) -> None:
     """Write measurements in place: ``values[i, j, k]`` is cell i, channel j,
     metric k. A row that exists is updated (its id stays); NaN removes the
-    row (no value: NULL in any pivot, as the column itself is NOT NULL)."""
+    row (no value: NULL in any pivot, as the column itself is NOT NULL).
+    ``new_cells``: the cells have no measurement yet, so rows are inserted
+    without the conflict check."""
     n_cells, n_channels, n_metrics = values.shape
     if n_cells == 0:
         return
@@ -808,7 +841,7 @@ def upsert_measurements(
     metric_col = np.array(metrics * (n_cells * n_channels), dtype=object)
     flat = values.reshape(-1)
     nan = np.isnan(flat)
-    if nan.any():
+    if nan.any() and not new_cells:
         conn.executemany(
             "DELETE FROM measurements WHERE cell_id = ? AND channel_id = ? AND "
             "metric = ?",
@@ -830,7 +863,9 @@ def upsert_measurements(
             metric_col[keep].tolist(),
             flat[keep].tolist(),
         ],
-        conflict="ON CONFLICT(cell_id, channel_id, metric) DO UPDATE SET "
+        conflict=""
+        if new_cells
+        else "ON CONFLICT(cell_id, channel_id, metric) DO UPDATE SET "
         "value = excluded.value WHERE value IS NOT excluded.value",
     )
 
@@ -851,6 +886,16 @@ def upsert_cell_masks(
         columns,
         conflict=f"ON CONFLICT(cell_id, threshold_run_id) DO UPDATE SET {updates}",
     )
+
+
+def has_other_threshold_runs(conn: sqlite3.Connection, keep: list[str]) -> bool:
+    """Whether any region uses a threshold run whose name is not in ``keep``."""
+    row = conn.execute(
+        "SELECT 1 FROM percell_region_thresholds WHERE run_name NOT IN "
+        "(SELECT value FROM json_each(?)) LIMIT 1",
+        (json.dumps(sorted(keep)),),
+    ).fetchone()
+    return row is not None
 
 
 def remove_threshold_runs(

@@ -93,7 +93,7 @@ def register(
                 run.thresholds(Path(path), region_ids)
             run.remove_threshold_runs(region_ids, params["threshold_runs"])
             db.drop_unused_threshold_runs(conn)
-            bulk = run.first_load(sentinels.get("measure", []))
+            bulk = run.bulk = run.first_load(sentinels.get("measure", []))
             if bulk:
                 db.drop_measurement_indexes(conn)
             for path in sentinels.get("measure", []):
@@ -113,13 +113,13 @@ def register(
 def _digest(*parts: object) -> str:
     """A digest of JSON-able parts."""
     text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _file_digest(path: Path) -> str:
     """A digest of a file's bytes (staged Parquet tables are written the same
     way for the same values, so equal bytes mean nothing changed)."""
-    h = hashlib.blake2b(digest_size=20)
+    h = hashlib.sha256()  # SHA-NI: twice BLAKE2's speed here
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
@@ -127,13 +127,15 @@ def _file_digest(path: Path) -> str:
 
 
 def _row_digests(table: pd.DataFrame, columns: list[str]) -> dict[str, str]:
-    """Per region key, a digest of its rows' ``columns`` (in table order)."""
+    """Per region key, a digest of its rows' numeric ``columns`` (in table
+    order)."""
     if table.empty:
         return {}
-    rows = pd.util.hash_pandas_object(table[columns], index=False).to_numpy()
+    values = table[columns].to_numpy(np.float64)
     out = {}
     for key, idx in table.groupby("key", sort=False).indices.items():
-        out[key] = hashlib.blake2b(rows[idx].tobytes(), digest_size=20).hexdigest()
+        data = np.ascontiguousarray(values[idx]).tobytes()
+        out[key] = hashlib.sha256(data).hexdigest()
     return out
 
 
@@ -147,6 +149,8 @@ class _Registration:
         self.written: dict[str, str] = {}
         #: regions whose cells were replaced in this transaction
         self.replaced: set[str] = set()
+        #: measurements were empty: rows are inserted without conflict checks
+        self.bulk = False
 
     def changed(self, unit: str, digest: str) -> bool:
         """Whether ``unit`` differs from what was last registered; remembers it."""
@@ -351,6 +355,8 @@ class _Registration:
 
     def remove_threshold_runs(self, region_ids: dict[str, int], keep: list[str]):
         """Rows of threshold runs no longer configured, in this run's regions."""
+        if not db.has_other_threshold_runs(self.conn, keep):
+            return
         for key, region_id in region_ids.items():
             db.remove_threshold_runs(self.conn, region_id, keep)
             for unit in self.state:
@@ -378,43 +384,54 @@ class _Registration:
         wide_file = sentinel.with_name(staged["outputs"]["measurements"])
         masks_file = sentinel.with_name(staged["outputs"]["masks"])
         keys = [r["key"] for r in staged["outputs"]["regions"]]
-        files = _digest(
-            staged["params"], keys, _file_digest(wide_file), _file_digest(masks_file)
+        forced = any(k in self.replaced for k in keys)
+        # each staged file is looked into only if its bytes changed (a new
+        # threshold leaves the measurements file as it was)
+        wide_changed = self.changed(
+            f"measure-values:{staged['group']}",
+            _digest(staged["params"], keys, _file_digest(wide_file)),
         )
-        if not self.changed(f"measure:{staged['group']}", files) and not any(
-            k in self.replaced for k in keys
-        ):
+        masks_changed = self.changed(
+            f"measure-masks:{staged['group']}",
+            _digest(staged["params"], keys, _file_digest(masks_file)),
+        )
+        if not (wide_changed or masks_changed or forced):
             return
-        wide = pd.read_parquet(wide_file)
-        masks = pd.read_parquet(masks_file)
         columns = [f"{ch}|{m}" for ch in channels for m in METRICS]
-        wide_digests = _row_digests(wide, ["label_value", *columns])
-        mask_digests = {}
-        if not masks.empty:
+        wide, wide_digests, wide_rows = None, {}, {}
+        if wide_changed or forced:
+            wide = pd.read_parquet(wide_file)
+            wide_digests = _row_digests(wide, ["label_value", *columns])
+            wide_rows = wide.groupby("key", sort=False).indices
+        mask_digests, mask_rows = {}, {}
+        masks = pd.DataFrame()
+        if masks_changed or forced:
+            masks = pd.read_parquet(masks_file)
+            numeric = ["label_value", *db.MASK_COLUMNS]
             for name, part in masks.groupby("run", sort=False):
-                for key, d in _row_digests(part, list(part.columns)).items():
+                for key, d in _row_digests(part, numeric).items():
                     mask_digests[(name, key)] = d
+            mask_rows = masks.groupby(["key", "run"], sort=False).indices
         channel_ids = np.array([db.channel_id(conn, ch) for ch in channels], np.int64)
         run_ids = self._threshold_run_ids()
         for region in staged["outputs"]["regions"]:
             key = region["key"]
             region_id = region_ids[key]
             forced = key in self.replaced
-            todo_wide = self.changed(f"measurements:{key}", wide_digests.get(key, ""))
+            todo_wide = wide is not None and (
+                self.changed(f"measurements:{key}", wide_digests.get(key, "")) or forced
+            )
             todo_masks = [
                 name
                 for (name, k), d in mask_digests.items()
                 if k == key and (self.changed(f"masks:{name}:{key}", d) or forced)
             ]
-            if not (todo_wide or forced or todo_masks):
+            if not (todo_wide or todo_masks):
                 continue
-            cells = db.workflow_cells(self.conn, region_id)
-            cell_id = dict(
-                zip(cells["label_value"].tolist(), cells["id"].tolist(), strict=True)
-            )
-            if todo_wide or forced:
-                part = wide[wide["key"] == key]
-                ids = _cell_ids(part, cell_id, sentinel, key)
+            cell_ids = db.workflow_cell_ids(self.conn, region_id)
+            if todo_wide:
+                part = wide.iloc[wide_rows[key]]
+                ids = _cell_ids(part, cell_ids, sentinel, key)
                 order = np.argsort(ids, kind="stable")
                 values = (
                     part[columns]
@@ -422,18 +439,23 @@ class _Registration:
                     .reshape(len(part), len(channels), len(METRICS))
                 )
                 db.upsert_measurements(
-                    conn, ids[order], channel_ids, list(METRICS), values
+                    conn,
+                    ids[order],
+                    channel_ids,
+                    list(METRICS),
+                    values,
+                    new_cells=self.bulk or key in self.replaced,
                 )
                 self.counts["measurements"] += int(values.size)
             for name in todo_masks:
-                part = masks[(masks["key"] == key) & (masks["run"] == name)]
+                part = masks.iloc[mask_rows[(key, name)]]
                 run_id = run_ids.get((name, region_id))
                 if run_id is None:
                     raise ExperimentError(
                         f"{sentinel}: region {key} has mask statistics of "
                         f"threshold run {name!r} but no registered threshold"
                     )
-                ids = _cell_ids(part, cell_id, sentinel, key)
+                ids = _cell_ids(part, cell_ids, sentinel, key)
                 db.upsert_cell_masks(
                     conn, ids, np.full(len(ids), run_id, np.int64), part
                 )
@@ -449,12 +471,20 @@ class _Registration:
 
 
 def _cell_ids(
-    table: pd.DataFrame, cell_id: dict[int, int], sentinel: Path, key: str
+    table: pd.DataFrame,
+    cell_ids: tuple[np.ndarray, np.ndarray],
+    sentinel: Path,
+    key: str,
 ) -> np.ndarray:
-    try:
-        return np.array([cell_id[v] for v in table["label_value"].tolist()], np.int64)
-    except KeyError as exc:
+    """The cell id of each staged row, by its label value."""
+    labels, ids = cell_ids
+    wanted = table["label_value"].to_numpy(np.int64)
+    at = np.searchsorted(labels, wanted)
+    found = at < labels.size
+    found[found] = labels[at[found]] == wanted[found]
+    if not found.all():
         raise ExperimentError(
-            f"{sentinel}: region {key}: measured cell {exc} is not in "
-            "experiment.db (its labels changed after the segment step)"
-        ) from None
+            f"{sentinel}: region {key}: measured cell {int(wanted[~found][0])} is "
+            "not in experiment.db (its labels changed after the segment step)"
+        )
+    return ids[at]

@@ -258,9 +258,9 @@ def remove_tree(path: Path) -> None:
 
 
 def tree_digest(path: Path) -> str:
-    """BLAKE2 digest of every file under ``path``, names and bytes: tells
+    """SHA-256 digest of every file under ``path``, names and bytes: tells
     whether an array on disk is still the one the workflow wrote."""
-    h = hashlib.blake2b(digest_size=20)
+    h = hashlib.sha256()
     files = []
     for top, _, names in os.walk(path):
         files.extend(Path(top) / n for n in names)
