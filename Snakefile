@@ -5,6 +5,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # the demo config, unless --configfile names another: Snakemake would merge
 # the two, mixing e.g. the demo's input with the user's
 if not workflow.overwrite_configfiles:
@@ -19,6 +22,7 @@ include: "workflow/rules/pyramid.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/threshold.smk"
 include: "workflow/rules/register.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 IMAGES = "images.zarr"
@@ -58,3 +59,8 @@ def relative_image_path(store: str, key: str, sub: str = "") -> str:
 def mask_path(experiment: Path, key: str, run: str) -> Path:
     """The mask group of threshold run ``run`` for region ``key``."""
     return Path(experiment) / MASKS / key / f"threshold_{run}"
+
+
+def qc_output_name(kind: str, name: str) -> str:
+    """A QC figure's output name in its rule: ``<kind>_<name>``, an identifier."""
+    return re.sub(r"\W", "_", f"{kind}_{name}")

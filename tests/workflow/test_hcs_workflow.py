@@ -52,6 +52,13 @@ def demo_plate(tmp_path_factory):
     return {"work": work, "experiment": work / "out/plate.percell", "config": cfg}
 
 
+def test_demo_plate_report_has_the_plate_and_its_wells(demo_plate):
+    qc = demo_plate["work"] / "out/plate_qc"
+    assert (qc / "plates/plate1.png").stat().st_size > 10_000
+    wells = sorted(p.name for p in (qc / "regions").rglob("*.png"))
+    assert len(wells) == len(WELLS)
+
+
 def test_demo_plate_is_valid_for_every_reader(demo_plate):
     exp = demo_plate["experiment"]
     hcs = HCS.from_zarr(v2(exp / "images.zarr/plate1"))

@@ -24,7 +24,7 @@ def sentinel(step, group="{group}"):
 
 
 def get_final_output():
-    targets = [sentinel("register", "all")]
+    targets = [sentinel("register", "all"), f"{QC}/summary.png"]
     if MANIFEST.segmentation:
         targets += [f"{EXPORT_PREFIX}_cells.csv", f"{EXPORT_PREFIX}_cells.parquet"]
     return targets
@@ -117,3 +117,80 @@ def get_all_thresholds():
 
 def get_measure_sentinels():
     return get_all("measure") if MANIFEST.segmentation else []
+
+
+# --- QC figures for the report (workflow/rules/report.smk) ---------------------
+
+# figures land beside the experiment: results/demo_qc/
+QC = f"{EXPORT_PREFIX}_qc"
+
+
+def get_group_segment(wildcards):
+    return [sentinel("segment", wildcards.group)] if MANIFEST.segmentation else []
+
+
+def get_group_keys(wildcards):
+    return [r["key"] for r in MANIFEST.groups[wildcards.group]]
+
+
+def get_qc_histograms_by_run():
+    return {
+        run: [f"{EXP}/.workflow/histogram/{run}/{g}.npz" for g in GROUPS]
+        for run in MANIFEST.pooled_runs()
+    }
+
+
+def get_qc_histograms():
+    return [f for files in get_qc_histograms_by_run().values() for f in files]
+
+
+def get_qc_runs():
+    return [
+        {**run, "channel_index": MANIFEST.channel_names.index(run["channel"])}
+        for run in MANIFEST.thresholds.values()
+    ]
+
+
+def get_plates():
+    plate = config["input"].get("plate")
+    return [plate["name"]] if plate else []
+
+
+def get_plate_channel():
+    """The channel the plate heat map shows: the first one not segmented."""
+    segmented = (MANIFEST.segmentation or {}).get("channel")
+    others = [c for c in MANIFEST.channel_names if c != segmented]
+    return (others or MANIFEST.channel_names)[0]
+
+
+def get_qc_outputs():
+    """The experiment-wide QC figures, each marked for the report."""
+    outputs = {}
+    for run in RUNS:
+        outputs[layout.qc_output_name("threshold", run)] = report(
+            f"{QC}/thresholds/{run}.png",
+            caption="../report/threshold.rst",
+            category="Thresholds",
+            labels={"run": run},
+        )
+    if MANIFEST.segmentation:
+        outputs["cells"] = report(
+            f"{QC}/cells.png",
+            caption="../report/cells.rst",
+            category="Cells",
+            labels={"figure": "per condition x timepoint"},
+        )
+        for plate in get_plates():
+            outputs[layout.qc_output_name("plate", plate)] = report(
+                f"{QC}/plates/{plate}.png",
+                caption="../report/plate.rst",
+                category="Plates",
+                labels={"plate": plate},
+            )
+    outputs["summary"] = report(
+        f"{QC}/summary.png",
+        caption="../report/summary.rst",
+        category="Run summary",
+        labels={"figure": "regions, cells, time and memory per step"},
+    )
+    return outputs

@@ -6,6 +6,8 @@ if MANIFEST.generated and "demo" in config["input"]:
             tiffs=get_demo_outputs(),
         log:
             "logs/demo/{group}/{region}.log",
+        benchmark:
+            "benchmarks/demo/{group}/{region}.tsv"
         conda:
             "../../envs/percell.yaml"
         params:
@@ -21,6 +23,8 @@ if MANIFEST.generated and "plate" in config["input"]:
             tiffs=get_plate_demo_outputs(),
         log:
             "logs/demo/{well}.log",
+        benchmark:
+            "benchmarks/demo/{well}.tsv"
         conda:
             "../../envs/percell.yaml"
         params:

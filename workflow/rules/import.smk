@@ -5,6 +5,8 @@ rule import_images:
         sentinel=sentinel("import"),
     log:
         "logs/import/{group}.log",
+    benchmark:
+        "benchmarks/import/{group}.tsv"
     conda:
         "../../envs/percell.yaml"
     threads: get_resources("import", "threads")

@@ -5,6 +5,8 @@ rule pyramid:
         sentinel=sentinel("pyramid"),
     log:
         "logs/pyramid/{group}.log",
+    benchmark:
+        "benchmarks/pyramid/{group}.tsv"
     conda:
         "../../envs/percell.yaml"
     threads: get_resources("pyramid", "threads")

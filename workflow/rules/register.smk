@@ -3,6 +3,8 @@ rule hierarchy:
         sentinel=sentinel("hierarchy", "all"),
     log:
         "logs/hierarchy.log",
+    benchmark:
+        "benchmarks/hierarchy.tsv"
     localrule: True
     conda:
         "../../envs/percell.yaml"
@@ -26,6 +28,8 @@ rule register:
         sentinel=sentinel("register", "all"),
     log:
         "logs/register.log",
+    benchmark:
+        "benchmarks/register.tsv"
     localrule: True
     conda:
         "../../envs/percell.yaml"

@@ -10,6 +10,8 @@ if MANIFEST.segmentation:
                 sentinel=sentinel("model", "segmentation"),
             log:
                 "logs/resolve_model.log",
+            benchmark:
+                "benchmarks/resolve_model.tsv"
             localrule: True
             conda:
                 "../../envs/cellpose.yaml"
@@ -28,6 +30,8 @@ if MANIFEST.segmentation:
             sentinel=sentinel("segment"),
         log:
             "logs/segment/{group}.log",
+        benchmark:
+            "benchmarks/segment/{group}.tsv"
         conda:
             "../../envs/cellpose.yaml"
         threads: MANIFEST.segmentation["resources"]["threads"]

@@ -10,6 +10,8 @@ if MANIFEST.thresholds:
             histograms=f"{EXP}/.workflow/histogram/{{run}}/{{group}}.npz",
         log:
             "logs/histogram/{run}/{group}.log",
+        benchmark:
+            "benchmarks/histogram/{run}/{group}.tsv"
         conda:
             "../../envs/percell.yaml"
         threads: 1
@@ -31,6 +33,8 @@ if MANIFEST.thresholds:
             values=f"{EXP}/.workflow/threshold_value/{{run}}.json",
         log:
             "logs/threshold_value/{run}.log",
+        benchmark:
+            "benchmarks/threshold_value/{run}.tsv"
         localrule: True
         conda:
             "../../envs/percell.yaml"
@@ -48,6 +52,8 @@ if MANIFEST.thresholds:
             sentinel=sentinel("threshold/{run}"),
         log:
             "logs/threshold/{run}/{group}.log",
+        benchmark:
+            "benchmarks/threshold/{run}/{group}.tsv"
         conda:
             "../../envs/percell.yaml"
         threads: 1
@@ -74,6 +80,8 @@ if MANIFEST.segmentation:
             sentinel=sentinel("measure"),
         log:
             "logs/measure/{group}.log",
+        benchmark:
+            "benchmarks/measure/{group}.tsv"
         conda:
             "../../envs/percell.yaml"
         threads: 1
@@ -94,6 +102,8 @@ if MANIFEST.segmentation:
             parquet=f"{EXPORT_PREFIX}_cells.parquet",
         log:
             "logs/export.log",
+        benchmark:
+            "benchmarks/export.tsv"
         localrule: True
         conda:
             "../../envs/percell.yaml"

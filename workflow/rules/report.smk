@@ -1,0 +1,55 @@
+# QC figures for `snakemake --report`: ordinary rules of the chain, drawn from
+# the experiment's arrays and experiment.db (see percell.report).
+
+
+rule qc_regions:
+    input:
+        pyramid=sentinel("pyramid"),
+        segmented=get_group_segment,
+        thresholds=get_group_thresholds,
+    output:
+        figures=report(
+            directory(f"{QC}/regions/{{group}}"),
+            patterns=["{name}.png"],
+            caption="../report/region.rst",
+            category="Regions",
+            subcategory="{group}",
+            labels={"region": "{name}"},
+        ),
+    log:
+        "logs/qc/regions/{group}.log",
+    benchmark:
+        "benchmarks/qc_regions/{group}.tsv"
+    conda:
+        "../../envs/percell.yaml"
+    params:
+        regions=get_group_keys,
+        runs=RUNS,
+        experiment=get_experiment_of_input,
+    script:
+        "../scripts/qc_regions.py"
+
+
+rule qc_experiment:
+    input:
+        registered=sentinel("register", "all"),
+        histograms=get_qc_histograms(),
+        regions=[f"{QC}/regions/{g}" for g in GROUPS],
+    output:
+        **get_qc_outputs(),
+    log:
+        "logs/qc/experiment.log",
+    benchmark:
+        "benchmarks/qc_experiment.tsv"
+    localrule: True
+    conda:
+        "../../envs/percell.yaml"
+    params:
+        runs=get_qc_runs(),
+        histograms=get_qc_histograms_by_run(),
+        plates=get_plates(),
+        plate_channel=get_plate_channel(),
+        experiment=get_experiment_of_input,
+        benchmarks="benchmarks",
+    script:
+        "../scripts/qc_experiment.py"
