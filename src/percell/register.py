@@ -407,6 +407,7 @@ class _Registration:
         masks = pd.DataFrame()
         if masks_changed or forced:
             masks = pd.read_parquet(masks_file)
+        if not masks.empty:  # (no threshold runs: an empty table)
             numeric = ["label_value", *db.MASK_COLUMNS]
             for name, part in masks.groupby("run", sort=False):
                 for key, d in _row_digests(part, numeric).items():

@@ -69,6 +69,8 @@ def test_adding_a_region_reruns_only_its_group(experiment_copy):
         "import_images": 1,
         "pyramid": 1,
         "register": 1,
+        "qc_regions": 1,  # the group's pictures, then the experiment's
+        "qc_experiment": 1,
         "all": 1,
     }
     reasons = planned_reasons(work)
@@ -91,7 +93,13 @@ def test_changing_pyramid_levels_reruns_pyramid_and_register_only(experiment_cop
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["pyramid"]["levels"] = 3
     write_config(work, config)
-    assert planned_jobs(work) == {"pyramid": 4, "register": 1, "all": 1}
+    assert planned_jobs(work) == {
+        "pyramid": 4,
+        "register": 1,
+        "qc_regions": 4,
+        "qc_experiment": 1,
+        "all": 1,
+    }
     reasons = planned_reasons(work)
     pyramids = [f for f in reasons if "/pyramid/" in f]
     assert len(pyramids) == 4
@@ -118,6 +126,8 @@ def test_changing_a_channel_color_reruns_import_and_what_follows(experiment_copy
         "import_images": 4,
         "pyramid": 4,
         "register": 1,
+        "qc_regions": 4,
+        "qc_experiment": 1,
         "all": 1,
     }
     run_workflow(work)

@@ -130,6 +130,8 @@ def test_changing_segmentation_reruns_only_segment_and_register(segmented_copy):
         "measure": 2,
         "register": 1,
         "export": 1,
+        "qc_regions": 2,
+        "qc_experiment": 1,
         "all": 1,
     }
     images_before = tree_digest(exp / "images.zarr")

@@ -162,6 +162,8 @@ def test_changing_one_run_reruns_only_its_thresholds_measure_register(measured_c
         "measure": 2,
         "register": 1,
         "export": 1,
+        "qc_regions": 2,
+        "qc_experiment": 1,
         "all": 1,
     }
     untouched = tree_digest(exp / "masks.zarr/ctrl/t0/r1/threshold_GFP")

@@ -156,6 +156,11 @@ def get_plates():
     return [plate["name"]] if plate else []
 
 
+def get_qc_plates():
+    """Plates that get a figure: the heat maps need cells."""
+    return get_plates() if MANIFEST.segmentation else []
+
+
 def get_plate_channel():
     """The channel the plate heat map shows: the first one not segmented."""
     segmented = (MANIFEST.segmentation or {}).get("channel")
@@ -180,7 +185,7 @@ def get_qc_outputs():
             category="Cells",
             labels={"figure": "per condition x timepoint"},
         )
-        for plate in get_plates():
+        for plate in get_qc_plates():
             outputs[layout.qc_output_name("plate", plate)] = report(
                 f"{QC}/plates/{plate}.png",
                 caption="../report/plate.rst",

@@ -47,7 +47,7 @@ rule qc_experiment:
     params:
         runs=get_qc_runs(),
         histograms=get_qc_histograms_by_run(),
-        plates=get_plates(),
+        plates=get_qc_plates(),
         plate_channel=get_plate_channel(),
         experiment=get_experiment_of_input,
         benchmarks="benchmarks",
