@@ -7,8 +7,9 @@ Run from the repository root:
 The demo config runs from nothing in a fresh directory, once whole and once
 with ``--omit-from qc_regions qc_experiment`` (the same chain without the
 QC figures), alternating; each run's wall time is measured around the
-``snakemake`` process. It prints the medians and the ratio. Target: the
-figures add less than 10 %.
+``snakemake`` process. It prints the fastest and the median run of each and
+their ratio (on a busy machine the fastest is the steadier figure). Target:
+the figures add less than 10 %.
 """
 
 from __future__ import annotations
@@ -52,10 +53,14 @@ def main() -> None:
     for _ in range(args.runs):
         without.append(run(["--omit-from", "qc_regions", "qc_experiment"]))
         with_qc.append(run([]))
-    a, b = statistics.median(without), statistics.median(with_qc)
-    print(f"demo without the QC figures: {a:6.1f} s  (runs: {without})")
-    print(f"demo with the QC figures:    {b:6.1f} s  (runs: {with_qc})")
-    print(f"the figures add {100 * (b / a - 1):.1f} % (target < 10 %)")
+    for name, pick in (("fastest", min), ("median", statistics.median)):
+        a, b = pick(without), pick(with_qc)
+        print(
+            f"{name:8s} run: without the QC figures {a:5.1f} s, with them {b:5.1f} s:"
+            f" the figures add {100 * (b / a - 1):.1f} % (target < 10 %)"
+        )
+    print(f"runs without: {[round(t, 1) for t in without]}")
+    print(f"runs with:    {[round(t, 1) for t in with_qc]}")
 
 
 if __name__ == "__main__":

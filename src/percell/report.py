@@ -30,6 +30,8 @@ THUMBNAIL_PX = 1024
 #: the edge of one panel of a region's figure
 PANEL_PX = 512
 DPI = 100
+#: more regions than this get a histogram instead of a bar each
+MAX_BARS = 48
 
 
 def _pyplot():
@@ -151,7 +153,7 @@ def region_figures(experiment, keys: list[str], runs: list[str], out_dir) -> Non
 def _save(fig, out: Path) -> None:
     out = Path(out)
     with staged_file(out) as tmp:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=out.suffix[1:])
+        fig.savefig(tmp, dpi=DPI, format=out.suffix[1:])  # laid out already
     _pyplot().close(fig)
 
 
@@ -216,22 +218,25 @@ def threshold_figure(
             pooled.merge(region_histogram(arr, channel, 0))
         source = "histogram of the thumbnail level of each region"
     if pooled.total:
-        ax_h.hist(
-            pooled.values.astype(np.float64),
-            bins=256,
-            weights=pooled.counts,
-            color="0.5",
-            log=True,
+        # one step artist, not 256 bars: drawing stays cheap
+        counts, edges = np.histogram(
+            pooled.values.astype(np.float64), bins=256, weights=pooled.counts
         )
+        ax_h.stairs(counts, edges, fill=True, color="0.5")
+        ax_h.set_yscale("log")
     for value in sorted(set(values["threshold_value"].round(6))):
         ax_h.axvline(value, color="tab:red", lw=1)
     ax_h.set_title(f"{run['name']}: {run['method']} on {run['channel']}", fontsize=10)
     ax_h.set_xlabel(f"intensity ({source}); red: chosen value(s)", fontsize=8)
     ax_h.set_ylabel("pixels (log)")
-    if len(positive):
+    label = f"fraction of positive cells (min_fraction {run['min_fraction']})"
+    if len(positive) > MAX_BARS:  # a plate of hundreds of wells: their spread
+        ax_p.hist(positive["fraction"], bins=20, range=(0, 1), color="tab:purple")
+        ax_p.set_ylabel("regions")
+    elif len(positive):
         ax_p.barh(positive["region"], positive["fraction"], color="tab:purple")
         ax_p.set_xlim(0, 1)
-    ax_p.set_xlabel(f"fraction of positive cells (min_fraction {run['min_fraction']})")
+    ax_p.set_xlabel(label)
     ax_p.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     _save(fig, out)
@@ -263,7 +268,7 @@ def cells_figure(experiment: str | Path, out: Path) -> None:
     axes[0].bar(groups, counts.to_numpy(), color="tab:blue")
     axes[0].set_title("cells", fontsize=10)
     by_group = dict(tuple(cells.groupby("condition_timepoint")))
-    _violins(axes[1], [by_group[g]["area_pixels"].to_numpy() for g in groups], groups)
+    _boxes(axes[1], [by_group[g]["area_pixels"].to_numpy() for g in groups], groups)
     axes[1].set_title("area (pixels)", fontsize=10)
     merged = means.merge(cells[["id", "condition_timepoint"]], on="id")
     for ax, channel in zip(axes[2:], channels, strict=True):
@@ -271,7 +276,7 @@ def cells_figure(experiment: str | Path, out: Path) -> None:
         data = [
             sub.loc[sub["condition_timepoint"] == g, "value"].to_numpy() for g in groups
         ]
-        _violins(ax, data, groups)
+        _boxes(ax, data, groups)
         ax.set_title(f"{channel}: mean intensity per cell", fontsize=10)
     for ax in axes:
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
@@ -279,10 +284,14 @@ def cells_figure(experiment: str | Path, out: Path) -> None:
     _save(fig, out)
 
 
-def _violins(ax, data: list[np.ndarray], names: list[str]) -> None:
-    shown = [(d, i) for i, d in enumerate(data) if d.size > 1]
-    if shown:
-        ax.violinplot([d for d, _ in shown], positions=[i for _, i in shown])
+def _boxes(ax, data: list[np.ndarray], names: list[str]) -> None:
+    """Box plots (quartiles, whiskers at 1.5 IQR, no outlier points: cheap to
+    draw for a million cells)."""
+    ax.boxplot(
+        [d if d.size else np.array([np.nan]) for d in data],
+        positions=range(len(names)),
+        showfliers=False,
+    )
     ax.set_xticks(range(len(names)), names)
 
 

@@ -20,6 +20,9 @@ rule qc_regions:
         "logs/qc/regions/{group}.log",
     benchmark:
         "benchmarks/qc_regions/{group}.tsv"
+    # after the chain's own jobs of the same moment: pictures fill the cores
+    # that register (a single local job) leaves idle
+    priority: -1
     conda:
         "../../envs/percell.yaml"
     params:
@@ -34,7 +37,6 @@ rule qc_experiment:
     input:
         registered=sentinel("register", "all"),
         histograms=get_qc_histograms(),
-        regions=[f"{QC}/regions/{g}" for g in GROUPS],
     output:
         **get_qc_outputs(),
     log:
