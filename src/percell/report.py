@@ -420,6 +420,7 @@ def experiment_figures(
     histograms: dict[str, list[str]],
     plates: list[str],
     plate_channel: str,
+    plate_metric: str,
     benchmarks: str | Path,
     out: dict[str, str],
 ) -> None:
@@ -431,6 +432,7 @@ def experiment_figures(
         histograms: Run name → its staged pooled histograms (pooled runs).
         plates: Plate names (plate input).
         plate_channel: The channel the plate heat map shows.
+        plate_metric: The per-cell metric whose per-well mean it shows.
         benchmarks: Snakemake's benchmark folder.
         out: Output name (``output_name``) → path: ``threshold_<run>``,
             ``cells`` (with segmentation), ``plate_<plate>``, ``summary``.
@@ -445,6 +447,6 @@ def experiment_figures(
         log.info("cells: QC figure")
     for plate in plates:
         path = out[output_name("plate", plate)]
-        plate_figure(experiment, plate, plate_channel, "mean_intensity", path)
+        plate_figure(experiment, plate, plate_channel, plate_metric, path)
         log.info("plate %s: QC figure", plate)
     summary_figure(experiment, benchmarks, out["summary"])

@@ -25,6 +25,7 @@ def sentinel(step, group="{group}"):
 
 def get_final_output():
     targets = [sentinel("register", "all"), f"{QC}/summary.png"]
+    targets += [f"{QC}/regions/{g}" for g in GROUPS]
     if MANIFEST.segmentation:
         targets += [f"{EXPORT_PREFIX}_cells.csv", f"{EXPORT_PREFIX}_cells.parquet"]
     return targets
@@ -162,7 +163,10 @@ def get_qc_plates():
 
 
 def get_plate_channel():
-    """The channel the plate heat map shows: the first one not segmented."""
+    """The channel the plate heat map shows: the configured one, else the
+    first one not segmented."""
+    if config["report"]["plate_channel"]:
+        return config["report"]["plate_channel"]
     segmented = (MANIFEST.segmentation or {}).get("channel")
     others = [c for c in MANIFEST.channel_names if c != segmented]
     return (others or MANIFEST.channel_names)[0]

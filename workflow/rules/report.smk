@@ -51,6 +51,7 @@ rule qc_experiment:
         histograms=get_qc_histograms_by_run(),
         plates=get_qc_plates(),
         plate_channel=get_plate_channel(),
+        plate_metric=config["report"]["plate_metric"],
         experiment=get_experiment_of_input,
         benchmarks="benchmarks",
     script:

@@ -10,6 +10,7 @@ experiment_figures(
     snakemake.params.histograms,
     snakemake.params.plates,
     snakemake.params.plate_channel,
+    snakemake.params.plate_metric,
     snakemake.params.benchmarks,
     dict(snakemake.output.items()),
 )
