@@ -66,18 +66,23 @@ def _plane(arr, channel: int | None) -> np.ndarray:
 
 
 def composite(image_group) -> tuple[np.ndarray, str]:
-    """RGB thumbnail of every channel, in its omero colour and window."""
+    """RGB thumbnail (uint8) of every channel, in its omero colour and window."""
     level = nearest_level(image_group)
     arr = image_group[level]
-    rgb = np.zeros((*arr.shape[-2:], 3))
+    rgb = np.zeros((*arr.shape[-2:], 3), np.float32)
     for c, ch in enumerate(image_group.attrs["omero"]["channels"]):
         window = ch["window"]
-        plane = _plane(arr, c).astype(np.float64)
+        plane = _plane(arr, c).astype(np.float32)
         span = max(float(window["end"]) - float(window["start"]), 1e-12)
-        scaled = np.clip((plane - float(window["start"])) / span, 0, 1)
-        colour = np.array([int(ch["color"][i : i + 2], 16) / 255 for i in (0, 2, 4)])
-        rgb += scaled[..., None] * colour
-    return np.clip(rgb, 0, 1), level
+        plane -= float(window["start"])
+        plane *= 255 / span
+        np.clip(plane, 0, 255, out=plane)
+        for i, hex_pair in enumerate((0, 2, 4)):
+            weight = int(ch["color"][hex_pair : hex_pair + 2], 16) / 255
+            if weight:
+                rgb[..., i] += plane * weight
+    np.clip(rgb, 0, 255, out=rgb)
+    return rgb.astype(np.uint8), level
 
 
 def outlines(labels: np.ndarray) -> np.ndarray:
@@ -97,21 +102,27 @@ def region_figure(experiment: str | Path, key: str, runs: list[str], out: Path):
     """Composite, the same with label outlines, and each run's mask overlaid."""
     experiment = Path(experiment)
     image = open_group(layout.image_path(experiment, key))
-    rgb, level = composite(image)
+    full, level = composite(image)
+    # panels at PANEL_PX: the composite averaged down, labels and masks
+    # sampled (never averaged: ids and 0/255 stay what they are)
+    step = max(1, -(-max(full.shape[:2]) // PANEL_PX))
+    small = Image.fromarray(full).reduce(step) if step > 1 else Image.fromarray(full)
+    rgb = np.asarray(small)
+    h, w = rgb.shape[:2]
     panels = [("channels", rgb)]
     labels_path = layout.label_path(experiment, key)
     if (labels_path / level).is_dir():
-        labels = _plane(open_group(labels_path)[level], None)
+        labels = _plane(open_group(labels_path)[level], None)[::step, ::step][:h, :w]
         outlined = rgb.copy()
-        outlined[outlines(labels)] = (1.0, 1.0, 0.0)
+        outlined[outlines(labels)] = (255, 255, 0)
         panels.append(("cell outlines", outlined))
     for run in runs:
         mask_path = layout.mask_path(experiment, key, run)
         if not (mask_path / level).is_dir():
             continue
-        mask = _plane(open_group(mask_path)[level], None) > 0
-        shaded = rgb * 0.6
-        shaded[mask] = 0.4 * rgb[mask] + 0.6 * np.array([1.0, 0.0, 1.0])
+        mask = _plane(open_group(mask_path)[level], None)[::step, ::step][:h, :w] > 0
+        shaded = (rgb * 0.6).astype(np.uint8)
+        shaded[mask] = (0.4 * rgb[mask] + np.array([153, 0, 153])).astype(np.uint8)
         panels.append((f"threshold {run}", shaded))
     shape = image["0"].shape
     title = f"{key}   level {level} of {shape[-1]} x {shape[-2]} px"
@@ -121,11 +132,7 @@ def region_figure(experiment: str | Path, key: str, runs: list[str], out: Path):
 def _save_panels(panels: list[tuple[str, np.ndarray]], title: str, out: Path):
     """Panels side by side under their titles, as one PNG."""
     font = ImageFont.load_default(size=14)
-    tiles = []
-    for name, rgb in panels:
-        tile = Image.fromarray((rgb * 255).astype(np.uint8))
-        tile.thumbnail((PANEL_PX, PANEL_PX), Image.Resampling.BOX)
-        tiles.append((name, tile))
+    tiles = [(name, Image.fromarray(rgb)) for name, rgb in panels]
     width = sum(t.width for _, t in tiles) + 8 * (len(tiles) + 1)
     height = max(t.height for _, t in tiles) + 56
     sheet = Image.new("RGB", (width, height), "white")

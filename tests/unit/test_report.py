@@ -43,9 +43,10 @@ def test_composite_uses_the_omero_colours_and_windows(tmp_path):
     group["0"][...] = data
     rgb, level = composite(group)
     assert level == "0"
-    np.testing.assert_allclose(rgb[0, 0], [0.5, 0, 0])
-    np.testing.assert_allclose(rgb[0, 1], [0, 1, 0])
-    np.testing.assert_allclose(rgb[1, 1], [0, 0, 0])
+    assert rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[0, 0], [127, 0, 0])  # 255 x 0.5, truncated
+    np.testing.assert_array_equal(rgb[0, 1], [0, 255, 0])
+    np.testing.assert_array_equal(rgb[1, 1], [0, 0, 0])
 
 
 def test_outlines_equal_scikit_image_inner_boundaries():
