@@ -464,14 +464,6 @@ def upsert_segmentation_run(
     return int(cur.lastrowid)
 
 
-def delete_region_cells(conn: sqlite3.Connection, region_id: int) -> None:
-    """Remove a region's cells and everything that refers to them."""
-    cells = "SELECT id FROM cells WHERE region_id = ?"
-    for table in ("measurements", "cell_tags", "percell_cell_masks"):
-        conn.execute(f"DELETE FROM {table} WHERE cell_id IN ({cells})", (region_id,))
-    conn.execute("DELETE FROM cells WHERE region_id = ?", (region_id,))
-
-
 def insert_cells(conn: sqlite3.Connection, table) -> np.ndarray:
     """Insert the rows of a cells DataFrame (columns CELL_COLUMNS).
 
@@ -549,33 +541,15 @@ def insert_measurements(
     metrics: list[str],
     values: np.ndarray,
 ) -> None:
-    """Bulk-insert measurements: ``values[i, j, k]`` is cell i, channel j, metric k.
+    """Bulk-insert the measurements of cells that have none yet:
+    ``upsert_measurements`` without the conflict check.
 
     Rows go in (cell, channel, metric) order, so the UNIQUE index only ever
     appends. For a large load, drop the secondary indexes first
     (``drop_measurement_indexes``) and build them once afterwards
     (``create_measurement_indexes``): much faster than row by row.
     """
-    n_cells, n_channels, n_metrics = values.shape
-    if n_cells == 0:
-        return
-    cell_col = np.repeat(cell_ids, n_channels * n_metrics)
-    channel_col = np.tile(np.repeat(channel_ids, n_metrics), n_cells)
-    metric_col = np.array(metrics * (n_cells * n_channels), dtype=object)
-    flat = values.reshape(-1)
-    # NaN (no value) is no row: NULL in any pivot; the column is NOT NULL
-    keep = ~np.isnan(flat)
-    if not keep.all():
-        cell_col, channel_col = cell_col[keep], channel_col[keep]
-        metric_col, flat = metric_col[keep], flat[keep]
-    cell_col, channel_col = cell_col.tolist(), channel_col.tolist()
-    metric_col, value_col = metric_col.tolist(), flat.tolist()
-    insert_rows(
-        conn,
-        "measurements",
-        ["cell_id", "channel_id", "metric", "value"],
-        [cell_col, channel_col, metric_col, value_col],
-    )
+    upsert_measurements(conn, cell_ids, channel_ids, metrics, values, new_cells=True)
 
 
 def create_measurement_indexes(conn: sqlite3.Connection) -> None:
@@ -669,17 +643,6 @@ MASK_COLUMNS = [
     "mean_outside",
     "positive",
 ]
-
-
-def insert_cell_masks(
-    conn: sqlite3.Connection, cell_ids: np.ndarray, run_ids: np.ndarray, table
-) -> None:
-    """Per-cell statistics of threshold masks (beyond PerCell 3.0.0)."""
-    cols = ["cell_id", "threshold_run_id", *MASK_COLUMNS]
-    columns = [cell_ids.tolist(), run_ids.tolist()] + [
-        _column(table[c]) for c in MASK_COLUMNS
-    ]
-    insert_rows(conn, "percell_cell_masks", cols, columns)
 
 
 # --- what register consumed, for incremental reruns ------------------------------

@@ -208,11 +208,10 @@ def check_labels_as_segmented(experiment, key: str) -> None:
 
     from percell import layout
     from percell.errors import ExperimentError
-    from percell.storage import open_group, tree_digest
+    from percell.label_digest import label_state
 
     group = layout.label_path(Path(experiment), key)
-    recorded = open_group(group).attrs.get("percell", {}).get("labels_digest")
-    if recorded is not None and tree_digest(group / "0") != recorded:
+    if label_state(group)[1]:
         raise ExperimentError(
             f"region {key}: the label image {group}/0 was changed after the "
             "segment step wrote it (edited in the PerCell 3 application or by "

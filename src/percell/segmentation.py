@@ -21,6 +21,7 @@ import pandas as pd
 
 from percell import layout, ngff
 from percell.errors import ConfigError, ExperimentError
+from percell.label_digest import label_state, labels_digest
 from percell.matching import best_matches
 from percell.pyramid import build_levels, nearest_2x2
 from percell.sentinel import write_sentinel
@@ -30,7 +31,6 @@ from percell.storage import (
     create_array,
     open_group,
     staged_file,
-    tree_digest,
 )
 from percell.tiling import segment_tiled
 from percell.watershed import region_threshold, watershed_segment
@@ -111,23 +111,16 @@ def _threshold_sample(image_group, channel: int) -> np.ndarray:
     return np.asarray(image_group[chosen][channel])
 
 
-def labels_digest(group: Path) -> str:
-    """Digest of a label group's level 0, as the workflow recorded it."""
-    return tree_digest(Path(group) / "0")
-
-
-def check_labels_unedited(experiment: Path, key: str, overwrite: bool) -> None:
+def check_labels_unedited(experiment: Path, key: str, overwrite: bool) -> str | None:
     """Refuse to replace a label image edited since the workflow wrote it.
 
-    The digest the segment step stored in the label group's attributes is
-    compared with level 0 on disk; a label image written by an older percell
-    (no digest) is taken as unedited.
+    Returns:
+        The digest of the region's label image on disk (None if it has none),
+        so that it is read once.
     """
     final = layout.label_path(experiment, key)
-    if overwrite or not (final / "0").is_dir():
-        return
-    recorded = open_group(final).attrs.get("percell", {}).get("labels_digest")
-    if recorded is not None and labels_digest(final) != recorded:
+    current, edited = label_state(final)
+    if edited and not overwrite:
         raise ExperimentError(
             f"region {key}: the label image {final}/0 was changed after the "
             "workflow wrote it (edited in the PerCell 3 application or by hand); "
@@ -135,6 +128,7 @@ def check_labels_unedited(experiment: Path, key: str, overwrite: bool) -> None:
             "segmentation as it was, or set segmentation.overwrite_edited_labels: "
             "true to replace them."
         )
+    return current
 
 
 def segment_region(
@@ -144,8 +138,12 @@ def segment_region(
     channel_names: list[str],
     staged: StagedDirectories,
     cellpose=None,
+    previous: str | None = None,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Segment one region and build its labels group aside.
+
+    ``previous`` is the digest of the label image being replaced (None if
+    there is none), from ``check_labels_unedited``.
 
     Returns:
         The region's cells; its record for the sentinel (with the new and the
@@ -207,12 +205,9 @@ def segment_region(
     start = time.monotonic()
     cells = segment_tiled(read_tile, run, labels, tiles, overlap, pixel_size, label=key)
     digest = labels_digest(built)
-    previous = None
     matches = pd.DataFrame({"old_label": [], "new_label": [], "iou": []})
-    if (final / "0").is_dir():
-        previous = labels_digest(final)
-        if previous != digest:
-            matches = best_matches(open_group(final)["0"], labels)
+    if previous is not None and previous != digest:
+        matches = best_matches(open_group(final)["0"], labels)
     n_levels = len(image.attrs["multiscales"][0]["datasets"])
     group.attrs.put(
         {
@@ -272,16 +267,19 @@ def segment_group(
         cellpose = CellposeSegmenter(
             model, seg, seg["diameter"], has_nucleus=bool(seg.get("nucleus_channel"))
         )
-    for record in records:
+    # every region is checked before any is segmented
+    previous = [
         check_labels_unedited(
             experiment, record["key"], seg.get("overwrite_edited_labels", False)
         )
+        for record in records
+    ]
     tables, outputs, matches = [], [], []
     # every region's labels are built aside and swapped in together
     with StagedDirectories() as staged:
-        for record in records:
+        for record, old in zip(records, previous, strict=True):
             cells, output, matched = segment_region(
-                record, experiment, seg, channel_names, staged, cellpose
+                record, experiment, seg, channel_names, staged, cellpose, old
             )
             tables.append(cells)
             outputs.append(output)

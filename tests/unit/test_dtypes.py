@@ -285,16 +285,20 @@ def test_empty_histogram_names_what_it_is_of():
         threshold_value(Histogram(), "otsu", label="region ctrl/r1, channel GFP")
 
 
+def random_pixels(dtype: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Integers over the type's whole range; floats within ±1e6."""
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        return rng.uniform(-1e6, 1e6, shape).astype(dtype)
+    lo, hi = extremes(dtype)
+    return rng.integers(lo, hi, shape, endpoint=True).astype(dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_masks_equal_numpy_comparison_for_every_dtype(tmp_path, dtype):
     lo, hi = extremes(dtype)
-    rng = np.random.default_rng(8)
-    if np.dtype(dtype).kind == "f":
-        img = rng.uniform(-1e6, 1e6, (1, 40, 37)).astype(dtype)
-        value = 123.5
-    else:
-        img = rng.integers(lo, hi, (1, 40, 37), endpoint=True).astype(dtype)
-        value = float(np.median(img))
+    img = random_pixels(dtype, (1, 40, 37), seed=8)
+    value = 123.5 if np.dtype(dtype).kind == "f" else float(np.median(img))
     img[0, 0, :2] = [lo, hi]
     arr = image_array(tmp_path / "i", img)
     group = open_group(tmp_path / "m", mode="w")
@@ -319,11 +323,7 @@ def reference_mean(a: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pyramid_levels_exact_for_every_dtype(tmp_path, dtype):
     lo, hi = extremes(dtype)
-    rng = np.random.default_rng(9)
-    if np.dtype(dtype).kind == "f":
-        img = rng.uniform(-1e6, 1e6, (1, 37, 45)).astype(dtype)
-    else:
-        img = rng.integers(lo, hi, (1, 37, 45), endpoint=True).astype(dtype)
+    img = random_pixels(dtype, (1, 37, 45), seed=9)
     # blocks of extremes that stay whole down to level 2: integer sums must
     # not overflow (floats would only show summation-order rounding here)
     img[0, :4, :4] = hi

@@ -248,27 +248,20 @@ def test_edited_labels_are_never_overwritten_silently(measured_copy):
     before = tree_digest(exp / "labels.zarr" / key)
     db_before = (exp / "experiment.db").read_bytes()
 
-    def new_min_fraction(config):
-        config["thresholds"][1]["min_fraction"] = 0.7
+    def refused(edit) -> None:
+        """The change is refused by name; labels and database stay."""
+        edit_config(work, edit)
+        proc = run_workflow(work, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert f"region {key}" in out and "overwrite_edited_labels" in out
+        assert tree_digest(exp / "labels.zarr" / key) == before
+        assert (exp / "experiment.db").read_bytes() == db_before
 
-    edit_config(work, new_min_fraction)  # measure would read the edited labels
-    proc = run_workflow(work, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert f"region {key}" in out and "overwrite_edited_labels" in out
-    assert tree_digest(exp / "labels.zarr" / key) == before
-    assert (exp / "experiment.db").read_bytes() == db_before
-
-    def resegment(config):
-        config["segmentation"]["min_size"] = 35
-
-    edit_config(work, resegment)
-    proc = run_workflow(work, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert f"region {key}" in out and "overwrite_edited_labels" in out
-    assert tree_digest(exp / "labels.zarr" / key) == before
-    assert (exp / "experiment.db").read_bytes() == db_before
+    # a threshold change: measure would read the edited labels
+    refused(lambda c: c["thresholds"][1].update(min_fraction=0.7))
+    # a segmentation change: segment would replace them
+    refused(lambda c: c["segmentation"].update(min_size=35))
 
     edit_config(work, lambda c: c["segmentation"].update(overwrite_edited_labels=True))
     run_workflow(work)
