@@ -357,14 +357,15 @@ class _Registration:
         """Rows of threshold runs no longer configured, in this run's regions."""
         if not db.has_other_threshold_runs(self.conn, keep):
             return
-        for key, region_id in region_ids.items():
+        for region_id in region_ids.values():
             db.remove_threshold_runs(self.conn, region_id, keep)
-            for unit in self.state:
-                kind, _, rest = unit.partition(":")
-                name, _, unit_key = rest.partition(":")
-                if kind in ("threshold", "masks") and unit_key == key:
-                    if name not in keep:
-                        db.forget_digests(self.conn, unit)
+        # one pass over what was recorded: <kind>:<run>:<region key>
+        for unit in self.state:
+            kind, _, rest = unit.partition(":")
+            name, _, key = rest.partition(":")
+            if kind in ("threshold", "masks") and key in region_ids:
+                if name not in keep:
+                    db.forget_digests(self.conn, unit)
 
     # --- measurements -------------------------------------------------------
 

@@ -72,11 +72,10 @@ def job_running(proc: subprocess.Popen, step: str) -> bool:
 def kill_during(command: str, step: str, delay: float) -> bool:
     """Run ``command``; SIGKILL its whole process group ``delay`` seconds after
     a job of ``step`` is seen. False if the step never ran."""
-    script = {"import_images": "import_images", "segment": "segment"}.get(step, step)
     proc = start(command)
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline:
-        if job_running(proc, script):
+        if job_running(proc, step):
             time.sleep(delay)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=60)

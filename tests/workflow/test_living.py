@@ -319,3 +319,27 @@ def test_a_channel_colour_change_reimports_everything_and_keeps_every_id(
         "FFFF00",
     )
     assert conn.execute("SELECT count(*) FROM percell_orphan_tags").fetchone() == (0,)
+
+
+def test_a_removed_threshold_run_takes_only_its_own_rows(measured_copy):
+    work, exp = measured_copy["work"], measured_copy["experiment"]
+    act_as_the_application(exp)
+    before = snapshot(exp)
+    edit_config(work, lambda c: c.update(thresholds=c["thresholds"][:1]))
+    run_workflow(work)
+    after = snapshot(exp)
+    for key in ("cells", "cell_tags", "app_thresholds", "measurement_ids"):
+        assert after[key] == before[key], key
+    conn = db(exp)
+    runs = conn.execute(
+        "SELECT DISTINCT run_name FROM percell_region_thresholds"
+    ).fetchall()
+    assert runs == [("GFP",)]
+    names = conn.execute(
+        "SELECT DISTINCT json_extract(t.parameters, '$.name') FROM percell_cell_masks "
+        "m JOIN threshold_runs t ON t.id = m.threshold_run_id"
+    ).fetchall()
+    assert names == [("GFP",)]
+    assert conn.execute("SELECT count(*) FROM percell_cell_masks").fetchone()[0] == len(
+        before["cells"]
+    )
