@@ -11,7 +11,7 @@ with its pyramid down to one field-sized chunk two ways, each in its own
 process so that peak memory is measured separately:
 
 - percell: ``import_group`` then ``pyramid_group`` on the well region that
-  ``percell.hcs.plate_regions`` finds (what the workflow runs);
+  ``percell.wells.plate_regions`` finds (what the workflow runs);
 - ome-zarr-py (the anchor): the fields read with tifffile and placed into
   one (C, Z, Y, X) array, then ``ome_zarr.writer.write_image`` with NGFF
   0.4, chunks of one field and the same number of levels.
@@ -67,15 +67,17 @@ def plate(directory: Path, grid: int) -> dict:
 
 
 def run_percell(src: Path, out: Path, grid: int, threads: int) -> None:
-    from percell.hcs import plate_regions
+    from percell.contracts import Channel, ImportParams, PlateInput
+    from percell.wells import plate_regions
 
-    params = {
-        "group": "bench/B03",
-        "regions": plate_regions(plate(src, grid), list(CHANNELS)),
-        "channels": [{"name": n, "color": "FFFFFF"} for n in CHANNELS],
-        "pixel_size_um": 0.65,
-        "z_step_um": None,
-    }
+    plate_input = PlateInput.model_validate(plate(src, grid))
+    params = ImportParams(
+        group="bench/B03",
+        regions=tuple(plate_regions(plate_input, list(CHANNELS))),
+        channels=tuple(Channel(name=n) for n in CHANNELS),
+        pixel_size_um=0.65,
+        z_step_um=None,
+    )
     import_then_pyramid(params, out, threads)
 
 

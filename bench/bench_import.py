@@ -59,40 +59,44 @@ def levels_for(size: int) -> int:
     return count_levels(size, size, "auto")
 
 
-def import_then_pyramid(params: dict, out: Path, threads: int) -> None:
-    """What the workflow's import and pyramid jobs run for one group."""
+def import_then_pyramid(params, out: Path, threads: int) -> None:
+    """What the workflow's import and pyramid jobs run for one group
+    (``params``: the group's ``ImportParams``)."""
+    from percell.contracts import PyramidParams
     from percell.importer import import_group
+    from percell.layout import sentinel_path
     from percell.pyramid import pyramid_group
 
-    sentinel = out / ".workflow/import/bench.json"
-    records = import_group(params, out, sentinel, threads=threads)
+    records = import_group(
+        params, sentinel_path(out, "import", params.group), threads=threads
+    )
     pyramid_group(
         records,
-        out,
-        "auto",
-        out / ".workflow/pyramid/bench.json",
-        params["group"],
-        str(sentinel),
+        params=PyramidParams(levels="auto"),
+        sentinel=sentinel_path(out, "pyramid", params.group),
+        group=params.group,
         threads=threads,
     )
 
 
 def run_percell(src: Path, out: Path, threads: int) -> None:
-    params = {
-        "group": "bench",
-        "regions": [
-            {
-                "condition": "bench",
-                "timepoint": None,
-                "region": "r1",
-                "key": "bench/r1",
-                "files": [{"path": str(src), "channel": None, "z": None}],
-            }
-        ],
-        "channels": [{"name": n, "color": "FFFFFF"} for n in ("A", "B", "C")],
-        "pixel_size_um": 0.5,
-        "z_step_um": None,
-    }
+    from percell.contracts import Channel, ImportParams, Region, SourceFile
+
+    params = ImportParams(
+        group="bench",
+        regions=(
+            Region(
+                condition="bench",
+                timepoint=None,
+                region="r1",
+                key="bench/r1",
+                files=(SourceFile(path=str(src), channel=None),),
+            ),
+        ),
+        channels=tuple(Channel(name=n) for n in ("A", "B", "C")),
+        pixel_size_um=0.5,
+        z_step_um=None,
+    )
     import_then_pyramid(params, out, threads)
 
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from skimage.measure import regionprops_table
 
 from percell import db
+from percell.contracts import Channel
 from percell.demo import synthetic_cells
 from percell.measure import METRICS, LabelIndex, channel_metrics
 
@@ -102,7 +103,7 @@ def fresh_db(path: Path) -> sqlite3.Connection:
             conn, "r", cond, None, 1, 1, 1.0, "x", "images.zarr/c/r"
         )
         for i, name in enumerate(("A", "B", "C")):
-            db.upsert_channel(conn, {"name": name}, i)
+            db.upsert_channel(conn, Channel(name=name), i)
         channel = db.channel_id(conn, "A")
         db.upsert_segmentation_run(conn, channel, "bench", "{}")
     assert region == 1

@@ -38,28 +38,46 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from percell import layout
+from percell.contracts import (
+    Channel,
+    ImportedRegion,
+    MaskRun,
+    Measured,
+    MeasuredRegion,
+    MeasureParams,
+    RegisterParams,
+    SegmentationRun,
+    Segmented,
+    SegmentedRegion,
+    Thresholded,
+    ThresholdedRegion,
+    ThresholdRun,
+    TimepointSpec,
+)
 from percell.measure import METRICS
-from percell.register import register
+from percell.register import StepSentinels, register
 from percell.sentinel import write_sentinel
 
 CHANNELS = ["DAPI", "GFP", "RFP"]
 RUNS = [
-    {"name": "GFP", "channel": "GFP", "method": "otsu", "min_fraction": 0.5},
-    {"name": "RFP", "channel": "RFP", "method": "li", "min_fraction": 0.5},
+    ThresholdRun(name="GFP", channel="GFP", method="otsu", min_fraction=0.5),
+    ThresholdRun(name="RFP", channel="RFP", method="li", min_fraction=0.5),
 ]
-SEGMENTATION = {"channel": "DAPI", "model_name": "watershed", "parameters": {"d": 16}}
+SEGMENTATION = SegmentationRun(
+    channel="DAPI", model_name="watershed", parameters={"d": 16}
+)
 
 
-def params() -> dict:
-    return {
-        "name": "bench",
-        "description": "",
-        "channels": [{"name": c, "color": "FFFFFF"} for c in CHANNELS],
-        "conditions": ["ctrl"],
-        "timepoints": [{"name": "t0", "time_seconds": 0, "order": 0}],
-        "threshold_runs": [r["name"] for r in RUNS],
-        "busy_timeout_s": 30,
-    }
+def params() -> RegisterParams:
+    return RegisterParams(
+        name="bench",
+        description="",
+        channels=tuple(Channel(name=c) for c in CHANNELS),
+        conditions=("ctrl",),
+        timepoints=(TimepointSpec(name="t0", time_seconds=0, order=0),),
+        threshold_runs=tuple(r.name for r in RUNS),
+        busy_timeout_s=30,
+    )
 
 
 def stage_region(exp: Path, i: int, n_cells: int, run_values: dict) -> dict:
@@ -71,19 +89,19 @@ def stage_region(exp: Path, i: int, n_cells: int, run_values: dict) -> dict:
         step: Path(layout.sentinel_path(exp, step, group))
         for step in ("import", "segment", "measure")
     }
-    record = {
-        "condition": "ctrl",
-        "timepoint": "t0",
-        "region": region,
-        "key": key,
-        "zarr_path": f"images.zarr/{key}",
-        "shape": [3, 4096, 4096],
-        "dtype": "uint16",
-        "pixel_size_um": 0.65,
-        "z_step_um": None,
-        "source_file": f"/raw/{region}_DAPI.tif",
-        "source_files": [f"/raw/{region}_{c}.tif" for c in CHANNELS],
-    }
+    record = ImportedRegion(
+        condition="ctrl",
+        timepoint="t0",
+        region=region,
+        key=key,
+        zarr_path=f"images.zarr/{key}",
+        shape=(3, 4096, 4096),
+        dtype="uint16",
+        pixel_size_um=0.65,
+        z_step_um=None,
+        source_file=f"/raw/{region}_DAPI.tif",
+        source_files=tuple(f"/raw/{region}_{c}.tif" for c in CHANNELS),
+    )
     write_sentinel(sentinel["import"], "import", group, {}, [], [record])
 
     labels = np.arange(1, n_cells + 1)
@@ -108,36 +126,31 @@ def stage_region(exp: Path, i: int, n_cells: int, run_values: dict) -> dict:
     cells.to_parquet(seg.with_name(seg.stem + ".cells.parquet"), index=False)
     empty = pd.DataFrame({"key": [], "old_label": [], "new_label": [], "iou": []})
     empty.to_parquet(seg.with_name(seg.stem + ".matches.parquet"), index=False)
-    outputs = {
-        "regions": [
-            {
-                "key": key,
-                "cells": n_cells,
-                "labels": f"labels.zarr/{key}",
-                "labels_digest": f"labels-{i}",
-                "previous_digest": None,
-            }
-        ],
-        "cells_table": seg.stem + ".cells.parquet",
-        "matches_table": seg.stem + ".matches.parquet",
-        "run": SEGMENTATION,
-    }
+    outputs = Segmented(
+        regions=(
+            SegmentedRegion(
+                key=key,
+                cells=n_cells,
+                labels=f"labels.zarr/{key}",
+                labels_digest=f"labels-{i}",
+                previous_digest=None,
+            ),
+        ),
+        cells_table=seg.stem + ".cells.parquet",
+        matches_table=seg.stem + ".matches.parquet",
+        run=SEGMENTATION,
+    )
     write_sentinel(seg, "segment", group, {}, [], outputs)
 
     thresholds = []
     for run in RUNS:
-        path = Path(layout.sentinel_path(exp, f"threshold/{run['name']}", group))
-        value = run_values[run["name"]]
-        region_out = {
-            "key": key,
-            "scope_key": key,
-            "value": value,
-            "raw_value": value,
-            "pixels_on": 1000,
-        }
-        write_sentinel(
-            path, "threshold", group, run, [], {"run": run, "regions": [region_out]}
+        path = Path(layout.sentinel_path(exp, f"threshold/{run.name}", group))
+        value = run_values[run.name]
+        region_out = ThresholdedRegion(
+            key=key, scope_key=key, value=value, raw_value=value, pixels_on=1000
         )
+        done = Thresholded(run=run, regions=(region_out,))
+        write_sentinel(path, "threshold", group, run, [], done)
         thresholds.append(str(path))
 
     meas = sentinel["measure"]
@@ -150,13 +163,13 @@ def stage_region(exp: Path, i: int, n_cells: int, run_values: dict) -> dict:
     masks = []
     for run in RUNS:
         # the mask statistics depend on the run's value
-        shift = run_values[run["name"]] / 1000
+        shift = run_values[run.name] / 1000
         fraction = np.clip(rng.random(n_cells) + shift, 0, 1)
         masks.append(
             pd.DataFrame(
                 {
                     "key": key,
-                    "run": run["name"],
+                    "run": run.name,
                     "label_value": labels,
                     "pixels_inside": (fraction * 100).astype(np.int64),
                     "fraction_inside": fraction,
@@ -169,14 +182,19 @@ def stage_region(exp: Path, i: int, n_cells: int, run_values: dict) -> dict:
     pd.concat(masks).to_parquet(
         meas.with_name(meas.stem + ".masks.parquet"), index=False
     )
-    measure_out = {
-        "regions": [{"key": key, "cells": n_cells}],
-        "measurements": meas.stem + ".measurements.parquet",
-        "masks": meas.stem + ".masks.parquet",
-    }
-    write_sentinel(
-        meas, "measure", group, {"channels": CHANNELS, "runs": RUNS}, [], measure_out
+    measure_out = Measured(
+        regions=(MeasuredRegion(key=key, cells=n_cells),),
+        measurements=meas.stem + ".measurements.parquet",
+        masks=meas.stem + ".masks.parquet",
     )
+    measure_params = MeasureParams(
+        channels=tuple(CHANNELS),
+        runs=tuple(
+            MaskRun(name=r.name, channel=r.channel, min_fraction=r.min_fraction)
+            for r in RUNS
+        ),
+    )
+    write_sentinel(meas, "measure", group, measure_params, [], measure_out)
     return {
         "import": str(sentinel["import"]),
         "segment": str(seg),
@@ -185,23 +203,19 @@ def stage_region(exp: Path, i: int, n_cells: int, run_values: dict) -> dict:
     }
 
 
-def sentinels_of(staged: list[dict]) -> dict[str, list[str]]:
-    return {
-        "import": [s["import"] for s in staged],
-        "segment": [s["segment"] for s in staged],
-        "threshold": [t for s in staged for t in s["threshold"]],
-        "measure": [s["measure"] for s in staged],
-        "other": [],
-    }
+def sentinels_of(staged: list[dict]) -> StepSentinels:
+    return StepSentinels(
+        imported=[s["import"] for s in staged],
+        segmented=[s["segment"] for s in staged],
+        thresholded=[t for s in staged for t in s["threshold"]],
+        measured=[s["measure"] for s in staged],
+    )
 
 
 def timed_register(exp: Path, staged: list[dict]) -> tuple[float, dict]:
     start = time.perf_counter()
     counts = register(
-        exp,
-        params(),
-        sentinels_of(staged),
-        layout.sentinel_path(exp, "register", "all"),
+        params(), sentinels_of(staged), layout.sentinel_path(exp, "register", "all")
     )
     return time.perf_counter() - start, counts
 

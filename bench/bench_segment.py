@@ -32,9 +32,11 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from percell.cellpose_adapter import CellposeSegmenter, resolve_model
-from percell.config import validate_config
+from percell.contracts import PyramidParams
 from percell.demo import synthetic_cells
 from percell.importer import import_group
+from percell.layout import sentinel_path
+from percell.manifest import build_manifest
 from percell.pyramid import pyramid_group
 from percell.segmentation import segment_group
 from tests.support.tiny_cellpose import tiny_model_path
@@ -54,10 +56,15 @@ def main() -> None:
         )
         src = work / "dapi.tif"
         tifffile.imwrite(src, dapi)
-        cfg = validate_config(
+        (work / "sheet.tsv").write_text(
+            f"condition\tregion\tchannel\tpath\nc\tr\tDAPI\t{src}\n"
+        )
+        exp = work / "b.percell"
+        # the workflow's own path: config → manifest → the steps' typed params
+        manifest = build_manifest(
             {
-                "experiment": {"name": "bench", "path": str(work / "b.percell")},
-                "input": {"sample_sheet": "unused.tsv"},
+                "experiment": {"name": "bench", "path": str(exp)},
+                "input": {"sample_sheet": str(work / "sheet.tsv")},
                 "channels": [{"name": "DAPI"}],
                 "pixel_size_um": 0.5,
                 "segmentation": {
@@ -69,31 +76,16 @@ def main() -> None:
                 },
             }
         )
-        seg = {k: v for k, v in cfg["segmentation"].items() if k != "resources"}
-        exp = work / "b.percell"
-        params = {
-            "group": "c",
-            "channels": cfg["channels"],
-            "pixel_size_um": 0.5,
-            "z_step_um": None,
-            "regions": [
-                {
-                    "condition": "c",
-                    "timepoint": None,
-                    "region": "r",
-                    "key": "c/r",
-                    "files": [{"path": str(src), "channel": "DAPI", "z": None}],
-                }
-            ],
-        }
-        records = import_group(params, exp, exp / ".workflow/import/c.json")
+        seg = manifest.segmentation
+        assert seg is not None
+        records = import_group(
+            manifest.import_params("c"), sentinel_path(exp, "import", "c")
+        )
         pyramid_group(
             records,
-            exp,
-            "auto",
-            exp / ".workflow/pyramid/c.json",
-            "c",
-            str(exp / ".workflow/import/c.json"),
+            params=PyramidParams(),
+            sentinel=sentinel_path(exp, "pyramid", "c"),
+            group="c",
         )
         resolved = resolve_model(str(model))
 
@@ -105,29 +97,27 @@ def main() -> None:
                 dapi,
                 channels=[0, 0],
                 diameter=16.0,
-                flow_threshold=seg["flow_threshold"],
-                cellprob_threshold=seg["cellprob_threshold"],
-                min_size=seg["min_size"],
-                batch_size=seg["batch_size"],
+                flow_threshold=seg.flow_threshold,
+                cellprob_threshold=seg.cellprob_threshold,
+                min_size=seg.min_size,
+                batch_size=seg.batch_size,
             )[0]
             bare.append(time.perf_counter() - start)
 
             start = time.perf_counter()
             out = segment_group(
                 records,
-                exp,
-                seg,
-                ["DAPI"],
-                exp / ".workflow/segment/c.json",
-                "c",
-                [],
-                resolved,
+                settings=seg,
+                channels=manifest.channel_names,
+                sentinel=sentinel_path(exp, "segment", "c"),
+                group="c",
+                model=resolved,
             )
             ours.append(time.perf_counter() - start)
         b, o = min(bare), min(ours)
         print(
             f"image {args.size}x{args.size}, {int(masks.max())} cells (bare), "
-            f"{out[0]['cells']} cells (percell); best of {args.repeat}"
+            f"{out.regions[0].cells} cells (percell); best of {args.repeat}"
         )
         print(f"bare CellposeModel.eval: {b:7.2f} s")
         print(f"percell segment job:     {o:7.2f} s")

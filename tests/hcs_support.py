@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from percell.hcs import grid_position
+from percell.wells import grid_position
 
 
 def write_plate(

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from percell.errors import ConfigError, PercellError
+from percell.contracts import ResolvedModel, SegmentationSettings
+from percell.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,6 @@ CP3_BUILTIN = (
     "transformer_cp3",
 )
 STANDARD_NBASE = [2, 32, 64, 128, 256]
-
-
-class ModelError(PercellError, RuntimeError):
-    """A segmentation model cannot be found, fetched or loaded."""
 
 
 def cellpose_version() -> str | None:
@@ -110,7 +107,7 @@ def _check_generation(path: Path, major: int) -> None:
         )
 
 
-def resolve_model(model: str) -> dict:
+def resolve_model(model: str) -> ResolvedModel:
     """Find (or fetch into the cache) the weights of ``model``.
 
     Args:
@@ -118,7 +115,8 @@ def resolve_model(model: str) -> dict:
             cellpose 4) or a path to a model file.
 
     Returns:
-        {"model", "path", "cellpose", "sha256"}: what segment jobs load.
+        What segment jobs load: the name, the file, its digest and the
+        cellpose version.
 
     Raises:
         ModelError: unknown name, missing file, wrong cellpose version, or
@@ -165,14 +163,14 @@ def resolve_model(model: str) -> dict:
     return _record(model, fetched)
 
 
-def _record(model: str, path: Path) -> dict:
+def _record(model: str, path: Path) -> ResolvedModel:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {
-        "model": model,
-        "path": str(path.resolve()),
-        "cellpose": cellpose_version(),
-        "sha256": digest,
-    }
+    return ResolvedModel(
+        model=model,
+        path=str(path.resolve()),
+        cellpose=cellpose_version(),
+        sha256=digest,
+    )
 
 
 def use_gpu(gpu: bool | str) -> bool:
@@ -188,7 +186,11 @@ class CellposeSegmenter:
     """A loaded cellpose model that labels tiles with fixed settings."""
 
     def __init__(
-        self, resolved: dict, settings: dict, diameter_px: float, has_nucleus: bool
+        self,
+        resolved: ResolvedModel,
+        settings: SegmentationSettings,
+        diameter_px: float,
+        has_nucleus: bool,
     ) -> None:
         from cellpose import models
 
@@ -196,8 +198,8 @@ class CellposeSegmenter:
         self.settings = settings
         self.diameter_px = float(diameter_px)
         self.has_nucleus = has_nucleus
-        path = Path(resolved["path"])
-        gpu = use_gpu(settings["gpu"])
+        path = Path(resolved.path)
+        gpu = use_gpu(settings.gpu)
         if self.major >= 4:
             self.model = models.CellposeModel(gpu=gpu, pretrained_model=str(path))
         else:
@@ -224,27 +226,19 @@ class CellposeSegmenter:
         s = self.settings
         is_3d = tile.ndim == 4
         image = np.moveaxis(tile, 0, -1)  # channels last
-        three_d = s["z_mode"] if is_3d else None
-        kwargs = {
+        three_d = s.z_mode if is_3d else None
+        kwargs: dict[str, Any] = {
             "diameter": self.diameter_px,
-            "flow_threshold": s["flow_threshold"],
-            "cellprob_threshold": s["cellprob_threshold"],
-            "min_size": s["min_size"],
-            "batch_size": s["batch_size"],
+            "flow_threshold": s.flow_threshold,
+            "cellprob_threshold": s.cellprob_threshold,
+            "min_size": s.min_size,
+            "batch_size": s.batch_size,
             "channel_axis": image.ndim - 1,
             "z_axis": 0 if is_3d else None,
             "do_3D": three_d == "do_3D",
-            "stitch_threshold": s["stitch_threshold"] if three_d == "stitch" else 0.0,
+            "stitch_threshold": s.stitch_threshold if three_d == "stitch" else 0.0,
         }
         if self.major < 4:
             kwargs["channels"] = [1, 2] if self.has_nucleus else [1, 0]
         masks = self.model.eval(image, **kwargs)[0]
         return np.asarray(masks, dtype=np.int32)
-
-
-def check_model_setting(model: str) -> None:
-    """Parse-time check: a model given as a path must exist."""
-    if ("/" in model or os.path.splitext(model)[1]) and not Path(
-        model
-    ).expanduser().is_file():
-        raise ConfigError(f"segmentation.model: model file {model} does not exist")

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
 
 
-def _local_v2_path(arr: zarr.Array) -> Path | None:
+def _local_v2_path(arr: zarr.Array[Any]) -> Path | None:
     """Directory of ``arr`` if the fast path applies to it, else None."""
     store = arr.store
     root = getattr(store, "root", None)
@@ -46,16 +48,19 @@ class BlockIO:
     value, as zarr v2 requires.
     """
 
-    def __init__(self, arr: zarr.Array) -> None:
+    def __init__(self, arr: zarr.Array[Any]) -> None:
         self.arr = arr
         self.path = _local_v2_path(arr)
         self.chunks = arr.chunks
         self.shape = arr.shape
         self.dtype = np.dtype(arr.dtype)
-        self.codec = arr.metadata.compressor if self.path is not None else None
-        self.fill = arr.metadata.fill_value if self.path is not None else 0
+        # numcodecs has no types: the v2 compressor (encode/decode) as Any
+        self.codec: Any = getattr(arr.metadata, "compressor", None)
+        self.fill: Any = arr.metadata.fill_value if self.path is not None else 0
 
-    def _chunk_ranges(self, start: tuple[int, ...], shape: tuple[int, ...]):
+    def _chunk_ranges(
+        self, start: tuple[int, ...], shape: tuple[int, ...]
+    ) -> Iterator[tuple[int, ...]]:
         for s, c in zip(start, self.chunks, strict=True):
             if s % c:
                 raise ValueError(
@@ -141,8 +146,9 @@ class BlockIO:
             out[dest] = chunk[src]
         return out
 
-    def _load(self, idx) -> np.ndarray | None:
+    def _load(self, idx: Sequence[int]) -> np.ndarray | None:
         """Chunk ``idx`` decoded (full chunk shape), or None if never written."""
+        assert self.path is not None  # only on the fast path
         try:
             with open(self.path.joinpath(*map(str, idx)), "rb") as fh:
                 raw = fh.read()
@@ -152,7 +158,7 @@ class BlockIO:
         self.codec.decode(raw, out=chunk)
         return chunk
 
-    def _is_one_chunk(self, start, shape) -> bool:
+    def _is_one_chunk(self, start: tuple[int, ...], shape: tuple[int, ...]) -> bool:
         return all(
             s % c == 0 and n == min(c, total - s)
             for s, n, c, total in zip(
@@ -160,7 +166,7 @@ class BlockIO:
             )
         )
 
-    def _read_chunk(self, start, shape) -> np.ndarray:
+    def _read_chunk(self, start: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
         """One whole chunk, returned as decoded (no second copy of it)."""
         chunk = self._load([s // c for s, c in zip(start, self.chunks, strict=True)])
         if chunk is None:

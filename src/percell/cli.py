@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from percell.errors import PercellError
 from percell.logs import setup_logging
 
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give --csv and/or --parquet")
         try:
             export_cells(args.experiment, args.csv, args.parquet)
-        except FileNotFoundError as exc:
+        except PercellError as exc:
             print(f"percell export: {exc}", file=sys.stderr)
             return 2
     return 0

@@ -1,35 +1,47 @@
-"""Validating the workflow config against its JSON schema.
+"""The workflow config: validated against its JSON schema, then typed.
 
 The schema (``schemas/config.schema.yaml``) is the single description of every
-key; validation fills in its defaults so the rest of the code can index keys
-without guessing.
+key, for users; validation fills in its defaults. ``load_config`` then runs
+the checks the schema cannot express (here, all of them: channels, threshold
+runs, segmentation and model settings, plate layout, scan pattern) and
+returns the typed ``Config`` the planner and the steps work with. The rules a
+config implies for the data live here too: timepoint consistency, and where
+the pixel size comes from.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+from pydantic import ValidationError
 
+from percell.contracts import Config, SegmentationConfig, config_error
 from percell.errors import ConfigError
 
 
 @cache
-def load_schema(name: str) -> dict:
+def load_schema(name: str) -> dict[str, Any]:
     """The JSON schema ``name`` ("config" or "samples") shipped with percell."""
     text = resources.files("percell").joinpath(f"schemas/{name}.schema.yaml")
-    return yaml.safe_load(text.read_text())
+    schema: dict[str, Any] = yaml.safe_load(text.read_text())
+    return schema
 
 
-def _extend_with_defaults(base: type) -> type:
+def _extend_with_defaults(base: Any) -> Any:
     """A validator class that also fills in ``default`` values of properties."""
     validate_properties = base.VALIDATORS["properties"]
 
-    def set_defaults(validator, properties, instance, schema):
+    def set_defaults(
+        validator: Any, properties: dict[str, Any], instance: Any, schema: Any
+    ) -> Iterator[Any]:
         if isinstance(instance, dict):
             for prop, sub in properties.items():
                 if "default" in sub and prop not in instance:
@@ -98,7 +110,24 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def validate_config(config: dict, source: str = "config") -> dict:
+def load_config(config: dict[str, Any], source: str = "config") -> Config:
+    """Validate the workflow config (filling its defaults in place, for the
+    rules) and return it typed.
+
+    Raises:
+        ConfigError: naming the key and what was expected.
+    """
+    validate_config(config, source)
+    try:
+        typed = Config.model_validate(config)
+    except ValidationError as exc:
+        raise config_error(exc, source) from None
+    if typed.segmentation is not None:
+        check_segmentation(typed.segmentation, typed.channel_names, source)
+    return typed
+
+
+def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Validate the workflow config; return it with defaults filled in."""
     validate(config, "config", source)
     names = [c["name"] for c in config["channels"]]
@@ -149,3 +178,75 @@ def check_threshold_runs(
                 f"{run['name']!r}; give each run its own name"
             )
         seen.add(run["name"])
+
+
+def check_segmentation(
+    seg: SegmentationConfig, channel_names: list[str], source: str = "config"
+) -> None:
+    """Checks of ``segmentation`` the schema cannot express."""
+    for key, name in (
+        ("channel", seg.channel),
+        ("nucleus_channel", seg.nucleus_channel),
+    ):
+        if name is not None and name not in channel_names:
+            raise ConfigError(
+                f"{source}: segmentation.{key}: unknown channel {name!r} (channels: "
+                f"{', '.join(channel_names)})"
+            )
+    overlap = seg.tile_overlap
+    if (
+        seg.diameter_unit == "pixels"
+        and overlap != "auto"
+        and overlap < 2 * seg.diameter
+    ):
+        raise ConfigError(
+            f"{source}: segmentation.tile_overlap {overlap} is less than two "
+            f"diameters ({2 * seg.diameter:g} px): cells on tile borders could be cut"
+        )
+    if seg.method == "cellpose":
+        check_model_setting(seg.model, source)
+
+
+def check_model_setting(model: str, source: str = "config") -> None:
+    """A model given as a path must exist (a name is looked up by the
+    resolve_model job, which may download it)."""
+    if ("/" in model or os.path.splitext(model)[1]) and not Path(
+        model
+    ).expanduser().is_file():
+        raise ConfigError(
+            f"{source}: segmentation.model: model file {model} does not exist"
+        )
+
+
+def check_timepoints(regions: Sequence[tuple[str, str | None]]) -> None:
+    """Every row of a condition has a timepoint, or none does.
+
+    Args:
+        regions: (condition, timepoint) of every region.
+    """
+    with_tp = {c for c, t in regions if t}
+    without = {c for c, t in regions if not t}
+    both = sorted(with_tp & without)
+    if both:
+        raise ConfigError(
+            f"condition(s) {both} have rows with and rows without a timepoint; "
+            "give every row of a condition a timepoint, or none"
+        )
+
+
+def pixel_size_or_error(
+    configured: float | None,
+    from_file: float | None,
+    where: str,
+    path: str,
+    why: str = "",
+) -> float:
+    """The pixel size: the config's, else the file's metadata, else an error
+    naming the region and the file."""
+    size = configured or from_file
+    if size is None:
+        raise ConfigError(
+            f"{where}: no pixel size in {path} and pixel_size_um is not set in the "
+            "config" + (f" ({why})" if why else "")
+        )
+    return float(size)

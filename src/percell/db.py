@@ -11,11 +11,16 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from percell.cells import COLUMNS as CELL_GEOMETRY
+from percell.contracts import Channel
 from percell.errors import ExperimentError
+
+if TYPE_CHECKING:  # pandas is imported where a table is read or written
+    import pandas as pd
 
 SCHEMA_VERSION = "3.0.0"
 
@@ -270,7 +275,7 @@ class transaction:
         self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
-    def __exit__(self, exc_type, *_: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
@@ -285,7 +290,7 @@ def upsert_experiment(conn: sqlite3.Connection, name: str, description: str) -> 
             "VALUES (?, ?, ?)",
             (name, description, SCHEMA_VERSION),
         )
-        return int(cur.lastrowid)
+        return _last_id(cur)
     if (row[1], row[2]) != (name, description):
         conn.execute(
             "UPDATE experiments SET name = ?, description = ?, "
@@ -301,7 +306,7 @@ def touch_experiment(conn: sqlite3.Connection) -> None:
 
 
 def upsert_channel(
-    conn: sqlite3.Connection, ch: dict, order: int, is_segmentation: bool = False
+    conn: sqlite3.Connection, ch: Channel, order: int, is_segmentation: bool = False
 ) -> int:
     """Insert or update a channel by name; return its id."""
     conn.execute(
@@ -314,16 +319,16 @@ def upsert_channel(
                is_segmentation = excluded.is_segmentation,
                display_order = excluded.display_order""",
         (
-            ch["name"],
-            ch.get("role"),
-            ch.get("excitation_nm"),
-            ch.get("emission_nm"),
-            str(ch.get("color", "FFFFFF")).lstrip("#").upper(),
+            ch.name,
+            ch.role,
+            ch.excitation_nm,
+            ch.emission_nm,
+            ch.color.lstrip("#").upper(),
             int(is_segmentation),
             order,
         ),
     )
-    return _id(conn, "channels", ch["name"])
+    return _id(conn, "channels", ch.name)
 
 
 def upsert_condition(conn: sqlite3.Connection, name: str) -> int:
@@ -375,7 +380,7 @@ def upsert_region(
             "pixel_size_um, source_file, zarr_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (name, condition_id, timepoint_id, *values),
         )
-        return int(cur.lastrowid)
+        return _last_id(cur)
     conn.execute(
         "UPDATE regions SET width = ?, height = ?, pixel_size_um = ?, source_file = ?, "
         "zarr_path = ? WHERE id = ?",
@@ -425,6 +430,12 @@ def replace_region_fields(
     )
 
 
+def _last_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row ``cur`` just inserted."""
+    assert cur.lastrowid is not None
+    return int(cur.lastrowid)
+
+
 def _id(conn: sqlite3.Connection, table: str, name: str) -> int:
     return int(
         conn.execute(f"SELECT id FROM {table} WHERE name = ?", (name,)).fetchone()[0]
@@ -461,10 +472,10 @@ def upsert_segmentation_run(
         "(channel_id, model_name, parameters, cell_count) VALUES (?, ?, ?, 0)",
         (channel, model_name, parameters),
     )
-    return int(cur.lastrowid)
+    return _last_id(cur)
 
 
-def insert_cells(conn: sqlite3.Connection, table) -> np.ndarray:
+def insert_cells(conn: sqlite3.Connection, table: pd.DataFrame) -> np.ndarray:
     """Insert the rows of a cells DataFrame (columns CELL_COLUMNS).
 
     Ids are given here (one past the largest in use, counting up), so the
@@ -519,7 +530,7 @@ def insert_rows(
         conn.execute(head + ", ".join([row] * (n - full)) + tail, flat[full * k :])
 
 
-def _column(series) -> list:
+def _column(series: pd.Series) -> list[Any]:
     """A column as Python values, NaN as None (SQL NULL)."""
     values = series.to_numpy()
     if values.dtype.kind == "f":
@@ -601,7 +612,7 @@ def upsert_threshold_run(
             "(channel_id, method, parameters, threshold_value) VALUES (?, ?, ?, ?)",
             (channel, method, params, value),
         )
-        return int(cur.lastrowid)
+        return _last_id(cur)
     conn.execute(
         "UPDATE threshold_runs SET channel_id = ?, method = ?, parameters = ?, "
         "threshold_value = ?, created_at = datetime('now') WHERE id = ?",
@@ -677,7 +688,7 @@ def forget_digests(conn: sqlite3.Connection, prefix: str) -> None:
     )
 
 
-def workflow_cells(conn: sqlite3.Connection, region_id: int):
+def workflow_cells(conn: sqlite3.Connection, region_id: int) -> pd.DataFrame:
     """The region's cells made by the workflow (not by the application):
     DataFrame of id and the CELL_GEOMETRY columns, by label value."""
     import pandas as pd
@@ -773,7 +784,9 @@ def move_cells_to_run(
     )
 
 
-def update_cell_geometry(conn: sqlite3.Connection, ids: list[int], table) -> None:
+def update_cell_geometry(
+    conn: sqlite3.Connection, ids: list[int], table: pd.DataFrame
+) -> None:
     """Rewrite the geometry columns of existing cells in place."""
     columns = [c for c in CELL_GEOMETRY if c != "label_value"]
     values = [_column(table[c]) for c in columns]
@@ -834,7 +847,10 @@ def upsert_measurements(
 
 
 def upsert_cell_masks(
-    conn: sqlite3.Connection, cell_ids: np.ndarray, run_ids: np.ndarray, table
+    conn: sqlite3.Connection,
+    cell_ids: np.ndarray,
+    run_ids: np.ndarray,
+    table: pd.DataFrame,
 ) -> None:
     """Per-cell statistics of threshold masks, updated in place."""
     cols = ["cell_id", "threshold_run_id", *MASK_COLUMNS]

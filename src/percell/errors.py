@@ -1,7 +1,19 @@
-"""Errors raised by percell.
+"""Errors raised by percell: every error a user can meet is a PercellError.
 
 Each class also inherits the builtin it stands in for, so callers that catch
-``ValueError`` or ``OSError`` keep working.
+``ValueError`` or ``RuntimeError`` keep working. Which to raise:
+
+- ``ConfigError``: the config, a sample sheet, a plate map or a positions
+  file is wrong (a key, a value, a row);
+- ``SourceImageError``: a raw image file is missing, unreadable or does not
+  fit;
+- ``ExperimentError``: the experiment on disk is not as the step expects
+  (an edited label image, a database held by another program, a sentinel
+  this version cannot read);
+- ``ModelError``: a cellpose model cannot be found, fetched or loaded.
+
+A bare ``ValueError`` means a bug in the caller (a wrong argument), never
+bad input.
 """
 
 from __future__ import annotations
@@ -21,3 +33,7 @@ class SourceImageError(PercellError, ValueError):
 
 class ExperimentError(PercellError, RuntimeError):
     """The experiment on disk is not in the state a step expects."""
+
+
+class ModelError(PercellError, RuntimeError):
+    """A segmentation model cannot be found, fetched or loaded."""

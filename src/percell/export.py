@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from percell import layout
+from percell.errors import ExperimentError
+from percell.storage import staged_file
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,7 @@ def cell_table(experiment: str | Path) -> pd.DataFrame:
     """The wide per-cell table of an experiment, read from experiment.db."""
     path = Path(experiment) / layout.DATABASE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no experiment database (run the workflow)")
+        raise ExperimentError(f"{path}: no experiment database (run the workflow)")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         cells = pd.read_sql_query(
@@ -77,9 +79,7 @@ def export_cells(
         if path is None:
             continue
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        write(table, tmp)
-        tmp.replace(path)
+        with staged_file(path) as tmp:
+            write(table, tmp)
         log.info("wrote %d cells x %d columns to %s", len(table), table.shape[1], path)
     return table

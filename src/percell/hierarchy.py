@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from percell import layout
+from percell.contracts import HierarchyParams
 from percell.ngff import PERCELL_VERSION
 from percell.sentinel import write_sentinel
 from percell.storage import write_json_if_changed
@@ -17,36 +18,25 @@ from percell.storage import write_json_if_changed
 ZGROUP = {"zarr_format": 2}
 
 
-def write_hierarchy(
-    experiment: str | Path,
-    groups: dict[str, list[str]],
-    sentinel: str | Path,
-    attrs: dict[str, dict[str, dict]] | None = None,
-) -> None:
+def write_hierarchy(params: HierarchyParams, sentinel: str | Path) -> None:
     """Write root and intermediate group metadata of all three stores.
 
     Args:
-        experiment: The ``.percell`` directory.
-        groups: Store name → plain group paths to write in it.
-        sentinel: This step's sentinel.
-        attrs: Store → group path → its ``.zattrs`` (NGFF plate and wells).
+        params: Store name → plain group paths to write in it, and store →
+            group path → its ``.zattrs`` (NGFF plate and wells).
+        sentinel: This step's sentinel (inside the experiment, which it names).
 
     Files whose content is already right are left alone (mtime included).
     """
-    experiment = Path(experiment)
+    experiment = Path(layout.experiment_of_sentinel(sentinel))
     for store in layout.STORES:
         root = experiment / store
         write_json_if_changed(root / ".zgroup", ZGROUP)
         write_json_if_changed(root / ".zattrs", {"percell_version": PERCELL_VERSION})
-        for path in groups[store]:
+        for path in params.groups.get(store, ()):
             write_json_if_changed(root / path / ".zgroup", ZGROUP)
-        for path, content in (attrs or {}).get(store, {}).items():
+        for path, content in params.attrs.get(store, {}).items():
             write_json_if_changed(root / path / ".zattrs", content)
     write_sentinel(
-        sentinel,
-        "hierarchy",
-        "all",
-        {"groups": groups, "attrs": attrs or {}},
-        [],
-        {"stores": list(layout.STORES)},
+        sentinel, "hierarchy", "all", params, [], {"stores": list(layout.STORES)}
     )

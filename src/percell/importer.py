@@ -12,22 +12,27 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from percell import hcs, layout, ngff
+from percell import layout, ngff
 from percell.chunks import BlockIO
-from percell.errors import ConfigError, SourceImageError
+from percell.config import pixel_size_or_error
+from percell.contracts import Channel, ImportedRegion, ImportParams, Region
+from percell.errors import SourceImageError
 from percell.plan import RegionPlan, plan_region
 from percell.sentinel import write_sentinel
 from percell.sources import SourceInfo, SourceReader, probe_source
 from percell.storage import (
     IMAGE_COMPRESSOR,
-    StagedDirectories,
+    Staging,
     create_array,
     open_group,
 )
+from percell.wells import WellPlan, field_records, plan_well, stitch_well
 
 log = logging.getLogger(__name__)
 
@@ -40,102 +45,97 @@ def image_chunks(has_z: bool) -> tuple[int, ...]:
     return (1, CHUNK_Z, CHUNK_YX, CHUNK_YX) if has_z else (1, CHUNK_YX, CHUNK_YX)
 
 
-def _plan_group(
-    params: dict,
-) -> list[tuple[dict, RegionPlan, list[SourceInfo], float, float | None]]:
-    names = [c["name"] for c in params["channels"]]
+@dataclass(frozen=True)
+class _Planned:
+    """A region checked and planned, ready to write."""
+
+    region: Region
+    plan: RegionPlan | WellPlan
+    infos: list[SourceInfo]
+    pixel_size_um: float
+    z_step_um: float | None
+
+
+def _plan_group(params: ImportParams) -> list[_Planned]:
+    names = params.channel_names
     planned = []
-    for region in params["regions"]:
-        if "well" in region:
-            plan = hcs.plan_well(region, names, params["pixel_size_um"])
+    for region in params.regions:
+        plan: RegionPlan | WellPlan
+        if region.well is not None:
+            plan = plan_well(region, names, params.pixel_size_um)
             infos = []
         else:
-            infos = [
-                probe_source(f["path"], f["channel"] is None) for f in region["files"]
-            ]
-            plan = plan_region(region["key"], region["files"], infos, names)
-        pixel_size = params["pixel_size_um"] or plan.pixel_size_um
-        if pixel_size is None:
-            raise ConfigError(
-                f"region {region['key']}: no pixel size in "
-                f"{region['files'][0]['path']} and pixel_size_um is not set in "
-                "the config"
-            )
-        z_step = (params["z_step_um"] or plan.z_step_um or 1.0) if plan.has_z else None
-        planned.append((region, plan, infos, float(pixel_size), z_step))
+            infos = [probe_source(f.path, f.channel is None) for f in region.files]
+            plan = plan_region(region.key, region.files, infos, names)
+        pixel_size = pixel_size_or_error(
+            params.pixel_size_um,
+            plan.pixel_size_um,
+            f"region {region.key}",
+            region.files[0].path,
+        )
+        z_step = (params.z_step_um or plan.z_step_um or 1.0) if plan.has_z else None
+        planned.append(_Planned(region, plan, infos, pixel_size, z_step))
     return planned
 
 
 def import_group(
-    params: dict, experiment: str | Path, sentinel: str | Path, threads: int = 1
-) -> list[dict]:
+    params: ImportParams, sentinel: str | Path, threads: int = 1
+) -> list[ImportedRegion]:
     """Import every region of a group and write the group's sentinel last.
 
     Args:
-        params: The group's import params (see ``Manifest.import_params``).
-        experiment: The ``.percell`` directory.
-        sentinel: Path of the sentinel to write when everything is in place.
+        params: The group's import params (``Manifest.import_params``).
+        sentinel: Path of the sentinel to write when everything is in place
+            (inside the experiment, which it names).
         threads: Bands written in parallel.
 
     Returns:
-        One record per region (what register needs), also stored in the sentinel.
+        One record per region (what later steps need), also stored in the
+        sentinel.
     """
-    experiment = Path(experiment)
+    experiment = Path(layout.experiment_of_sentinel(sentinel))
     planned = _plan_group(params)
-    log.info("group %s: %d region(s) checked, importing", params["group"], len(planned))
+    log.info("group %s: %d region(s) checked, importing", params.group, len(planned))
     records = []
     # every region is built aside and swapped in only when all of them are
     # written: a file that fails half-way leaves the whole group as it was
-    with StagedDirectories() as staged:
-        for region, plan, infos, pixel_size, z_step in planned:
+    with Staging() as staged:
+        for item in planned:
             records.append(
-                _import_region(
-                    staged,
-                    experiment,
-                    region,
-                    plan,
-                    infos,
-                    pixel_size,
-                    z_step,
-                    params,
-                    threads,
-                )
+                _import_region(staged, experiment, item, params.channels, threads)
             )
-    inputs = [f["path"] for r in params["regions"] for f in r["files"]]
-    write_sentinel(sentinel, "import", params["group"], params, inputs, records)
+    inputs = [f.path for r in params.regions for f in r.files]
+    write_sentinel(sentinel, "import", params.group, params, inputs, records)
     return records
 
 
 def _import_region(
-    staged: StagedDirectories,
+    staged: Staging,
     experiment: Path,
-    region: dict,
-    plan,
-    infos: list[SourceInfo],
-    pixel_size: float,
-    z_step: float | None,
-    params: dict,
+    item: _Planned,
+    channels: tuple[Channel, ...],
     threads: int,
-) -> dict:
+) -> ImportedRegion:
     """Write one region's level 0 aside; return its record."""
     start = time.monotonic()
-    built = staged.aside(layout.image_path(experiment, region["key"]))
+    region, plan = item.region, item.plan
+    built = staged.directory(layout.image_path(experiment, region.key))
     try:
-        if "well" in region:
-            windows = write_well(built, plan, label=region["key"])
+        if isinstance(plan, WellPlan):
+            windows = write_well(built, plan, label=region.key)
         else:
-            windows = write_image(built, plan, infos, threads, label=region["key"])
+            windows = write_image(built, plan, item.infos, threads, label=region.key)
     except SourceImageError as exc:
-        raise SourceImageError(f"region {region['key']}: {exc}") from None
+        raise SourceImageError(f"region {region.key}: {exc}") from None
     group = open_group(built, mode="r+")
     group.attrs.put(
         ngff.image_attrs(
-            region["region"],
+            region.region,
             1,
-            pixel_size,
-            z_step,
+            item.pixel_size_um,
+            item.z_step_um,
             plan.has_z,
-            params["channels"],
+            channels,
             windows,
         )
     )
@@ -143,41 +143,45 @@ def _import_region(
     elapsed = time.monotonic() - start
     log.info(
         "region %s: %s %s written (%.0f MB in %.1f s)",
-        region["key"],
+        region.key,
         plan.shape,
         np.dtype(plan.dtype).name,
         mb,
         elapsed,
     )
-    extra = {}
-    if "well" in region:
-        extra = {
-            "chunk_yx": list(plan.chunk_yx),
-            "well": {k: v for k, v in region["well"].items() if k != "fields"},
-            "fields": hcs.field_records(region, plan),
+    # plate wells also record their field layout (set only for wells, so a
+    # free-form region's record has no such keys)
+    well: dict[str, Any] = {}
+    if isinstance(plan, WellPlan) and region.well is not None:
+        well = {
+            "chunk_yx": plan.chunk_yx,
+            "well": region.well.layout(),
+            "fields": tuple(field_records(plan)),
         }
-    return {
-        **extra,
-        "condition": region["condition"],
-        "timepoint": region["timepoint"],
-        "region": region["region"],
-        "key": region["key"],
-        "zarr_path": f"{layout.IMAGES}/{region['key']}",
-        "shape": list(plan.shape),
-        "dtype": np.dtype(plan.dtype).name,
-        "pixel_size_um": pixel_size,
-        "z_step_um": z_step,
-        "source_file": str(Path(region["files"][0]["path"]).resolve()),
-        "source_files": [str(Path(f["path"]).resolve()) for f in region["files"]],
-    }
+    return ImportedRegion(
+        condition=region.condition,
+        timepoint=region.timepoint,
+        region=region.region,
+        key=region.key,
+        zarr_path=f"{layout.IMAGES}/{region.key}",
+        shape=plan.shape,
+        dtype=np.dtype(plan.dtype).name,
+        pixel_size_um=item.pixel_size_um,
+        z_step_um=item.z_step_um,
+        source_file=str(Path(region.files[0].path).resolve()),
+        source_files=tuple(str(Path(f.path).resolve()) for f in region.files),
+        **well,
+    )
 
 
-def write_well(target: Path, plan: hcs.WellPlan, label: str = "") -> list[tuple]:
+def write_well(
+    target: Path, plan: WellPlan, label: str = ""
+) -> list[tuple[float, ...]]:
     """Write level 0 of one well, stitched field by field: a chunk per field."""
     group = open_group(target, mode="w")
     chunks = (1, 1, *plan.chunk_yx) if plan.has_z else (1, *plan.chunk_yx)
     arr = create_array(group, "0", plan.shape, chunks, plan.dtype, IMAGE_COMPRESSOR)
-    return hcs.stitch_well(BlockIO(arr), plan, label=label)
+    return stitch_well(BlockIO(arr), plan, label=label)
 
 
 def write_image(
@@ -186,7 +190,7 @@ def write_image(
     infos: list[SourceInfo],
     threads: int = 1,
     label: str = "",
-) -> list[tuple[float, float, float, float]]:
+) -> list[tuple[float, ...]]:
     """Write level 0 of one region into a new group at ``target``.
 
     Returns the display window (min, max, start, end) of each channel: the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from percell.storage import open_group, tree_digest
+from percell.storage import attrs_of, open_group, tree_digest
 
 
 def labels_digest(group: str | Path) -> str:
@@ -25,5 +25,5 @@ def label_state(group: str | Path) -> tuple[str | None, bool]:
     if not (group / "0").is_dir():
         return None, False
     current = labels_digest(group)
-    recorded = open_group(group).attrs.get("percell", {}).get("labels_digest")
+    recorded = attrs_of(open_group(group)).get("percell", {}).get("labels_digest")
     return current, recorded is not None and current != recorded

@@ -31,7 +31,7 @@ def best_matches(old: zarr.Array, new: zarr.Array) -> pd.DataFrame:
         DataFrame with columns old_label, new_label (0 where none overlaps)
         and iou, one row per old label, sorted by old_label.
     """
-    columns = {"old_label": [], "new_label": [], "iou": []}
+    columns: dict[str, list[float]] = {"old_label": [], "new_label": [], "iou": []}
     if old.shape != new.shape:
         return pd.DataFrame(columns).astype(
             {"old_label": "int64", "new_label": "int64"}

@@ -14,8 +14,21 @@ gives every cell's minimum, maximum and median; sums come from
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from percell import layout
+from percell.contracts import ImportedRegion, Measured, MeasuredRegion, MeasureParams
+from percell.errors import ExperimentError
+from percell.label_digest import label_state
+from percell.sentinel import write_sentinel
+from percell.storage import Staging, array_of, open_group
+
+log = logging.getLogger(__name__)
 
 METRICS = (
     "mean_intensity",
@@ -80,14 +93,14 @@ def _sorted_by_cell(index: LabelIndex, values: np.ndarray) -> np.ndarray:
         key.sort()
         return (key & 0xFFFFFFFF).astype(np.float64) + low
     if kind == "f" and size == 4:
-        bits = values.view(np.uint32).astype(np.int64)
+        raw = values.view(np.uint32).astype(np.int64)
         # IEEE floats order like integers once negatives have all bits flipped
-        bits = np.where(bits >> 31, bits ^ 0xFFFFFFFF, bits | 0x80000000)
+        bits = np.where(raw >> 31, raw ^ 0xFFFFFFFF, raw | 0x80000000)
         key = index.shifted_rows(32) | bits
         key.sort()
-        low = key & 0xFFFFFFFF
-        low = np.where(low >> 31, low ^ 0x80000000, low ^ 0xFFFFFFFF)
-        return low.astype(np.uint32).view(np.float32).astype(np.float64)
+        packed = key & 0xFFFFFFFF
+        back = np.where(packed >> 31, packed ^ 0x80000000, packed ^ 0xFFFFFFFF)
+        return back.astype(np.uint32).view(np.float32).astype(np.float64)
     order = np.lexsort((values, index.rows))
     return values[order].astype(np.float64)
 
@@ -201,15 +214,9 @@ def channel_metrics(
         return list(pool.map(lambda p: intensity_metrics(index, p), planes))
 
 
-def check_labels_as_segmented(experiment, key: str) -> None:
+def check_labels_as_segmented(experiment: str | Path, key: str) -> None:
     """Refuse to measure a label image edited since the segment step wrote it:
     its cells would no longer be the ones in experiment.db."""
-    from pathlib import Path
-
-    from percell import layout
-    from percell.errors import ExperimentError
-    from percell.label_digest import label_state
-
     group = layout.label_path(Path(experiment), key)
     if label_state(group)[1]:
         raise ExperimentError(
@@ -224,38 +231,32 @@ def check_labels_as_segmented(experiment, key: str) -> None:
 
 
 def measure_group(
-    records: list[dict],
-    experiment,
-    runs: list[dict],
-    channel_names: list[str],
-    sentinel,
+    records: Sequence[ImportedRegion],
+    *,
+    params: MeasureParams,
+    sentinel: str | Path,
     group: str,
-    inputs: list[str],
+    inputs: Sequence[str] = (),
     threads: int = 1,
-) -> list[dict]:
+) -> Measured:
     """Measure every cell of every region of a group; stage tables; sentinel last.
 
     Stages ``<sentinel>.measurements.parquet`` (one row per cell, a column
     ``<channel>|<metric>`` per channel and metric) and
     ``<sentinel>.masks.parquet`` (one row per cell and threshold run).
     """
-    import logging
-    from pathlib import Path
-
-    from percell import layout
-    from percell.sentinel import write_sentinel
-    from percell.storage import open_group
-
-    log = logging.getLogger(__name__)
-    experiment = Path(experiment)
+    experiment = Path(layout.experiment_of_sentinel(sentinel))
     sentinel = Path(sentinel)
+    channel_names = list(params.channels)
     wide_tables, mask_tables, outputs = [], [], []
     for rec in records:
-        check_labels_as_segmented(experiment, rec["key"])
+        check_labels_as_segmented(experiment, rec.key)
     for rec in records:
-        key = rec["key"]
-        labels = np.asarray(open_group(layout.label_path(experiment, key))["0"][...])
-        image = open_group(layout.image_path(experiment, key))["0"]
+        key = rec.key
+        labels = np.asarray(
+            array_of(open_group(layout.label_path(experiment, key)))[...]
+        )
+        image = array_of(open_group(layout.image_path(experiment, key)))
         index = LabelIndex(labels)
         ids = index.ids
         planes = {name: np.asarray(image[c]) for c, name in enumerate(channel_names)}
@@ -271,16 +272,16 @@ def measure_group(
         wide.insert(0, "label_value", ids)
         wide.insert(0, "key", key)
         wide_tables.append(wide)
-        for run in runs:
-            mask_group = open_group(layout.mask_path(experiment, key, run["name"]))
+        for run in params.runs:
+            mask_group = open_group(layout.mask_path(experiment, key, run.name))
             stats = mask_metrics(
                 labels,
-                planes[run["channel"]],
-                np.asarray(mask_group["0"][...]),
-                run["min_fraction"],
+                planes[run.channel],
+                np.asarray(array_of(mask_group)[...]),
+                run.min_fraction,
                 ids,
             ).reset_index()
-            stats.insert(0, "run", run["name"])
+            stats.insert(0, "run", run.name)
             stats.insert(0, "key", key)
             mask_tables.append(stats)
         del planes
@@ -289,24 +290,20 @@ def measure_group(
             key,
             ids.size,
             len(channel_names),
-            len(runs),
+            len(params.runs),
         )
-        outputs.append({"key": key, "cells": int(ids.size)})
+        outputs.append(MeasuredRegion(key=key, cells=int(ids.size)))
     staged = {}
-    for suffix, tables in (("measurements", wide_tables), ("masks", mask_tables)):
-        path = sentinel.with_name(f"{sentinel.stem}.{suffix}.parquet")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        frame = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
-        staged[suffix] = path.name
-    write_sentinel(
-        sentinel,
-        "measure",
-        group,
-        {"runs": runs, "channels": channel_names},
-        inputs,
-        {"regions": outputs, **staged},
+    with Staging() as staging:
+        for suffix, tables in (("measurements", wide_tables), ("masks", mask_tables)):
+            path = sentinel.with_name(f"{sentinel.stem}.{suffix}.parquet")
+            frame = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+            frame.to_parquet(staging.file(path), index=False)
+            staged[suffix] = path.name
+    measured = Measured(
+        regions=tuple(outputs),
+        measurements=staged["measurements"],
+        masks=staged["masks"],
     )
-    return outputs
+    write_sentinel(sentinel, "measure", group, params, list(inputs), measured)
+    return measured

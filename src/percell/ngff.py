@@ -8,8 +8,12 @@ without min/max) we write the valid form, which the PerCell 3 reader accepts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+from percell.contracts import Channel
 
 NGFF_VERSION = "0.4"
 PERCELL_VERSION = "3.0.0"
@@ -65,20 +69,20 @@ def multiscales(
 
 
 def omero(
-    channels: Sequence[dict], windows: Sequence[tuple[float, float, float, float]]
-) -> dict:
+    channels: Sequence[Channel], windows: Sequence[tuple[float, ...]]
+) -> dict[str, Any]:
     """The ``omero`` block: one entry per channel in display order.
 
     Args:
-        channels: Channel configs with "name" and "color" (hex, no '#').
+        channels: The configured channels (color: hex, '#' optional).
         windows: Per channel (min, max, start, end) of the display window.
     """
     entries = []
     for ch, (lo, hi, start, end) in zip(channels, windows, strict=True):
         entries.append(
             {
-                "label": ch["name"],
-                "color": str(ch["color"]).lstrip("#").upper(),
+                "label": ch.name,
+                "color": ch.color.lstrip("#").upper(),
                 "active": True,
                 "window": {"min": lo, "max": hi, "start": start, "end": end},
             }
@@ -92,9 +96,9 @@ def image_attrs(
     pixel_size_um: float,
     z_step_um: float | None,
     has_z: bool,
-    channels: Sequence[dict],
-    windows: Sequence[tuple[float, float, float, float]],
-) -> dict:
+    channels: Sequence[Channel],
+    windows: Sequence[tuple[float, ...]],
+) -> dict[str, Any]:
     """Full ``.zattrs`` of an image group."""
     return {
         "multiscales": multiscales(
@@ -165,14 +169,18 @@ def label_attrs(image_attrs: dict, source_image: str) -> dict:
 
 
 def display_windows(
-    dtype, lo: Sequence[float], hi: Sequence[float]
-) -> list[tuple[float, float, float, float]]:
+    dtype: npt.DTypeLike, lo: npt.ArrayLike, hi: npt.ArrayLike
+) -> list[tuple[float, ...]]:
     """Per channel (min, max, start, end) for ``omero``: the dtype's range
     as min/max for integers (the data's for floats), the data's as start/end."""
-    dtype = np.dtype(dtype)
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
+    kind = np.dtype(dtype)
+    low = np.asarray(lo, np.float64).ravel()
+    high = np.asarray(hi, np.float64).ravel()
+    if kind.kind in "ui":
+        info = np.iinfo(kind)
         rng = (float(info.min), float(info.max))
     else:
-        rng = (float(np.min(lo)), float(np.max(hi)))
-    return [(rng[0], rng[1], float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
+        rng = (float(np.min(low)), float(np.max(high)))
+    return [
+        (rng[0], rng[1], float(a), float(b)) for a, b in zip(low, high, strict=True)
+    ]

@@ -10,11 +10,12 @@ A region's rows take one of three forms, and a region may not mix them:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from percell.contracts import SourceFile
 from percell.errors import SourceImageError
 from percell.sources import SourceInfo
 
@@ -52,7 +53,7 @@ class RegionPlan:
 
 def plan_region(
     label: str,
-    files: Sequence[dict],
+    files: Sequence[SourceFile],
     infos: Sequence[SourceInfo],
     channel_names: Sequence[str],
 ) -> RegionPlan:
@@ -67,7 +68,7 @@ def plan_region(
     Raises:
         SourceImageError: naming the region and the files that do not fit.
     """
-    multi = [f for f in files if f["channel"] is None]
+    multi = [f for f in files if f.channel is None]
     if multi and len(files) > 1:
         raise SourceImageError(
             f"region {label}: a row without channel (a multi-channel file) must be "
@@ -106,40 +107,41 @@ def plan_region(
 
 def _plan_per_channel(
     label: str,
-    files: Sequence[dict],
+    files: Sequence[SourceFile],
     infos: Sequence[SourceInfo],
     channel_names: Sequence[str],
 ) -> tuple[list[Plane], int, bool]:
-    index = {name: i for i, name in enumerate(channel_names)}
+    index: dict[str | None, int] = {name: i for i, name in enumerate(channel_names)}
     for f in files:
-        if f["channel"] not in index:
+        if f.channel not in index:
             raise SourceImageError(
-                f"region {label}: {f['path']} has channel {f['channel']!r}, which is "
+                f"region {label}: {f.path} has channel {f.channel!r}, which is "
                 f"not configured (channels: {', '.join(channel_names)})"
             )
-    missing = [n for n in channel_names if n not in {f["channel"] for f in files}]
+    missing = [n for n in channel_names if n not in {f.channel for f in files}]
     if missing:
         raise SourceImageError(
             f"region {label}: no file for channel(s) {', '.join(missing)}"
         )
-    per_z = [f["z"] is not None for f in files]
+    per_z = [f.z is not None for f in files]
     if any(per_z) and not all(per_z):
         raise SourceImageError(f"region {label}: either every row or no row may give z")
     for f, info in zip(files, infos, strict=True):
         if "C" in info.axes:
             raise SourceImageError(
                 f"region {label}: {info.path} has {info.size('C')} channels "
-                f"(axes {info.axes}) but its row names channel {f['channel']!r}; "
+                f"(axes {info.axes}) but its row names channel {f.channel!r}; "
                 "leave the channel empty for a multi-channel file"
             )
-        if f["z"] is not None and info.axes != "YX":
+        if f.z is not None and info.axes != "YX":
             raise SourceImageError(
                 f"region {label}: {info.path} has axes {info.axes} shape "
                 f"{info.shape}, expected a 2-D plane (YX) because its row gives z"
             )
     if all(per_z):
         zs_by_channel = {
-            n: sorted(f["z"] for f in files if f["channel"] == n) for n in channel_names
+            n: sorted(f.z for f in files if f.channel == n and f.z is not None)
+            for n in channel_names
         }
         n_z = len(zs_by_channel[channel_names[0]])
         for n, zs in zs_by_channel.items():
@@ -149,7 +151,7 @@ def _plan_per_channel(
                     "like every other channel"
                 )
         planes = [
-            Plane(index[f["channel"]], f["z"], i, 0, 0) for i, f in enumerate(files)
+            Plane(index[f.channel], f.z or 0, i, 0, 0) for i, f in enumerate(files)
         ]
         return planes, n_z, True
     if len(files) != len(channel_names):
@@ -165,14 +167,19 @@ def _plan_per_channel(
         )
     n_z = n_zs.pop()
     planes = [
-        Plane(index[f["channel"]], z, i, 0, z)
+        Plane(index[f.channel], z, i, 0, z)
         for i, f in enumerate(files)
         for z in range(n_z)
     ]
     return planes, n_z, has_z
 
 
-def _check_same(label: str, infos: Sequence[SourceInfo], what: str, key) -> None:
+def _check_same(
+    label: str,
+    infos: Sequence[SourceInfo],
+    what: str,
+    key: Callable[[SourceInfo], object],
+) -> None:
     values = {key(i) for i in infos}
     if len(values) > 1:
         detail = ", ".join(f"{i.path}: {key(i)}" for i in infos)

@@ -12,20 +12,23 @@ import itertools
 import logging
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
 
-from percell import ngff
+from percell import layout, ngff
 from percell.chunks import BlockIO
-from percell.layout import image_path
+from percell.contracts import ImportedRegion, PyramidParams, PyramidRegion
 from percell.sentinel import write_sentinel
 from percell.storage import (
     IMAGE_COMPRESSOR,
-    StagedDirectories,
+    Staging,
+    array_of,
+    attrs_of,
     create_array,
     link_tree,
     open_group,
@@ -60,8 +63,8 @@ def count_levels(
     extra level; with ``at_least_one_chunk`` (plate wells) a count never
     stops before the one-chunk level.
     """
-    chunk = (chunk, chunk) if isinstance(chunk, int) else tuple(chunk)
-    needed = levels_to_one_chunk(height, width, chunk)
+    yx = (chunk, chunk) if isinstance(chunk, int) else (chunk[0], chunk[1])
+    needed = levels_to_one_chunk(height, width, yx)
     if levels == "auto":
         return needed
     n = int(levels)
@@ -193,7 +196,7 @@ def build_levels(
     group_path: str | Path,
     n_levels: int,
     reduce: Callable[[np.ndarray], np.ndarray],
-    compressor,
+    compressor: Any,
     threads: int = 1,
     label: str = "",
 ) -> None:
@@ -204,11 +207,11 @@ def build_levels(
     (if shallower) image.
     """
     group = open_group(group_path, mode="r+")
-    attrs = dict(group.attrs)
+    attrs = attrs_of(group)
     group.attrs.put(ngff.with_levels(attrs, 1))
     for name in [k for k in group.array_keys() if k != "0"]:
         del group[name]
-    prev = group["0"]
+    prev = array_of(group)
     for level in range(1, n_levels):
         shape = (
             *prev.shape[:-2],
@@ -217,7 +220,7 @@ def build_levels(
         )
         # same chunk shape as level 0 (create_array clips it to the shape)
         out = create_array(
-            group, str(level), shape, group["0"].chunks, prev.dtype, compressor
+            group, str(level), shape, array_of(group).chunks, prev.dtype, compressor
         )
         downsample_level(prev, out, reduce, threads)
         log.info("  %s: level %d %s", label or group_path, level, shape)
@@ -236,49 +239,46 @@ def share_level0(group: Path, target: Path) -> None:
 
 
 def pyramid_group(
-    records: list[dict],
-    experiment: str | Path,
-    levels: int | str,
+    records: Sequence[ImportedRegion],
+    *,
+    params: PyramidParams,
     sentinel: str | Path,
     group: str,
-    import_sentinel: str,
+    inputs: Sequence[str] = (),
     threads: int = 1,
-) -> list[dict]:
+) -> list[PyramidRegion]:
     """Build the image pyramid of every region a group's import wrote.
 
     Args:
         records: The region records of the group's import sentinel.
-        experiment: The ``.percell`` directory.
-        levels: ``pyramid.levels`` from the config ("auto" or a count).
-        sentinel: Path of this step's sentinel, written last.
+        params: ``pyramid.levels`` from the config ("auto" or a count).
+        sentinel: Path of this step's sentinel, written last (inside the
+            experiment, which it names).
         group: The region group id.
-        import_sentinel: The import sentinel (recorded as this step's input).
+        inputs: Files this step read (recorded in the sentinel).
         threads: Bands processed in parallel.
     """
+    experiment = Path(layout.experiment_of_sentinel(sentinel))
     outputs = []
     # each region's new group (level 0 hard-linked, new levels written) is
     # built aside and all are swapped in together, so a failure or a kill
     # leaves every region with its old, complete pyramid
-    with StagedDirectories() as staged:
+    with Staging() as staged:
         for rec in records:
-            height, width = rec["shape"][-2:]
+            height, width = rec.shape[-2:]
             # plate wells: chunk = one field, and levels go on to a single chunk
             n = count_levels(
                 height,
                 width,
-                levels,
-                chunk=rec.get("chunk_yx", 512),
-                at_least_one_chunk="well" in rec,
+                params.levels,
+                chunk=rec.chunk_yx or 512,
+                at_least_one_chunk=rec.well is not None,
             )
-            final = image_path(experiment, rec["key"])
-            built = staged.aside(final)
+            final = layout.image_path(experiment, rec.key)
+            built = staged.directory(final)
             share_level0(final, built)
-            build_levels(
-                built, n, mean_2x2, IMAGE_COMPRESSOR, threads, label=rec["key"]
-            )
-            log.info("region %s: %d level(s)", rec["key"], n)
-            outputs.append({"key": rec["key"], "levels": n})
-    write_sentinel(
-        sentinel, "pyramid", group, {"levels": levels}, [import_sentinel], outputs
-    )
+            build_levels(built, n, mean_2x2, IMAGE_COMPRESSOR, threads, label=rec.key)
+            log.info("region %s: %d level(s)", rec.key, n)
+            outputs.append(PyramidRegion(key=rec.key, levels=n))
+    write_sentinel(sentinel, "pyramid", group, params, list(inputs), outputs)
     return outputs

@@ -27,42 +27,70 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from percell import db, layout
+from percell.contracts import (
+    ImportedRegion,
+    Measured,
+    MeasureParams,
+    RegisterParams,
+    Segmented,
+    Thresholded,
+)
 from percell.errors import ExperimentError
 from percell.matching import MIN_IOU
 from percell.measure import METRICS
-from percell.segmentation import parameters_json
-from percell.sentinel import read_sentinel, write_sentinel
+from percell.sentinel import read_outputs, read_params, read_sentinel, write_sentinel
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class StepSentinels:
+    """The sentinels register reads, by step."""
+
+    imported: Sequence[str]
+    segmented: Sequence[str] = ()
+    thresholded: Sequence[str] = ()
+    measured: Sequence[str] = ()
+    #: waited for and recorded only (pyramids, hierarchy)
+    other: Sequence[str] = ()
+
+    def all(self) -> list[str]:
+        return [
+            *self.imported,
+            *self.segmented,
+            *self.thresholded,
+            *self.measured,
+            *self.other,
+        ]
+
+
 def register(
-    experiment: str | Path,
-    params: dict,
-    sentinels: dict[str, list[str]],
-    sentinel: str | Path,
-) -> dict:
+    params: RegisterParams, sentinels: StepSentinels, sentinel: str | Path
+) -> dict[str, int]:
     """Write what changed in the run's staged outputs into ``experiment.db``.
 
     Args:
-        experiment: The ``.percell`` directory.
         params: ``Manifest.register_params()``.
-        sentinels: Step → that step's sentinels: "import" (required),
-            "segment", "threshold", "measure", and "other" (waited for and
-            recorded only).
-        sentinel: This step's sentinel, written after the commit.
+        sentinels: The sentinels of the steps before, by step.
+        sentinel: This step's sentinel, written after the commit (inside the
+            experiment, which it names).
 
     Returns:
         Counts of what was written.
     """
-    experiment = Path(experiment)
-    records = [r for s in sentinels["import"] for r in read_sentinel(s)["outputs"]]
+    experiment = Path(layout.experiment_of_sentinel(sentinel))
+    records = [
+        r for s in sentinels.imported for r in read_outputs(s, list[ImportedRegion])
+    ]
     counts = {
         "regions": len(records),
         "cells_kept": 0,
@@ -79,7 +107,7 @@ def register(
     conn = db.connect(
         experiment / layout.DATABASE,
         foreign_keys=False,
-        timeout=params.get("busy_timeout_s", db.BUSY_TIMEOUT_S),
+        timeout=params.busy_timeout_s,
         create=False,
     )
     try:
@@ -87,16 +115,16 @@ def register(
             db.create_schema(conn)
             run = _Registration(conn, counts)
             region_ids = run.regions(params, records)
-            for path in sentinels.get("segment", []):
+            for path in sentinels.segmented:
                 run.segmentation(Path(path), region_ids)
-            for path in sentinels.get("threshold", []):
+            for path in sentinels.thresholded:
                 run.thresholds(Path(path), region_ids)
-            run.remove_threshold_runs(region_ids, params["threshold_runs"])
+            run.remove_threshold_runs(region_ids, list(params.threshold_runs))
             db.drop_unused_threshold_runs(conn)
-            bulk = run.bulk = run.first_load(sentinels.get("measure", []))
+            bulk = run.bulk = run.first_load(sentinels.measured)
             if bulk:
                 db.drop_measurement_indexes(conn)
-            for path in sentinels.get("measure", []):
+            for path in sentinels.measured:
                 run.measurements(Path(path), region_ids)
             db.create_measurement_indexes(conn)
             db.refresh_segmentation_counts(conn)
@@ -105,8 +133,7 @@ def register(
     finally:
         conn.close()
     log.info("registered %s in %s", counts, experiment / layout.DATABASE)
-    inputs = [s for group in sentinels.values() for s in group]
-    write_sentinel(sentinel, "register", "all", params, inputs, counts)
+    write_sentinel(sentinel, "register", "all", params, sentinels.all(), counts)
     return counts
 
 
@@ -142,7 +169,7 @@ def _row_digests(table: pd.DataFrame, columns: list[str]) -> dict[str, str]:
 class _Registration:
     """One register transaction: what is recorded, and what this run wrote."""
 
-    def __init__(self, conn, counts: dict) -> None:
+    def __init__(self, conn: sqlite3.Connection, counts: dict[str, int]) -> None:
         self.conn = conn
         self.counts = counts
         self.state = db.registered_digests(conn)
@@ -159,38 +186,39 @@ class _Registration:
 
     # --- regions ------------------------------------------------------------
 
-    def regions(self, params: dict, records: list[dict]) -> dict[str, int]:
+    def regions(
+        self, params: RegisterParams, records: Sequence[ImportedRegion]
+    ) -> dict[str, int]:
         """Experiment, channels, conditions, timepoints, regions; key → id."""
         conn = self.conn
-        db.upsert_experiment(conn, params["name"], params["description"])
-        for order, ch in enumerate(params["channels"]):
+        db.upsert_experiment(conn, params.name, params.description)
+        for order, ch in enumerate(params.channels):
             db.upsert_channel(conn, ch, order)
-        conditions = {c: db.upsert_condition(conn, c) for c in params["conditions"]}
+        conditions = {c: db.upsert_condition(conn, c) for c in params.conditions}
         timepoints = {
-            t["name"]: db.upsert_timepoint(
-                conn, t["name"], t["time_seconds"], t["order"]
-            )
-            for t in params["timepoints"]
+            t.name: db.upsert_timepoint(conn, t.name, t.time_seconds, t.order)
+            for t in params.timepoints
         }
         region_ids = {}
         for rec in records:
             region_id = db.upsert_region(
                 conn,
-                rec["region"],
-                conditions[rec["condition"]],
-                timepoints[rec["timepoint"]] if rec["timepoint"] else None,
-                width=rec["shape"][-1],
-                height=rec["shape"][-2],
-                pixel_size_um=rec["pixel_size_um"],
-                source_file=rec["source_file"],
-                zarr_path=rec["zarr_path"],
+                rec.region,
+                conditions[rec.condition],
+                timepoints[rec.timepoint] if rec.timepoint else None,
+                width=rec.shape[-1],
+                height=rec.shape[-2],
+                pixel_size_um=rec.pixel_size_um,
+                source_file=rec.source_file,
+                zarr_path=rec.zarr_path,
             )
-            files = (rec["source_files"], rec.get("fields"))
-            if self.changed(f"import:{rec['key']}", _digest(region_id, files)):
-                db.replace_region_sources(conn, region_id, rec["source_files"])
-                if "fields" in rec:
-                    db.replace_region_fields(conn, region_id, rec["fields"])
-            region_ids[rec["key"]] = region_id
+            fields = [f.to_params() for f in rec.fields] if rec.fields else None
+            files = (list(rec.source_files), fields)
+            if self.changed(f"import:{rec.key}", _digest(region_id, files)):
+                db.replace_region_sources(conn, region_id, list(rec.source_files))
+                if fields is not None:
+                    db.replace_region_fields(conn, region_id, fields)
+            region_ids[rec.key] = region_id
         return region_ids
 
     # --- cells --------------------------------------------------------------
@@ -198,48 +226,40 @@ class _Registration:
     def segmentation(self, sentinel: Path, region_ids: dict[str, int]) -> None:
         """Bring a group's cells up to date with its staged segmentation."""
         conn = self.conn
-        seg = read_sentinel(sentinel)
-        run = seg["outputs"]["run"]
-        cells_file = sentinel.with_name(seg["outputs"]["cells_table"])
+        group = read_sentinel(sentinel)["group"]
+        seg = read_outputs(sentinel, Segmented)
+        run = seg.run
+        cells_file = sentinel.with_name(seg.cells_table)
         # the staged files and what they describe are unchanged: nothing to do
         if not self.changed(
-            f"segment:{seg['group']}",
-            _digest(run, seg["outputs"]["regions"], _file_digest(cells_file)),
-        ) and not any(
-            self.state.get(f"labels:{r['key']}") is None
-            for r in seg["outputs"]["regions"]
-        ):
-            self.counts["cells_kept"] += sum(
-                r["cells"] for r in seg["outputs"]["regions"]
-            )
+            f"segment:{group}",
+            _digest(
+                run.to_params(),
+                [r.to_params() for r in seg.regions],
+                _file_digest(cells_file),
+            ),
+        ) and not any(self.state.get(f"labels:{r.key}") is None for r in seg.regions):
+            self.counts["cells_kept"] += sum(r.cells for r in seg.regions)
             return
         table = pd.read_parquet(cells_file).sort_values(
             ["key", "label_value"], kind="stable"
         )
-        matches_name = seg["outputs"].get("matches_table")
-        matches = (
-            pd.read_parquet(sentinel.with_name(matches_name))
-            if matches_name
-            else pd.DataFrame(columns=["key", "old_label", "new_label", "iou"])
-        )
-        channel_id = db.channel_id(conn, run["channel"])
+        matches = pd.read_parquet(sentinel.with_name(seg.matches_table))
+        channel_id = db.channel_id(conn, run.channel)
         seg_id = db.upsert_segmentation_run(
-            conn, channel_id, run["model_name"], parameters_json(run)
+            conn, channel_id, run.model_name, run.parameters_json()
         )
         db.set_segmentation_channel(conn, channel_id)
         cell_digests = _row_digests(table, list(db.CELL_GEOMETRY))
         by_key = dict(tuple(table.groupby("key", sort=False)))
-        for region in seg["outputs"]["regions"]:
-            key = region["key"]
+        for region in seg.regions:
+            key = region.key
             region_id = region_ids[key]
             cells = by_key.get(key, table.iloc[:0])
             labels_unit = f"labels:{key}"
             recorded_labels = self.state.get(labels_unit)
-            same_labels = (
-                region.get("labels_digest") is not None
-                and recorded_labels == region["labels_digest"]
-            )
-            self.written[labels_unit] = region.get("labels_digest") or ""
+            same_labels = recorded_labels == region.labels_digest
+            self.written[labels_unit] = region.labels_digest
             cells_changed = self.changed(f"cells:{key}", cell_digests.get(key, ""))
             if same_labels:
                 # same label image: the same cells, whatever else changed
@@ -252,8 +272,7 @@ class _Registration:
             # matches relate the label image the database describes only if
             # the segment step replaced exactly that one
             usable = (
-                recorded_labels is None
-                or region.get("previous_digest") == recorded_labels
+                recorded_labels is None or region.previous_digest == recorded_labels
             )
             region_matches = matches[matches["key"] == key] if usable else None
             old = db.workflow_cells(conn, region_id)
@@ -333,27 +352,30 @@ class _Registration:
     def thresholds(self, sentinel: Path, region_ids: dict[str, int]) -> None:
         """One threshold_runs row per run and scope unit; region → run."""
         conn = self.conn
-        staged = read_sentinel(sentinel)
-        run = staged["outputs"]["run"]
-        channel_id = db.channel_id(conn, run["channel"])
-        for region in staged["outputs"]["regions"]:
-            key = region["key"]
-            if not self.changed(f"threshold:{run['name']}:{key}", _digest(run, region)):
+        staged = read_outputs(sentinel, Thresholded)
+        run = staged.run.to_params()
+        channel_id = db.channel_id(conn, staged.run.channel)
+        for region in staged.regions:
+            key = region.key
+            unit = f"threshold:{staged.run.name}:{key}"
+            if not self.changed(unit, _digest(run, region.to_params())):
                 continue
             parameters = {
                 **run,
-                "scope_key": region["scope_key"],
-                "raw_value": region["raw_value"],
+                "scope_key": region.scope_key,
+                "raw_value": region.raw_value,
             }
             run_id = db.upsert_threshold_run(
-                conn, channel_id, run["method"], parameters, region["value"]
+                conn, channel_id, staged.run.method, parameters, region.value
             )
             db.set_region_threshold(
-                conn, region_ids[key], run["name"], run_id, region["pixels_on"]
+                conn, region_ids[key], staged.run.name, run_id, region.pixels_on
             )
             self.counts["threshold_regions"] += 1
 
-    def remove_threshold_runs(self, region_ids: dict[str, int], keep: list[str]):
+    def remove_threshold_runs(
+        self, region_ids: dict[str, int], keep: list[str]
+    ) -> None:
         """Rows of threshold runs no longer configured, in this run's regions."""
         if not db.has_other_threshold_runs(self.conn, keep):
             return
@@ -369,7 +391,7 @@ class _Registration:
 
     # --- measurements -------------------------------------------------------
 
-    def first_load(self, measure_sentinels: list[str]) -> bool:
+    def first_load(self, measure_sentinels: Sequence[str]) -> bool:
         """Whether measurements are empty: a bulk load, indexes built after."""
         if not measure_sentinels:
             return False
@@ -380,21 +402,23 @@ class _Registration:
     def measurements(self, sentinel: Path, region_ids: dict[str, int]) -> None:
         """Upsert the measurements and mask statistics of regions that changed."""
         conn = self.conn
-        staged = read_sentinel(sentinel)
-        channels = staged["params"]["channels"]
-        wide_file = sentinel.with_name(staged["outputs"]["measurements"])
-        masks_file = sentinel.with_name(staged["outputs"]["masks"])
-        keys = [r["key"] for r in staged["outputs"]["regions"]]
+        group = read_sentinel(sentinel)["group"]
+        params = read_params(sentinel, MeasureParams)
+        staged = read_outputs(sentinel, Measured)
+        channels = list(params.channels)
+        wide_file = sentinel.with_name(staged.measurements)
+        masks_file = sentinel.with_name(staged.masks)
+        keys = [r.key for r in staged.regions]
         forced = any(k in self.replaced for k in keys)
         # each staged file is looked into only if its bytes changed (a new
         # threshold leaves the measurements file as it was)
         wide_changed = self.changed(
-            f"measure-values:{staged['group']}",
-            _digest(staged["params"], keys, _file_digest(wide_file)),
+            f"measure-values:{group}",
+            _digest(params.to_params(), keys, _file_digest(wide_file)),
         )
         masks_changed = self.changed(
-            f"measure-masks:{staged['group']}",
-            _digest(staged["params"], keys, _file_digest(masks_file)),
+            f"measure-masks:{group}",
+            _digest(params.to_params(), keys, _file_digest(masks_file)),
         )
         if not (wide_changed or masks_changed or forced):
             return
@@ -416,8 +440,8 @@ class _Registration:
             mask_rows = masks.groupby(["key", "run"], sort=False).indices
         channel_ids = np.array([db.channel_id(conn, ch) for ch in channels], np.int64)
         run_ids = self._threshold_run_ids()
-        for region in staged["outputs"]["regions"]:
-            key = region["key"]
+        for region in staged.regions:
+            key = region.key
             region_id = region_ids[key]
             forced = key in self.replaced
             todo_wide = wide is not None and (
@@ -431,7 +455,7 @@ class _Registration:
             if not (todo_wide or todo_masks):
                 continue
             cell_ids = db.workflow_cell_ids(self.conn, region_id)
-            if todo_wide:
+            if todo_wide and wide is not None:
                 part = wide.iloc[wide_rows[key]]
                 ids = _cell_ids(part, cell_ids, sentinel, key)
                 order = np.argsort(ids, kind="stable")

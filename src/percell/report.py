@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import zarr
 from PIL import Image, ImageDraw, ImageFont
 
 from percell import layout
+from percell.contracts import QcExperimentParams, ThresholdRun
 from percell.layout import qc_output_name as output_name
-from percell.storage import open_group, staged_file
+from percell.storage import array_of, attrs_of, level_paths, open_group, staged_file
 
 if TYPE_CHECKING:  # pandas is imported where a figure reads the database
     import pandas as pd
@@ -34,7 +37,7 @@ DPI = 100
 MAX_BARS = 48
 
 
-def _pyplot():
+def _pyplot() -> Any:
     """matplotlib, imported only by the figures that plot (a region's
     thumbnails are composed with numpy and Pillow: a second per job less)."""
     import matplotlib
@@ -45,32 +48,31 @@ def _pyplot():
     return plt
 
 
-def nearest_level(group, target: int = THUMBNAIL_PX) -> str:
+def nearest_level(group: zarr.Group, target: int = THUMBNAIL_PX) -> str:
     """The multiscales level whose larger edge is nearest ``target`` px."""
-    paths = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
-    sizes = [max(group[p].shape[-2:]) for p in paths]
+    paths = level_paths(group)
+    sizes = [max(array_of(group, p).shape[-2:]) for p in paths]
     return paths[int(np.argmin([abs(s - target) for s in sizes]))]
 
 
-def _plane(arr, channel: int | None) -> np.ndarray:
+def _plane(arr: zarr.Array[Any], channel: int | None) -> np.ndarray:
     """One 2-D plane of a level: the maximum over z, read plane by plane."""
     lead = () if channel is None else (channel,)
     z_axis = arr.ndim - len(lead) - 2
     if z_axis == 0:
         return np.asarray(arr[lead])
-    out = None
-    for z in range(arr.shape[len(lead)]):
-        plane = np.asarray(arr[(*lead, z)])
-        out = plane if out is None else np.maximum(out, plane)
+    out = np.asarray(arr[(*lead, 0)])
+    for z in range(1, arr.shape[len(lead)]):
+        out = np.maximum(out, np.asarray(arr[(*lead, z)]))
     return out
 
 
-def composite(image_group) -> tuple[np.ndarray, str]:
+def composite(image_group: zarr.Group) -> tuple[np.ndarray, str]:
     """RGB thumbnail (uint8) of every channel, in its omero colour and window."""
     level = nearest_level(image_group)
-    arr = image_group[level]
+    arr = array_of(image_group, level)
     rgb = np.zeros((*arr.shape[-2:], 3), np.float32)
-    for c, ch in enumerate(image_group.attrs["omero"]["channels"]):
+    for c, ch in enumerate(attrs_of(image_group)["omero"]["channels"]):
         window = ch["window"]
         plane = _plane(arr, c).astype(np.float32)
         span = max(float(window["end"]) - float(window["start"]), 1e-12)
@@ -98,7 +100,9 @@ def outlines(labels: np.ndarray) -> np.ndarray:
     return edge & (labels > 0)
 
 
-def region_figure(experiment: str | Path, key: str, runs: list[str], out: Path):
+def region_figure(
+    experiment: str | Path, key: str, runs: Sequence[str], out: Path
+) -> None:
     """Composite, the same with label outlines, and each run's mask overlaid."""
     experiment = Path(experiment)
     image = open_group(layout.image_path(experiment, key))
@@ -112,7 +116,8 @@ def region_figure(experiment: str | Path, key: str, runs: list[str], out: Path):
     panels = [("channels", rgb)]
     labels_path = layout.label_path(experiment, key)
     if (labels_path / level).is_dir():
-        labels = _plane(open_group(labels_path)[level], None)[::step, ::step][:h, :w]
+        labels_level = array_of(open_group(labels_path), level)
+        labels = _plane(labels_level, None)[::step, ::step][:h, :w]
         outlined = rgb.copy()
         outlined[outlines(labels)] = (255, 255, 0)
         panels.append(("cell outlines", outlined))
@@ -120,16 +125,17 @@ def region_figure(experiment: str | Path, key: str, runs: list[str], out: Path):
         mask_path = layout.mask_path(experiment, key, run)
         if not (mask_path / level).is_dir():
             continue
-        mask = _plane(open_group(mask_path)[level], None)[::step, ::step][:h, :w] > 0
+        mask_level = array_of(open_group(mask_path), level)
+        mask = _plane(mask_level, None)[::step, ::step][:h, :w] > 0
         shaded = (rgb * 0.6).astype(np.uint8)
         shaded[mask] = (0.4 * rgb[mask] + np.array([153, 0, 153])).astype(np.uint8)
         panels.append((f"threshold {run}", shaded))
-    shape = image["0"].shape
+    shape = array_of(image).shape
     title = f"{key}   level {level} of {shape[-1]} x {shape[-2]} px"
     _save_panels(panels, title, out)
 
 
-def _save_panels(panels: list[tuple[str, np.ndarray]], title: str, out: Path):
+def _save_panels(panels: list[tuple[str, np.ndarray]], title: str, out: Path) -> None:
     """Panels side by side under their titles, as one PNG."""
     font = ImageFont.load_default(size=14)
     tiles = [(name, Image.fromarray(rgb)) for name, rgb in panels]
@@ -148,7 +154,12 @@ def _save_panels(panels: list[tuple[str, np.ndarray]], title: str, out: Path):
         sheet.save(tmp, format="PNG", compress_level=1)  # 4x faster, a bit larger
 
 
-def region_figures(experiment, keys: list[str], runs: list[str], out_dir) -> None:
+def region_figures(
+    experiment: str | Path,
+    keys: Sequence[str],
+    runs: Sequence[str],
+    out_dir: str | Path,
+) -> None:
     """``region_figure`` of each region, as ``<key with _>.png`` in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,14 +168,16 @@ def region_figures(experiment, keys: list[str], runs: list[str], out_dir) -> Non
         log.info("region %s: QC figure", key)
 
 
-def _save(fig, out: Path) -> None:
+def _save(fig: Any, out: str | Path) -> None:
     out = Path(out)
     with staged_file(out) as tmp:
         fig.savefig(tmp, dpi=DPI, format=out.suffix[1:])  # laid out already
     _pyplot().close(fig)
 
 
-def _read_sql(experiment: Path, query: str, params=()) -> pd.DataFrame:
+def _read_sql(
+    experiment: Path, query: str, params: Sequence[object] = ()
+) -> pd.DataFrame:
     import pandas as pd
 
     conn = sqlite3.connect(f"file:{experiment / layout.DATABASE}?mode=ro", uri=True)
@@ -185,9 +198,15 @@ _REGION_JOIN = (
 
 
 def threshold_figure(
-    experiment: str | Path, run: dict, histograms: list[str], out: Path
+    experiment: str | Path,
+    run: ThresholdRun,
+    channel: int,
+    histograms: Sequence[str],
+    out: str | Path,
 ) -> None:
-    """The run's histogram with the chosen value(s), and positive cells."""
+    """The run's histogram with the chosen value(s), and positive cells.
+
+    ``channel`` is the run's channel index in the images."""
     plt = _pyplot()
     from percell.thresholds import Histogram, load_histograms, region_histogram
 
@@ -198,7 +217,7 @@ def threshold_figure(
         "json_extract(th.parameters, '$.scope_key') AS scope_key "
         f"FROM percell_region_thresholds p {_REGION_JOIN.format('p')} "
         "JOIN threshold_runs th ON th.id = p.threshold_run_id WHERE p.run_name = ?",
-        (run["name"],),
+        (run.name,),
     )
     positive = _read_sql(
         experiment,
@@ -206,7 +225,7 @@ def threshold_figure(
         f"m JOIN cells ce ON ce.id = m.cell_id {_REGION_JOIN.format('ce')} "
         "JOIN percell_region_thresholds p ON p.threshold_run_id = m.threshold_run_id "
         "AND p.region_id = ce.region_id WHERE p.run_name = ? GROUP BY ce.region_id",
-        (run["name"],),
+        (run.name,),
     )
     fig, (ax_h, ax_p) = plt.subplots(1, 2, figsize=(11, 3.6))
     if histograms:
@@ -218,10 +237,9 @@ def threshold_figure(
         source = "pooled level-0 histogram of every region in scope"
     else:
         pooled = Histogram()
-        channel = run["channel_index"]
         for zarr_path in values["zarr_path"]:
             group = open_group(experiment / zarr_path)
-            arr = group[nearest_level(group)]
+            arr = array_of(group, nearest_level(group))
             pooled.merge(region_histogram(arr, channel, 0))
         source = "histogram of the thumbnail level of each region"
     if pooled.total:
@@ -233,10 +251,10 @@ def threshold_figure(
         ax_h.set_yscale("log")
     for value in sorted(set(values["threshold_value"].round(6))):
         ax_h.axvline(value, color="tab:red", lw=1)
-    ax_h.set_title(f"{run['name']}: {run['method']} on {run['channel']}", fontsize=10)
+    ax_h.set_title(f"{run.name}: {run.method} on {run.channel}", fontsize=10)
     ax_h.set_xlabel(f"intensity ({source}); red: chosen value(s)", fontsize=8)
     ax_h.set_ylabel("pixels (log)")
-    label = f"fraction of positive cells (min_fraction {run['min_fraction']})"
+    label = f"fraction of positive cells (min_fraction {run.min_fraction})"
     if len(positive) > MAX_BARS:  # a plate of hundreds of wells: their spread
         ax_p.hist(positive["fraction"], bins=20, range=(0, 1), color="tab:purple")
         ax_p.set_ylabel("regions")
@@ -249,7 +267,7 @@ def threshold_figure(
     _save(fig, out)
 
 
-def cells_figure(experiment: str | Path, out: Path) -> None:
+def cells_figure(experiment: str | Path, out: str | Path) -> None:
     """Per condition × timepoint: cell counts, per-cell mean intensity of each
     channel, and cell area."""
 
@@ -291,7 +309,7 @@ def cells_figure(experiment: str | Path, out: Path) -> None:
     _save(fig, out)
 
 
-def _boxes(ax, data: list[np.ndarray], names: list[str]) -> None:
+def _boxes(ax: Any, data: list[np.ndarray], names: list[str]) -> None:
     """Box plots (quartiles, whiskers at 1.5 IQR, no outlier points: cheap to
     draw for a million cells)."""
     ax.boxplot(
@@ -303,14 +321,14 @@ def _boxes(ax, data: list[np.ndarray], names: list[str]) -> None:
 
 
 def plate_figure(
-    experiment: str | Path, plate: str, channel: str, metric: str, out: Path
+    experiment: str | Path, plate: str, channel: str, metric: str, out: str | Path
 ) -> None:
     """Heat maps over the plate of cells per well and of a metric's mean per
     well, and the field grid of the well with most cells."""
 
     plt = _pyplot()
     experiment = Path(experiment)
-    attrs = open_group(experiment / layout.IMAGES / plate).attrs["plate"]
+    attrs = attrs_of(open_group(experiment / layout.IMAGES / plate))["plate"]
     rows = [r["name"] for r in attrs["rows"]]
     cols = [c["name"] for c in attrs["columns"]]
     per_well = _read_sql(
@@ -383,7 +401,9 @@ def read_benchmarks(directory: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "s", "max_rss"])
 
 
-def summary_figure(experiment: str | Path, benchmarks: str | Path, out: Path):
+def summary_figure(
+    experiment: str | Path, benchmarks: str | Path, out: str | Path
+) -> None:
     """Regions and cells, and per step its jobs' time and peak memory."""
     import pandas as pd
 
@@ -422,38 +442,31 @@ def summary_figure(experiment: str | Path, benchmarks: str | Path, out: Path):
 
 
 def experiment_figures(
-    experiment: str | Path,
-    runs: list[dict],
-    histograms: dict[str, list[str]],
-    plates: list[str],
-    plate_channel: str,
-    plate_metric: str,
-    benchmarks: str | Path,
-    out: dict[str, str],
+    experiment: str | Path, params: QcExperimentParams, out: dict[str, str]
 ) -> None:
     """Every experiment-wide figure, in one job (one matplotlib start-up).
 
     Args:
         experiment: The ``.percell`` directory.
-        runs: Threshold runs, each with its ``channel_index``.
-        histograms: Run name → its staged pooled histograms (pooled runs).
-        plates: Plate names (plate input).
-        plate_channel: The channel the plate heat map shows.
-        plate_metric: The per-cell metric whose per-well mean it shows.
-        benchmarks: Snakemake's benchmark folder.
+        params: The threshold runs and channels, the staged pooled histograms
+            of each pooled run, the plates and what their heat maps show,
+            and Snakemake's benchmark folder.
         out: Output name (``output_name``) → path: ``threshold_<run>``,
             ``cells`` (with segmentation), ``plate_<plate>``, ``summary``.
     """
     out = dict(out)
-    for run in runs:
-        path = out[output_name("threshold", run["name"])]
-        threshold_figure(experiment, run, histograms.get(run["name"], []), path)
-        log.info("threshold run %s: QC figure", run["name"])
+    for run in params.runs:
+        path = out[output_name("threshold", run.name)]
+        channel = params.channels.index(run.channel)
+        threshold_figure(
+            experiment, run, channel, params.histograms.get(run.name, ()), path
+        )
+        log.info("threshold run %s: QC figure", run.name)
     if "cells" in out:
         cells_figure(experiment, out["cells"])
         log.info("cells: QC figure")
-    for plate in plates:
+    for plate in params.plates:
         path = out[output_name("plate", plate)]
-        plate_figure(experiment, plate, plate_channel, plate_metric, path)
+        plate_figure(experiment, plate, params.plate_channel, params.plate_metric, path)
         log.info("plate %s: QC figure", plate)
-    summary_figure(experiment, benchmarks, out["summary"])
+    summary_figure(experiment, params.benchmarks, out["summary"])

@@ -12,9 +12,15 @@ import os
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import TypeAdapter, ValidationError
+
+from percell.contracts import Contract
+from percell.errors import ExperimentError
 from percell.storage import read_json, write_json
+
+T = TypeVar("T")
 
 _PACKAGES = (
     "percell",
@@ -51,6 +57,15 @@ def describe_inputs(paths: list[str]) -> list[dict]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """Contracts (alone or in a list) as plain data."""
+    if isinstance(value, Contract):
+        return value.to_params()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def write_sentinel(
     path: str | Path,
     step: str,
@@ -59,7 +74,11 @@ def write_sentinel(
     inputs: list[str],
     outputs: Any,
 ) -> None:
-    """Write the sentinel of ``step`` for ``group``; call it last."""
+    """Write the sentinel of ``step`` for ``group``; call it last.
+
+    ``params`` and ``outputs`` are contracts (or lists of them) or plain data.
+    """
+    params, outputs = _plain(params), _plain(outputs)
     write_json(
         path,
         {
@@ -77,6 +96,34 @@ def write_sentinel(
     )
 
 
-def read_sentinel(path: str | Path) -> dict:
-    """Read a sentinel written by write_sentinel."""
-    return read_json(path)
+def read_sentinel(path: str | Path) -> dict[str, Any]:
+    """Read a sentinel written by write_sentinel, as plain data."""
+    data: dict[str, Any] = read_json(path)
+    return data
+
+
+def read_outputs(path: str | Path, kind: type[T]) -> T:
+    """The outputs a step recorded in its sentinel, as their contract
+    (``list[ImportedRegion]``, ``Segmented``…).
+
+    Raises:
+        ExperimentError: naming the sentinel and the field that does not fit.
+    """
+    try:
+        return TypeAdapter(kind).validate_python(read_sentinel(path)["outputs"])
+    except (ValidationError, KeyError) as exc:
+        raise ExperimentError(
+            f"sentinel {path}: its outputs are not what this version of percell "
+            f"expects ({exc}); rerun the step (delete the sentinel)"
+        ) from None
+
+
+def read_params(path: str | Path, kind: type[T]) -> T:
+    """The params a step recorded in its sentinel, as their contract."""
+    try:
+        return TypeAdapter(kind).validate_python(read_sentinel(path)["params"])
+    except (ValidationError, KeyError) as exc:
+        raise ExperimentError(
+            f"sentinel {path}: its params are not what this version of percell "
+            f"expects ({exc}); rerun the step (delete the sentinel)"
+        ) from None

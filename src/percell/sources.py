@@ -13,12 +13,14 @@ import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
 import zarr
 
 from percell.errors import SourceImageError
+from percell.storage import write_file_atomic
 
 #: dtypes a PerCell 3 image may hold; anything else is refused at probe time.
 SUPPORTED_DTYPES = frozenset(
@@ -152,7 +154,7 @@ def _check_not_truncated(tf: tifffile.TiffFile, p: Path) -> None:
 
 
 def _imagej_pixel_size(tf: tifffile.TiffFile) -> float | None:
-    page = tf.pages[0]
+    page = tf.pages.first
     tag = page.tags.get("XResolution")
     meta = tf.imagej_metadata or {}
     if tag is None or meta.get("unit") not in ("micron", "um", "µm", "\\u00B5m"):
@@ -173,7 +175,7 @@ class SourceReader:
     info: SourceInfo
     _fd: int | None = None
     _offset: int | None = None
-    _zarr: zarr.Array | None = None
+    _zarr: zarr.Array[Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _tf: tifffile.TiffFile | None = None
 
@@ -201,7 +203,7 @@ class SourceReader:
         dtype = np.dtype(info.dtype)
         width = info.width
         try:
-            if self._fd is not None:
+            if self._fd is not None and self._offset is not None:
                 lead = self._stored_lead()
                 plane = int(np.ravel_multi_index(stored, lead)) if stored else 0
                 row = plane * info.height + y0
@@ -211,8 +213,9 @@ class SourceReader:
                 if len(buf) != nbytes:
                     raise SourceImageError("file ends before the pixel data does")
                 return np.frombuffer(buf, dtype=dtype).reshape(y1 - y0, width)
+            assert self._zarr is not None  # opened by __enter__
             with self._lock:  # tifffile's zarr store shares one file handle
-                return np.asarray(self._zarr[(*stored, slice(y0, y1))])
+                return np.asarray(self._zarr[(*stored, slice(y0, y1))])  # type: ignore[index]
         except SourceImageError as exc:
             raise SourceImageError(f"{info.path}: {exc}") from None
         except Exception as exc:
@@ -283,10 +286,7 @@ def probe_many(
         changed = True
     if changed:
         try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(cache))
-            tmp.replace(cache_path)
+            write_file_atomic(cache_path, json.dumps(cache).encode())
         except OSError:
             pass  # a read-only working directory only costs speed
     return out

@@ -2,7 +2,8 @@
 
 Every store is zarr format 2 with "/" as the dimension separator, as NGFF 0.4
 requires. Writes that must not look complete before they are go to a hidden
-sibling first and are moved into place with ``os.replace``.
+sibling first and are moved into place when all of a job's writes are done
+(``Staging``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numcodecs
 import zarr
 from zarr.storage import LocalStore
+
+from percell.errors import ExperimentError
 
 IMAGE_COMPRESSOR = numcodecs.Blosc(
     cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE
@@ -32,12 +35,32 @@ LABEL_COMPRESSOR = numcodecs.Blosc(
     cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE
 )
 MASK_COMPRESSOR = numcodecs.Zstd(level=3)
-_V2_KEYS = {"name": "v2", "separator": "/"}
+_V2_KEYS: dict[str, Any] = {"name": "v2", "separator": "/"}
 
 
-def open_group(path: str | os.PathLike, mode: str = "r") -> zarr.Group:
+def open_group(
+    path: str | os.PathLike[str], mode: Literal["r", "r+", "a", "w", "w-"] = "r"
+) -> zarr.Group:
     """Open the zarr v2 group stored at ``path`` (its own store root)."""
     return zarr.open_group(LocalStore(str(path)), mode=mode, zarr_format=2)
+
+
+def array_of(group: zarr.Group, path: str = "0") -> zarr.Array[Any]:
+    """Array ``path`` of ``group`` (a level of an image, labels or mask)."""
+    found = group[path]
+    if not isinstance(found, zarr.Array):
+        raise ExperimentError(f"{group.store}/{path} is a group, not an array")
+    return found
+
+
+def attrs_of(group: zarr.Group | zarr.Array[Any]) -> dict[str, Any]:
+    """A group's ``.zattrs`` as plain JSON data."""
+    return dict(group.attrs.asdict())
+
+
+def level_paths(group: zarr.Group) -> list[str]:
+    """The multiscales levels of an image, labels or mask group, in order."""
+    return [str(d["path"]) for d in attrs_of(group)["multiscales"][0]["datasets"]]
 
 
 def create_array(
@@ -71,35 +94,16 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` aside, fsync it and rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
+    with staged_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 @contextmanager
 def staged_file(path: str | os.PathLike) -> Iterator[Path]:
     """A hidden sibling of ``path`` to write; moved over ``path`` (fsync'ed) when
-    the block succeeds, removed when it fails."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial{path.suffix}")
-    try:
-        yield tmp
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_directory(path.parent)
+    the block succeeds, removed when it fails (``Staging`` for one file)."""
+    with Staging() as staged:
+        yield staged.file(Path(path))
 
 
 def write_json_if_changed(path: str | os.PathLike, data: Any) -> bool:
@@ -151,7 +155,8 @@ def fsync_directory(path: str | os.PathLike) -> None:
 def fsync_tree(root: Path, threads: int = 4) -> None:
     """fsync every file and directory under ``root`` (files in parallel: fsync
     releases the GIL and the disk queues them)."""
-    files, dirs = [], []
+    files: list[str] = []
+    dirs: list[str] = []
     for top, _, names in os.walk(root):
         dirs.append(top)
         files.extend(os.path.join(top, n) for n in names)
@@ -203,37 +208,53 @@ def replace_directory(built: Path, final: Path) -> None:
     fsync_directory(final.parent)
 
 
-class StagedDirectories:
-    """Build several directories aside; swap them all in only when all are built.
+class Staging:
+    """Write-aside-then-swap, the one way the workflow replaces what it wrote.
 
-    ``aside(final)`` gives the hidden sibling to write ``final`` into. Used as
-    a context manager: a block that raises removes every sibling and touches
-    no final directory, so a failed job leaves the experiment as it was; a
-    block that succeeds swaps every sibling in (``replace_directory``).
+    ``directory(final)`` and ``file(final)`` give a hidden sibling to build
+    ``final`` in. Used as a context manager: a block that raises removes every
+    sibling and touches nothing final, so a failed job leaves the experiment
+    as it was; a block that succeeds fsyncs and swaps every directory in
+    (``replace_directory``), then every file (``os.replace``).
     """
 
     def __init__(self) -> None:
-        self.pairs: list[tuple[Path, Path]] = []
+        self.directories: list[tuple[Path, Path]] = []
+        self.files: list[tuple[Path, Path]] = []
 
-    def aside(self, final: Path) -> Path:
-        """A fresh hidden sibling of ``final`` to build into."""
+    def directory(self, final: Path) -> Path:
+        """A fresh hidden sibling directory of ``final`` to build into."""
         final.parent.mkdir(parents=True, exist_ok=True)
         built = partial_path(final)
         remove_tree(built)
         built.mkdir()
-        self.pairs.append((built, final))
+        self.directories.append((built, final))
         return built
 
-    def __enter__(self) -> StagedDirectories:
+    def file(self, final: Path) -> Path:
+        """A hidden sibling path of file ``final`` to write (same suffix, so
+        libraries that look at it write the right format)."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial{final.suffix}")
+        self.files.append((tmp, final))
+        return tmp
+
+    def __enter__(self) -> Staging:
         return self
 
-    def __exit__(self, exc_type, *_: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is not None:
-            for built, _final in self.pairs:
+            for built, _final in self.directories:
                 remove_tree(built)
+            for tmp, _final in self.files:
+                tmp.unlink(missing_ok=True)
             return
-        for built, final in self.pairs:
+        for built, final in self.directories:
             replace_directory(built, final)
+        for tmp, final in self.files:
+            fsync_file(tmp)
+            os.replace(tmp, final)
+            fsync_directory(final.parent)
 
 
 def link_tree(source: Path, target: Path) -> None:
@@ -261,7 +282,7 @@ def tree_digest(path: Path) -> str:
     """SHA-256 digest of every file under ``path``, names and bytes: tells
     whether an array on disk is still the one the workflow wrote."""
     h = hashlib.sha256()
-    files = []
+    files: list[Path] = []
     for top, _, names in os.walk(path):
         files.extend(Path(top) / n for n in names)
     for f in sorted(files):

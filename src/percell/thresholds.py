@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,28 @@ import zarr
 from scipy import ndimage
 from skimage import filters
 
+from percell import layout, ngff
 from percell.chunks import BlockIO
+from percell.contracts import (
+    ImportedRegion,
+    PooledValues,
+    Thresholded,
+    ThresholdedRegion,
+    ThresholdRun,
+)
 from percell.errors import ConfigError, ExperimentError
+from percell.pyramid import build_levels, max_2x2
+from percell.sentinel import write_sentinel
+from percell.storage import (
+    MASK_COMPRESSOR,
+    Staging,
+    array_of,
+    attrs_of,
+    create_array,
+    level_paths,
+    open_group,
+    staged_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +201,8 @@ def threshold_value(
         label: What the histogram is of (a region, a scope), for messages.
     """
     if method == "manual":
+        if value is None:
+            raise ConfigError(f"{label or 'threshold'}: method manual needs a value")
         return float(value)
     if hist.total == 0:
         raise ExperimentError(f"{label or 'threshold'}: no pixels to threshold")
@@ -194,6 +216,10 @@ def threshold_value(
     if method == "mean":
         return float(np.sum(hist.values.astype(np.float64) * hist.counts) / hist.total)
     if method == "percentile":
+        if percentile is None:
+            raise ConfigError(
+                f"{label or 'threshold'}: method percentile needs a percentile"
+            )
         return _percentile(hist, float(percentile))
     if method in ("otsu", "yen", "li") and not hist.fits_dense():
         # both criteria are constant over a run of empty bins and the first
@@ -287,10 +313,8 @@ def save_histograms(path: Path, hists: dict[str, Histogram]) -> None:
         arrays[f"key_{i}"] = np.array(key)
         arrays[f"values_{i}"] = h.values
         arrays[f"counts_{i}"] = h.counts
-    tmp = path.with_name(f".{path.name}.partial.npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with staged_file(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def load_histograms(path: str | Path) -> dict[str, Histogram]:
@@ -306,142 +330,139 @@ def load_histograms(path: str | Path) -> dict[str, Histogram]:
 # --- the workflow steps --------------------------------------------------------
 
 
-def scope_key(scope: str, record: dict) -> str:
+def scope_key(scope: str, record: ImportedRegion) -> str:
     """Which pooled value a region uses: its own, its condition × timepoint's, or
     the experiment's."""
     if scope == "region":
-        return record["key"]
+        return record.key
     if scope == "condition_timepoint":
-        return "/".join(p for p in (record["condition"], record["timepoint"]) if p)
+        return "/".join(p for p in (record.condition, record.timepoint) if p)
     return "experiment"
 
 
 def histogram_group(
-    records: list[dict],
+    records: Sequence[ImportedRegion],
+    *,
     experiment: str | Path,
-    run: dict,
-    channel_names: list[str],
+    run: ThresholdRun,
+    channels: Sequence[str],
     out: str | Path,
 ) -> None:
     """Stage the histogram of each region of a group (pooled runs only)."""
-    from percell.layout import image_path
-    from percell.storage import open_group
-
-    channel = channel_names.index(run["channel"])
+    channel = list(channels).index(run.channel)
     hists = {}
     for rec in records:
-        arr = open_group(image_path(experiment, rec["key"]))["0"]
-        hists[rec["key"]] = region_histogram(arr, channel, run["sigma"])
+        arr = array_of(open_group(layout.image_path(Path(experiment), rec.key)))
+        hists[rec.key] = region_histogram(arr, channel, run.sigma)
         log.info(
             "region %s: histogram of %s (%d pixels)",
-            rec["key"],
-            run["channel"],
-            hists[rec["key"]].total,
+            rec.key,
+            run.channel,
+            hists[rec.key].total,
         )
     save_histograms(Path(out), hists)
 
 
 def pooled_values(
-    run: dict, histogram_files: list[str], records: list[dict]
-) -> dict[str, float]:
+    run: ThresholdRun,
+    histogram_files: Sequence[str],
+    records: Sequence[ImportedRegion],
+) -> PooledValues:
     """Threshold value of each scope unit from the summed histograms in it."""
-    by_key = {r["key"]: r for r in records}
+    by_key = {r.key: r for r in records}
     pooled: dict[str, Histogram] = {}
     for path in histogram_files:
         for key, hist in load_histograms(path).items():
-            pooled.setdefault(scope_key(run["scope"], by_key[key]), Histogram()).merge(
+            pooled.setdefault(scope_key(run.scope, by_key[key]), Histogram()).merge(
                 hist
             )
-    return {
+    values = {
         unit: threshold_value(
             h,
-            run["method"],
-            run.get("percentile"),
-            run.get("value"),
-            label=f"threshold run {run['name']}, scope {unit}",
+            run.method,
+            run.percentile,
+            run.value,
+            label=f"threshold run {run.name}, scope {unit}",
         )
         for unit, h in sorted(pooled.items())
     }
+    return PooledValues(run=run, values=values)
 
 
 def threshold_group(
-    records: list[dict],
-    experiment: str | Path,
-    run: dict,
-    channel_names: list[str],
+    records: Sequence[ImportedRegion],
+    *,
+    run: ThresholdRun,
+    channels: Sequence[str],
     sentinel: str | Path,
     group: str,
-    inputs: list[str],
-    pooled: dict[str, float] | None = None,
-) -> list[dict]:
+    inputs: Sequence[str] = (),
+    pooled: PooledValues | None = None,
+) -> Thresholded:
     """Write the masks of one run for every region of a group; sentinel last."""
-    from percell.sentinel import write_sentinel
-    from percell.storage import StagedDirectories
-
-    experiment = Path(experiment)
-    channel = channel_names.index(run["channel"])
+    experiment = Path(layout.experiment_of_sentinel(sentinel))
+    channel = list(channels).index(run.channel)
     outputs = []
     # every region's mask is built aside; all are swapped in together
-    with StagedDirectories() as staged:
+    with Staging() as staged:
         for rec in records:
             outputs.append(
                 _threshold_region(staged, experiment, rec, run, channel, pooled)
             )
-    write_sentinel(
-        sentinel, "threshold", group, run, inputs, {"run": run, "regions": outputs}
-    )
-    return outputs
+    done = Thresholded(run=run, regions=tuple(outputs))
+    write_sentinel(sentinel, "threshold", group, run, list(inputs), done)
+    return done
 
 
 def _threshold_region(
-    staged, experiment: Path, rec: dict, run: dict, channel: int, pooled
-) -> dict:
+    staged: Staging,
+    experiment: Path,
+    rec: ImportedRegion,
+    run: ThresholdRun,
+    channel: int,
+    pooled: PooledValues | None,
+) -> ThresholdedRegion:
     """Build one region's mask of ``run`` aside; return its sentinel record."""
-    from percell import layout, ngff
-    from percell.pyramid import build_levels, max_2x2
-    from percell.storage import MASK_COMPRESSOR, create_array, open_group
-
-    image = open_group(layout.image_path(experiment, rec["key"]))
-    arr = image["0"]
-    unit = scope_key(run["scope"], rec)
-    if run["method"] == "manual":
-        raw = float(run["value"])
-    elif run["scope"] == "region":
+    image = open_group(layout.image_path(experiment, rec.key))
+    arr = array_of(image)
+    unit = scope_key(run.scope, rec)
+    if run.method == "manual":
+        assert run.value is not None  # the config check requires one
+        raw = float(run.value)
+    elif run.scope == "region":
         raw = threshold_value(
-            region_histogram(arr, channel, run["sigma"]),
-            run["method"],
-            run.get("percentile"),
-            label=f"region {rec['key']}, channel {run['channel']}",
+            region_histogram(arr, channel, run.sigma),
+            run.method,
+            run.percentile,
+            label=f"region {rec.key}, channel {run.channel}",
         )
     else:
-        raw = pooled[unit]
-    value = raw * run["correction"]
-    built = staged.aside(layout.mask_path(experiment, rec["key"], run["name"]))
+        if pooled is None:
+            raise ValueError(f"run {run.name} ({run.scope} scope) needs its values")
+        raw = pooled.values[unit]
+    value = raw * run.correction
+    built = staged.directory(layout.mask_path(experiment, rec.key, run.name))
     group_ = open_group(built, mode="w")
     shape = arr.shape[1:]
     chunks = ((1,) if arr.ndim == 4 else ()) + (512, 512)
     out = create_array(group_, "0", shape, chunks, np.uint8, MASK_COMPRESSOR)
-    on = write_mask(arr, channel, run["sigma"], value, out)
-    n_levels = len(image.attrs["multiscales"][0]["datasets"])
+    on = write_mask(arr, channel, run.sigma, value, out)
+    n_levels = len(level_paths(image))
     group_.attrs.put(
         {
-            "multiscales": ngff.spatial_multiscales(dict(image.attrs)),
-            "percell": {"threshold_run": run["name"], "threshold_value": value},
+            "multiscales": ngff.spatial_multiscales(attrs_of(image)),
+            "percell": {"threshold_run": run.name, "threshold_value": value},
         }
     )
-    build_levels(built, n_levels, max_2x2, MASK_COMPRESSOR, label=rec["key"])
+    build_levels(built, n_levels, max_2x2, MASK_COMPRESSOR, label=rec.key)
     log.info(
         "region %s: %s threshold %.4g (%s scope), %d pixels on",
-        rec["key"],
-        run["name"],
+        rec.key,
+        run.name,
         value,
-        run["scope"],
+        run.scope,
         on,
     )
-    return {
-        "key": rec["key"],
-        "scope_key": unit,
-        "value": value,
-        "raw_value": raw,
-        "pixels_on": on,
-    }
+    return ThresholdedRegion(
+        key=rec.key, scope_key=unit, value=value, raw_value=raw, pixels_on=on
+    )

@@ -21,6 +21,7 @@ import zarr
 from scipy import ndimage
 
 from percell.cells import cell_table
+from percell.errors import ExperimentError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,10 @@ def segment_tiled(
             lut = np.zeros(int(local.max()) + 1, np.int64)
             lut[keep] = np.arange(next_id, next_id + keep.size)
             if next_id + keep.size > np.iinfo(np.int32).max:
-                raise OverflowError(f"{label}: more than 2**31-1 cells")
+                raise ExperimentError(
+                    f"{label}: more than 2**31-1 cells, more than an int32 label "
+                    "image holds"
+                )
             new = np.where(current == 0, lut[local], 0).astype(np.int32)
             next_id += keep.size
             labels[window] = np.where(new > 0, new, current)

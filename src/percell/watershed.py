@@ -7,6 +7,8 @@ every tile, so tiles agree with each other and with an untiled run.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 from skimage import filters, segmentation
@@ -30,7 +32,8 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def region_threshold(sample: np.ndarray, sigma: float, method: str = "otsu") -> float:
     """The foreground threshold of a region, from a (downsampled) sample of it."""
-    return float(THRESHOLDS[method](smooth(sample, sigma)))
+    threshold: Any = THRESHOLDS[method]  # scikit-image has no types
+    return float(threshold(smooth(sample, sigma)))
 
 
 def watershed_segment(

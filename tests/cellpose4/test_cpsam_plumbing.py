@@ -18,11 +18,11 @@ import pytest
 cellpose = pytest.importorskip("cellpose")
 
 from percell.cellpose_adapter import (  # noqa: E402
-    ModelError,
     cellpose_major,
     model_generation,
     resolve_model,
 )
+from percell.errors import ModelError  # noqa: E402
 
 pytestmark = pytest.mark.skipif(cellpose_major() < 4, reason="needs cellpose 4")
 
@@ -55,7 +55,7 @@ def test_random_checkpoint_is_recognised_as_cellpose4(random_cpsam):
 
     state = torch.load(random_cpsam, map_location="cpu", weights_only=True)
     assert model_generation(state) == 4
-    assert resolve_model(str(random_cpsam))["path"] == str(random_cpsam.resolve())
+    assert resolve_model(str(random_cpsam)).path == str(random_cpsam.resolve())
 
 
 def test_cellpose3_file_is_refused_by_cellpose4(tmp_path):
@@ -77,20 +77,27 @@ def test_cellpose3_builtin_name_is_refused():
 def test_segment_group_writes_int32_labels(random_cpsam, tmp_path):
     import tifffile
 
-    from percell.config import validate_config
+    from percell.contracts import PyramidParams
     from percell.importer import import_group
+    from percell.layout import sentinel_path
+    from percell.manifest import build_manifest
     from percell.pyramid import pyramid_group
     from percell.segmentation import segment_group
     from percell.storage import open_group
 
     img = np.random.default_rng(0).integers(0, 4000, (160, 200)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "a.tif", img)
+    (tmp_path / "sheet.tsv").write_text(
+        f"condition\tregion\tchannel\tpath\nc\tr\tDAPI\t{tmp_path / 'a.tif'}\n"
+    )
     exp = tmp_path / "e.percell"
-    cfg = validate_config(
+    # the workflow's own path: config → manifest → the step's typed params
+    manifest = build_manifest(
         {
             "experiment": {"name": "x", "path": str(exp)},
-            "input": {"sample_sheet": "unused.tsv"},
+            "input": {"sample_sheet": str(tmp_path / "sheet.tsv")},
             "channels": [{"name": "DAPI"}],
+            "pixel_size_um": 0.5,
             "segmentation": {
                 "method": "cellpose",
                 "model": str(random_cpsam),
@@ -100,47 +107,28 @@ def test_segment_group_writes_int32_labels(random_cpsam, tmp_path):
             },
         }
     )
-    seg = {k: v for k, v in cfg["segmentation"].items() if k != "resources"}
-    params = {
-        "group": "c",
-        "channels": cfg["channels"],
-        "pixel_size_um": 0.5,
-        "z_step_um": None,
-        "regions": [
-            {
-                "condition": "c",
-                "timepoint": None,
-                "region": "r",
-                "key": "c/r",
-                "files": [
-                    {"path": str(tmp_path / "a.tif"), "channel": "DAPI", "z": None}
-                ],
-            }
-        ],
-    }
-    records = import_group(params, exp, exp / ".workflow/import/c.json")
+    assert manifest.segmentation is not None
+    records = import_group(
+        manifest.import_params("c"), sentinel_path(exp, "import", "c")
+    )
     pyramid_group(
         records,
-        exp,
-        "auto",
-        exp / ".workflow/pyramid/c.json",
-        "c",
-        str(exp / ".workflow/import/c.json"),
+        params=PyramidParams(),
+        sentinel=sentinel_path(exp, "pyramid", "c"),
+        group="c",
     )
     out = segment_group(
         records,
-        exp,
-        seg,
-        ["DAPI"],
-        exp / ".workflow/segment/c.json",
-        "c",
-        [],
-        resolve_model(str(random_cpsam)),
+        settings=manifest.segmentation,
+        channels=manifest.channel_names,
+        sentinel=sentinel_path(exp, "segment", "c"),
+        group="c",
+        model=resolve_model(str(random_cpsam)),
         threads=2,
     )
     labels = open_group(exp / "labels.zarr/c/r")["0"]
     assert labels.dtype == np.int32 and labels.shape == (160, 200)
-    assert out[0]["cells"] == len(np.unique(labels[:])) - 1
+    assert out.regions[0].cells == len(np.unique(labels[:])) - 1
     sentinel = json.loads((exp / ".workflow/segment/c.json").read_text())
     assert sentinel["versions"]["cellpose"].startswith("4")
     assert os.path.isfile(exp / ".workflow/segment/c.cells.parquet")

@@ -13,20 +13,21 @@ pytest.importorskip("cellpose")
 
 from percell.cellpose_adapter import (
     CellposeSegmenter,
-    ModelError,
     cellpose_major,
     cpnet_nbase,
     resolve_model,
 )
-from percell.config import validate_config
+from percell.config import load_config
+from percell.contracts import SegmentationSettings
 from percell.demo import synthetic_cells
+from percell.errors import ModelError
 from tests.segmentation_support import matched_f1
 
 pytestmark = pytest.mark.skipif(cellpose_major() != 3, reason="cellpose 3 tests")
 
 
-def settings(model, **extra):
-    cfg = validate_config(
+def settings(model, **extra) -> SegmentationSettings:
+    cfg = load_config(
         {
             "experiment": {"name": "x", "path": "x.percell"},
             "input": {"sample_sheet": "s.tsv"},
@@ -40,15 +41,16 @@ def settings(model, **extra):
             },
         }
     )
-    return cfg["segmentation"]
+    assert cfg.segmentation is not None
+    return cfg.segmentation.settings()
 
 
 def test_trained_model_resolves_and_loads(tiny_model):
     import torch
 
     resolved = resolve_model(str(tiny_model))
-    assert resolved["path"] == str(tiny_model.resolve())
-    assert len(resolved["sha256"]) == 64
+    assert resolved.path == str(tiny_model.resolve())
+    assert len(resolved.sha256) == 64
     state = torch.load(tiny_model, map_location="cpu", weights_only=True)
     assert cpnet_nbase(state) == [2, 8, 16, 32, 256]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from percell import db
+from percell.contracts import Channel
 
 # Transcribed from ../shared/PERCELL3_FORMAT.md ("SQLite experiment.db (schema 3.0.0)").
 EXPECTED_COLUMNS = {
@@ -219,7 +220,7 @@ def test_insert_rows_refuses_ragged_columns(conn):
 def _one_cell(conn):
     with db.transaction(conn):
         db.upsert_experiment(conn, "e", "")
-        ch = db.upsert_channel(conn, {"name": "GFP"}, 0)
+        ch = db.upsert_channel(conn, Channel(name="GFP"), 0)
         cond = db.upsert_condition(conn, "ctrl")
         region = db.upsert_region(conn, "r1", cond, None, 10, 10, 0.5, "f", "p")
         seg = db.upsert_segmentation_run(conn, ch, "watershed", "{}")

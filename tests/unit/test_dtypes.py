@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from skimage import filters
 
 from percell import ngff
+from percell.contracts import Channel
 from percell.errors import ExperimentError
 from percell.measure import intensity_metrics, mask_metrics
 from percell.pyramid import build_levels, max_2x2, mean_2x2
@@ -330,7 +331,7 @@ def test_pyramid_levels_exact_for_every_dtype(tmp_path, dtype):
     img[0, 4:8, :4] = lo
     arr = image_array(tmp_path, img)
     group = open_group(tmp_path / "img", mode="r+")
-    channels = [{"name": "c", "color": "FFFFFF"}]
+    channels = [Channel(name="c")]
     group.attrs.put(
         ngff.image_attrs("img", 1, 1.0, None, False, channels, [(0, 1, 0, 1)])
     )

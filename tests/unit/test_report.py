@@ -9,6 +9,7 @@ from PIL import Image
 from skimage.segmentation import find_boundaries
 
 from percell import ngff
+from percell.contracts import Channel
 from percell.report import composite, nearest_level, outlines, region_figure
 from percell.storage import IMAGE_COMPRESSOR, create_array, open_group
 
@@ -22,7 +23,7 @@ def image_group(path, shape, levels, windows, colours=("FF0000", "00FF00")):
         create_array(
             group, str(level), level_shape, (1, 512, 512), "uint16", IMAGE_COMPRESSOR
         )
-    channels = [{"name": f"c{i}", "color": c} for i, c in enumerate(colours)]
+    channels = [Channel(name=f"c{i}", color=c) for i, c in enumerate(colours)]
     group.attrs.put(ngff.image_attrs("r", levels, 0.5, None, False, channels, windows))
     return group
 

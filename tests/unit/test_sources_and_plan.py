@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from percell.contracts import Channel, SourceFile
 from percell.errors import SourceImageError
 from percell.importer import write_image
 from percell.plan import plan_region
@@ -21,8 +22,8 @@ def rand(shape, dtype="uint16", seed=0):
     return np.random.default_rng(seed).integers(0, 60000, shape).astype(dtype)
 
 
-def import_files(tmp_path: Path, files: list[dict]) -> np.ndarray:
-    infos = [probe_source(f["path"], f["channel"] is None) for f in files]
+def import_files(tmp_path: Path, files: list[SourceFile]) -> np.ndarray:
+    infos = [probe_source(f.path, f.channel is None) for f in files]
     plan = plan_region("c/r", files, infos, NAMES)
     write_image(tmp_path / "img", plan, infos)
     return open_group(tmp_path / "img")["0"][:]
@@ -34,7 +35,7 @@ def test_one_2d_file_per_channel(tmp_path):
     for c, name in enumerate(NAMES):
         tifffile.imwrite(tmp_path / f"{name}.tif", data[c])
         files.append(
-            {"path": str(tmp_path / f"{name}.tif"), "channel": name, "z": None}
+            SourceFile(path=str(tmp_path / f"{name}.tif"), channel=name, z=None)
         )
     np.testing.assert_array_equal(import_files(tmp_path, files), data)
 
@@ -44,7 +45,7 @@ def test_multichannel_cyx_file(tmp_path, compression):
     data = rand((3, 600, 520))
     tifffile.imwrite(tmp_path / "cyx.tif", data, compression=compression)
     out = import_files(
-        tmp_path, [{"path": str(tmp_path / "cyx.tif"), "channel": None, "z": None}]
+        tmp_path, [SourceFile(path=str(tmp_path / "cyx.tif"), channel=None, z=None)]
     )
     np.testing.assert_array_equal(out, data)
 
@@ -65,7 +66,7 @@ def test_czyx_ome_tiff_with_pixel_size(tmp_path):
     )
     info = probe_source(path, multichannel=True)
     assert (info.axes, info.pixel_size_um, info.z_step_um) == ("CZYX", 0.325, 1.5)
-    out = import_files(tmp_path, [{"path": str(path), "channel": None, "z": None}])
+    out = import_files(tmp_path, [SourceFile(path=str(path), channel=None, z=None)])
     assert out.shape == (3, 12, 100, 90)
     np.testing.assert_array_equal(out, data)
     meta = open_group(tmp_path / "img")["0"]
@@ -85,7 +86,7 @@ def test_imagej_zcyx_hyperstack(tmp_path):
     info = probe_source(path, multichannel=True)
     assert info.axes == "CZYX" and info.shape == (3, 4, 64, 80)
     assert info.pixel_size_um == pytest.approx(0.5)
-    out = import_files(tmp_path, [{"path": str(path), "channel": None, "z": None}])
+    out = import_files(tmp_path, [SourceFile(path=str(path), channel=None, z=None)])
     np.testing.assert_array_equal(out, data)
 
 
@@ -95,7 +96,7 @@ def test_zyx_stack_per_channel(tmp_path):
     for c, name in enumerate(NAMES):
         tifffile.imwrite(tmp_path / f"{name}.tif", data[c])
         files.append(
-            {"path": str(tmp_path / f"{name}.tif"), "channel": name, "z": None}
+            SourceFile(path=str(tmp_path / f"{name}.tif"), channel=name, z=None)
         )
     np.testing.assert_array_equal(import_files(tmp_path, files), data)
 
@@ -107,13 +108,13 @@ def test_one_file_per_channel_and_z(tmp_path):
         for z in range(4):
             p = tmp_path / f"{name}_z{z}.tif"
             tifffile.imwrite(p, data[c, z])
-            files.append({"path": str(p), "channel": name, "z": z})
+            files.append(SourceFile(path=str(p), channel=name, z=z))
     np.testing.assert_array_equal(import_files(tmp_path, files[::-1]), data)
 
 
 def test_missing_channel_is_refused(tmp_path):
     tifffile.imwrite(tmp_path / "a.tif", rand((10, 10)))
-    files = [{"path": str(tmp_path / "a.tif"), "channel": "DAPI", "z": None}]
+    files = [SourceFile(path=str(tmp_path / "a.tif"), channel="DAPI", z=None)]
     infos = [probe_source(tmp_path / "a.tif")]
     with pytest.raises(SourceImageError, match=r"no file for channel.*GFP, RFP"):
         plan_region("c/r", files, infos, NAMES)
@@ -121,7 +122,7 @@ def test_missing_channel_is_refused(tmp_path):
 
 def test_multichannel_file_with_wrong_channel_count(tmp_path):
     tifffile.imwrite(tmp_path / "two.tif", rand((2, 10, 10)))
-    files = [{"path": str(tmp_path / "two.tif"), "channel": None, "z": None}]
+    files = [SourceFile(path=str(tmp_path / "two.tif"), channel=None, z=None)]
     infos = [probe_source(tmp_path / "two.tif", multichannel=True)]
     with pytest.raises(SourceImageError, match=r"two\.tif.*expected 3 channels"):
         plan_region("c/r", files, infos, NAMES)
@@ -133,7 +134,7 @@ def test_z_gap_is_refused(tmp_path):
         for z in (0, 2):
             p = tmp_path / f"{name}{z}.tif"
             tifffile.imwrite(p, rand((8, 8)))
-            files.append({"path": str(p), "channel": name, "z": z})
+            files.append(SourceFile(path=str(p), channel=name, z=z))
             infos.append(probe_source(p))
     with pytest.raises(SourceImageError, match=r"has z \[0, 2\], expected 0..1"):
         plan_region("c/r", files, infos, NAMES)
@@ -150,7 +151,7 @@ def test_zstack_pyramid_keeps_z_and_is_valid_ngff(tmp_path):
     data = rand((3, 12, 700, 600))
     tifffile.imwrite(tmp_path / "s.tif", data)
     out = import_files(
-        tmp_path, [{"path": str(tmp_path / "s.tif"), "channel": None, "z": None}]
+        tmp_path, [SourceFile(path=str(tmp_path / "s.tif"), channel=None, z=None)]
     )
     np.testing.assert_array_equal(out, data)
     group = open_group(tmp_path / "img", mode="r+")
@@ -161,7 +162,7 @@ def test_zstack_pyramid_keeps_z_and_is_valid_ngff(tmp_path):
             0.5,
             2.0,
             True,
-            [{"name": n, "color": "FFFFFF"} for n in NAMES],
+            [Channel(name=n) for n in NAMES],
             [(0, 65535, 0, 1)] * 3,
         )
     )

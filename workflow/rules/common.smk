@@ -1,8 +1,9 @@
 # Validation, the manifest of region groups, paths and input functions.
 # Everything beyond building paths lives in the percell package.
-import percell.demo
+import percell.demo_names
 import percell.manifest
 from percell import layout
+from percell.contracts import PyramidParams, QcExperimentParams
 
 MANIFEST = percell.manifest.build_manifest(config)
 EXP = MANIFEST.experiment
@@ -36,7 +37,11 @@ def get_sources(wildcards):
 
 
 def get_import_params(wildcards):
-    return MANIFEST.import_params(wildcards.group)
+    return MANIFEST.import_params(wildcards.group).to_params()
+
+
+def get_pyramid_params():
+    return PyramidParams(levels=MANIFEST.config.pyramid.levels).to_params()
 
 
 def get_all(step):
@@ -48,44 +53,47 @@ def get_resources(step, key):
 
 
 def get_demo_outputs():
-    demo = config["input"]["demo"]
+    demo = MANIFEST.config.input.demo
     return [
-        f"{demo['directory']}/{{group}}/{{region}}_{name}.tif"
+        f"{demo.directory}/{{group}}/{{region}}_{name}.tif"
         for name in MANIFEST.channel_names
     ]
 
 
+def get_plate():
+    return MANIFEST.config.input.plate
+
+
 def get_plate_demo_outputs():
-    plate = config["input"]["plate"]
-    names = percell.demo.plate_demo_files(plate, len(MANIFEST.channel_names))
-    first = plate["demo"]["wells"][0]
+    plate = get_plate()
+    names = percell.demo_names.plate_demo_files(plate, len(MANIFEST.channel_names))
+    first = plate.demo.wells[0]
     # one well's names with the well as a wildcard: the same for every well
     return [
-        f"{plate['directory']}/{n.replace(first + '_', '{well}_')}"
-        for n in names[first]
+        f"{plate.directory}/{n.replace(first + '_', '{well}_')}" for n in names[first]
     ]
 
 
 def get_demo_params(wildcards):
-    return percell.demo.demo_region_params(
-        config["input"]["demo"],
+    return percell.demo_names.demo_region_params(
+        MANIFEST.config.input.demo,
         wildcards.group,
         wildcards.region,
         MANIFEST.channel_names,
-    )
-
-
-def get_experiment(wildcards, output):
-    return layout.experiment_of_sentinel(output[0])
+    ).to_params()
 
 
 def get_experiment_of_input(wildcards, input):
     return layout.experiment_of_sentinel(input[0])
 
 
+def get_segment_settings():
+    return MANIFEST.segmentation.to_params()
+
+
 def get_model_sentinel():
     seg = MANIFEST.segmentation
-    if seg and seg["method"] == "cellpose":
+    if seg and seg.method == "cellpose":
         return [sentinel("model", "segmentation")]
     return []
 
@@ -95,7 +103,7 @@ def get_segment_sentinels():
 
 
 def get_threshold_run(wildcards):
-    return MANIFEST.thresholds[wildcards.run]
+    return MANIFEST.thresholds[wildcards.run].to_params()
 
 
 def get_run_histograms(wildcards):
@@ -131,7 +139,7 @@ def get_group_segment(wildcards):
 
 
 def get_group_keys(wildcards):
-    return [r["key"] for r in MANIFEST.groups[wildcards.group]]
+    return [r.key for r in MANIFEST.groups[wildcards.group]]
 
 
 def get_qc_histograms_by_run():
@@ -145,16 +153,9 @@ def get_qc_histograms():
     return [f for files in get_qc_histograms_by_run().values() for f in files]
 
 
-def get_qc_runs():
-    return [
-        {**run, "channel_index": MANIFEST.channel_names.index(run["channel"])}
-        for run in MANIFEST.thresholds.values()
-    ]
-
-
 def get_plates():
-    plate = config["input"].get("plate")
-    return [plate["name"]] if plate else []
+    plate = get_plate()
+    return [plate.name] if plate else []
 
 
 def get_qc_plates():
@@ -165,11 +166,24 @@ def get_qc_plates():
 def get_plate_channel():
     """The channel the plate heat map shows: the configured one, else the
     first one not segmented."""
-    if config["report"]["plate_channel"]:
-        return config["report"]["plate_channel"]
-    segmented = (MANIFEST.segmentation or {}).get("channel")
+    configured = MANIFEST.config.report.plate_channel
+    if configured:
+        return configured
+    segmented = MANIFEST.segmentation.channel if MANIFEST.segmentation else None
     others = [c for c in MANIFEST.channel_names if c != segmented]
     return (others or MANIFEST.channel_names)[0]
+
+
+def get_qc_params():
+    return QcExperimentParams(
+        runs=tuple(MANIFEST.thresholds.values()),
+        channels=tuple(MANIFEST.channel_names),
+        histograms=get_qc_histograms_by_run(),
+        plates=tuple(get_qc_plates()),
+        plate_channel=get_plate_channel(),
+        plate_metric=MANIFEST.config.report.plate_metric,
+        benchmarks="benchmarks",
+    ).to_params()
 
 
 def get_qc_outputs():

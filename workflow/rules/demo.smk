@@ -1,5 +1,5 @@
 # Synthetic raw images, made only when the config asks for a demo.
-if MANIFEST.generated and "demo" in config["input"]:
+if MANIFEST.generated and MANIFEST.config.input.demo:
 
     rule demo_region:
         output:
@@ -9,14 +9,14 @@ if MANIFEST.generated and "demo" in config["input"]:
         benchmark:
             "benchmarks/demo/{group}/{region}.tsv"
         conda:
-            "../../envs/percell.yaml"
+            "../envs/percell.yaml"
         params:
             spec=get_demo_params,
         script:
             "../scripts/demo_region.py"
 
 
-if MANIFEST.generated and "plate" in config["input"]:
+if MANIFEST.generated and MANIFEST.config.input.plate:
 
     rule demo_well:
         output:
@@ -26,9 +26,9 @@ if MANIFEST.generated and "plate" in config["input"]:
         benchmark:
             "benchmarks/demo/{well}.tsv"
         conda:
-            "../../envs/percell.yaml"
+            "../envs/percell.yaml"
         params:
-            plate=config["input"].get("plate"),
+            plate=get_plate().to_params(),
             channels=len(MANIFEST.channel_names),
         script:
             "../scripts/demo_well.py"

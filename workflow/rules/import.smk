@@ -8,13 +8,12 @@ rule import_images:
     benchmark:
         "benchmarks/import/{group}.tsv"
     conda:
-        "../../envs/percell.yaml"
+        "../envs/percell.yaml"
     threads: get_resources("import", "threads")
     resources:
         mem_mb=get_resources("import", "mem_mb"),
         runtime=get_resources("import", "runtime"),
     params:
         spec=get_import_params,
-        experiment=get_experiment,
     script:
         "../scripts/import_images.py"

@@ -8,13 +8,12 @@ rule pyramid:
     benchmark:
         "benchmarks/pyramid/{group}.tsv"
     conda:
-        "../../envs/percell.yaml"
+        "../envs/percell.yaml"
     threads: get_resources("pyramid", "threads")
     resources:
         mem_mb=get_resources("pyramid", "mem_mb"),
         runtime=get_resources("pyramid", "runtime"),
     params:
-        levels=config["pyramid"]["levels"],
-        experiment=get_experiment,
+        spec=get_pyramid_params(),
     script:
         "../scripts/pyramid.py"

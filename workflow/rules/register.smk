@@ -7,11 +7,9 @@ rule hierarchy:
         "benchmarks/hierarchy.tsv"
     localrule: True
     conda:
-        "../../envs/percell.yaml"
+        "../envs/percell.yaml"
     params:
-        groups=MANIFEST.hierarchy(),
-        attrs=MANIFEST.hierarchy_attrs(),
-        experiment=get_experiment,
+        spec=MANIFEST.hierarchy_params().to_params(),
     script:
         "../scripts/hierarchy.py"
 
@@ -32,12 +30,11 @@ rule register:
         "benchmarks/register.tsv"
     localrule: True
     conda:
-        "../../envs/percell.yaml"
+        "../envs/percell.yaml"
     resources:
         mem_mb=get_resources("register", "mem_mb"),
         runtime=get_resources("register", "runtime"),
     params:
-        spec=MANIFEST.register_params(),
-        experiment=get_experiment,
+        spec=MANIFEST.register_params().to_params(),
     script:
         "../scripts/register.py"

@@ -24,7 +24,7 @@ rule qc_regions:
     # that register (a single local job) leaves idle
     priority: -1
     conda:
-        "../../envs/percell.yaml"
+        "../envs/percell.yaml"
     params:
         regions=get_group_keys,
         runs=RUNS,
@@ -45,14 +45,9 @@ rule qc_experiment:
         "benchmarks/qc_experiment.tsv"
     localrule: True
     conda:
-        "../../envs/percell.yaml"
+        "../envs/percell.yaml"
     params:
-        runs=get_qc_runs(),
-        histograms=get_qc_histograms_by_run(),
-        plates=get_qc_plates(),
-        plate_channel=get_plate_channel(),
-        plate_metric=config["report"]["plate_metric"],
+        spec=get_qc_params(),
         experiment=get_experiment_of_input,
-        benchmarks="benchmarks",
     script:
         "../scripts/qc_experiment.py"

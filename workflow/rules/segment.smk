@@ -1,7 +1,7 @@
 # Segmentation (only when the config has a `segmentation` section).
 if MANIFEST.segmentation:
 
-    if MANIFEST.segmentation["method"] == "cellpose":
+    if MANIFEST.segmentation.method == "cellpose":
 
         # One local job finds (or fetches) the model before any segment job
         # starts, so parallel jobs never race to download it.
@@ -14,10 +14,9 @@ if MANIFEST.segmentation:
                 "benchmarks/resolve_model.tsv"
             localrule: True
             conda:
-                "../../envs/cellpose.yaml"
+                "../envs/cellpose.yaml"
             params:
-                model=MANIFEST.segmentation["model"],
-                experiment=get_experiment,
+                model=MANIFEST.segmentation.model,
             script:
                 "../scripts/resolve_model.py"
 
@@ -33,15 +32,14 @@ if MANIFEST.segmentation:
         benchmark:
             "benchmarks/segment/{group}.tsv"
         conda:
-            "../../envs/cellpose.yaml"
-        threads: MANIFEST.segmentation["resources"]["threads"]
+            "../envs/cellpose.yaml"
+        threads: get_resources("segmentation", "threads")
         resources:
-            mem_mb=MANIFEST.segmentation["resources"]["mem_mb"],
-            runtime=MANIFEST.segmentation["resources"]["runtime"],
-            gpu=MANIFEST.segmentation["resources"]["gpu"],
+            mem_mb=get_resources("segmentation", "mem_mb"),
+            runtime=get_resources("segmentation", "runtime"),
+            gpu=get_resources("segmentation", "gpu"),
         params:
-            settings=MANIFEST.segment_params(),
+            settings=get_segment_settings(),
             channels=MANIFEST.channel_names,
-            experiment=get_experiment,
         script:
             "../scripts/segment.py"

@@ -13,7 +13,7 @@ if MANIFEST.thresholds:
         benchmark:
             "benchmarks/histogram/{run}/{group}.tsv"
         conda:
-            "../../envs/percell.yaml"
+            "../envs/percell.yaml"
         threads: 1
         resources:
             mem_mb=get_resources("threshold", "mem_mb"),
@@ -21,7 +21,6 @@ if MANIFEST.thresholds:
         params:
             run=get_threshold_run,
             channels=MANIFEST.channel_names,
-            experiment=get_experiment,
         script:
             "../scripts/histogram.py"
 
@@ -37,7 +36,7 @@ if MANIFEST.thresholds:
             "benchmarks/threshold_value/{run}.tsv"
         localrule: True
         conda:
-            "../../envs/percell.yaml"
+            "../envs/percell.yaml"
         params:
             run=get_threshold_run,
         script:
@@ -55,7 +54,7 @@ if MANIFEST.thresholds:
         benchmark:
             "benchmarks/threshold/{run}/{group}.tsv"
         conda:
-            "../../envs/percell.yaml"
+            "../envs/percell.yaml"
         threads: 1
         resources:
             mem_mb=get_resources("threshold", "mem_mb"),
@@ -63,7 +62,6 @@ if MANIFEST.thresholds:
         params:
             run=get_threshold_run,
             channels=MANIFEST.channel_names,
-            experiment=get_experiment,
         script:
             "../scripts/threshold.py"
 
@@ -83,14 +81,13 @@ if MANIFEST.segmentation:
         benchmark:
             "benchmarks/measure/{group}.tsv"
         conda:
-            "../../envs/percell.yaml"
+            "../envs/percell.yaml"
         threads: 1
         resources:
             mem_mb=get_resources("measure", "mem_mb"),
             runtime=get_resources("measure", "runtime"),
         params:
-            spec=MANIFEST.measure_params(),
-            experiment=get_experiment,
+            spec=MANIFEST.measure_params().to_params(),
         script:
             "../scripts/measure.py"
 
@@ -106,7 +103,7 @@ if MANIFEST.segmentation:
             "benchmarks/export.tsv"
         localrule: True
         conda:
-            "../../envs/percell.yaml"
+            "../envs/percell.yaml"
         params:
             experiment=get_experiment_of_input,
         script:

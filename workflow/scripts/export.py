@@ -1,9 +1,10 @@
 """Write the wide per-cell table, CSV and Parquet (rule export)."""
 
-from percell.export import export_cells
-from percell.logs import setup_logging
+from percell import steps
 
-setup_logging(snakemake.log[0])
-export_cells(
-    snakemake.params.experiment, snakemake.output.csv, snakemake.output.parquet
+steps.export(
+    registered=snakemake.input.registered,
+    csv=snakemake.output.csv,
+    parquet=snakemake.output.parquet,
+    log_file=snakemake.log[0],
 )

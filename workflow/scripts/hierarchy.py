@@ -1,12 +1,9 @@
 """Write the shared zarr hierarchy metadata (rule hierarchy)."""
 
-from percell.hierarchy import write_hierarchy
-from percell.logs import setup_logging
+from percell import steps
 
-setup_logging(snakemake.log[0])
-write_hierarchy(
-    snakemake.params.experiment,
-    snakemake.params.groups,
-    snakemake.output.sentinel,
-    snakemake.params.attrs,
+steps.hierarchy(
+    params=snakemake.params.spec,
+    sentinel=snakemake.output.sentinel,
+    log_file=snakemake.log[0],
 )

@@ -1,12 +1,10 @@
 """Import one region group's raw files (rule import_images)."""
 
-from percell.importer import import_group
-from percell.logs import setup_logging
+from percell import steps
 
-setup_logging(snakemake.log[0])
-import_group(
-    snakemake.params.spec,
-    snakemake.params.experiment,
-    snakemake.output.sentinel,
+steps.import_images(
+    params=snakemake.params.spec,
+    sentinel=snakemake.output.sentinel,
+    log_file=snakemake.log[0],
     threads=snakemake.threads,
 )

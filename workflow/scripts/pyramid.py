@@ -1,17 +1,11 @@
 """Build the image pyramids of one region group (rule pyramid)."""
 
-from percell.logs import setup_logging
-from percell.pyramid import pyramid_group
-from percell.sentinel import read_sentinel
+from percell import steps
 
-setup_logging(snakemake.log[0])
-imported = read_sentinel(snakemake.input.imported)
-pyramid_group(
-    imported["outputs"],
-    snakemake.params.experiment,
-    snakemake.params.levels,
-    snakemake.output.sentinel,
-    imported["group"],
-    snakemake.input.imported,
+steps.pyramid(
+    imported=snakemake.input.imported,
+    params=snakemake.params.spec,
+    sentinel=snakemake.output.sentinel,
+    log_file=snakemake.log[0],
     threads=snakemake.threads,
 )

@@ -1,12 +1,11 @@
 """QC figures of a region group's regions (rule qc_regions)."""
 
-from percell.logs import setup_logging
-from percell.report import region_figures
+from percell import steps
 
-setup_logging(snakemake.log[0])
-region_figures(
-    snakemake.params.experiment,
-    snakemake.params.regions,
-    snakemake.params.runs,
-    snakemake.output.figures,
+steps.qc_regions(
+    experiment=snakemake.params.experiment,
+    regions=snakemake.params.regions,
+    runs=snakemake.params.runs,
+    figures=snakemake.output.figures,
+    log_file=snakemake.log[0],
 )

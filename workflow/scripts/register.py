@@ -1,19 +1,15 @@
 """Register the run in experiment.db, the single writer (rule register)."""
 
-from percell.logs import setup_logging
-from percell.register import register
+from percell import steps
 
-setup_logging(snakemake.log[0])
-inputs = snakemake.input
-register(
-    snakemake.params.experiment,
-    snakemake.params.spec,
-    {
-        "import": list(inputs.imported),
-        "segment": list(inputs.segmented),
-        "threshold": list(inputs.thresholds),
-        "measure": list(inputs.measured),
-        "other": [*inputs.pyramids, inputs.hierarchy],
-    },
-    snakemake.output.sentinel,
+steps.register(
+    imported=list(snakemake.input.imported),
+    pyramids=list(snakemake.input.pyramids),
+    segmented=list(snakemake.input.segmented),
+    thresholds=list(snakemake.input.thresholds),
+    measured=list(snakemake.input.measured),
+    hierarchy=snakemake.input.hierarchy,
+    params=snakemake.params.spec,
+    sentinel=snakemake.output.sentinel,
+    log_file=snakemake.log[0],
 )

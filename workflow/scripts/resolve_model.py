@@ -1,19 +1,9 @@
 """Find or fetch the cellpose model once, before segment jobs (rule resolve_model)."""
 
-import logging
+from percell import steps
 
-from percell.cellpose_adapter import resolve_model
-from percell.logs import setup_logging
-from percell.sentinel import write_sentinel
-
-setup_logging(snakemake.log[0])
-resolved = resolve_model(snakemake.params.model)
-logging.getLogger("percell").info("model %s → %s", resolved["model"], resolved["path"])
-write_sentinel(
-    snakemake.output.sentinel,
-    "model",
-    "segmentation",
-    {"model": snakemake.params.model},
-    [],
-    resolved,
+steps.resolve_model(
+    model=snakemake.params.model,
+    sentinel=snakemake.output.sentinel,
+    log_file=snakemake.log[0],
 )

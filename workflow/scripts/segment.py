@@ -1,24 +1,14 @@
 """Segment one region group (rule segment)."""
 
-from percell.logs import setup_logging
-from percell.segmentation import segment_group
-from percell.sentinel import read_sentinel
+from percell import steps
 
-setup_logging(snakemake.log[0])
-imported = read_sentinel(snakemake.input.imported)
-model = (
-    read_sentinel(snakemake.input.model[0])["outputs"]
-    if snakemake.input.model
-    else None
-)
-segment_group(
-    imported["outputs"],
-    snakemake.params.experiment,
-    snakemake.params.settings,
-    snakemake.params.channels,
-    snakemake.output.sentinel,
-    imported["group"],
-    [snakemake.input.imported, snakemake.input.pyramid],
-    model=model,
+steps.segment(
+    imported=snakemake.input.imported,
+    pyramid=snakemake.input.pyramid,
+    model=list(snakemake.input.model),
+    settings=snakemake.params.settings,
+    channels=snakemake.params.channels,
+    sentinel=snakemake.output.sentinel,
+    log_file=snakemake.log[0],
     threads=snakemake.threads,
 )

@@ -1,22 +1,13 @@
 """Write one run's masks for a region group (rule threshold)."""
 
-from percell.logs import setup_logging
-from percell.sentinel import read_sentinel
-from percell.storage import read_json
-from percell.thresholds import threshold_group
+from percell import steps
 
-setup_logging(snakemake.log[0])
-imported = read_sentinel(snakemake.input.imported)
-pooled = (
-    read_json(snakemake.input.values[0])["values"] if snakemake.input.values else None
-)
-threshold_group(
-    imported["outputs"],
-    snakemake.params.experiment,
-    snakemake.params.run,
-    snakemake.params.channels,
-    snakemake.output.sentinel,
-    imported["group"],
-    [snakemake.input.imported, *snakemake.input.values],
-    pooled=pooled,
+steps.threshold(
+    imported=snakemake.input.imported,
+    pyramid=snakemake.input.pyramid,
+    values=list(snakemake.input.values),
+    run=snakemake.params.run,
+    channels=snakemake.params.channels,
+    sentinel=snakemake.output.sentinel,
+    log_file=snakemake.log[0],
 )
