@@ -17,19 +17,22 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-import yaml
 from pydantic import ValidationError
 
 from percell.contracts import Config, SegmentationConfig, config_error
 from percell.errors import ConfigError
 
+if TYPE_CHECKING:  # jsonschema and yaml load where a config is validated:
+    import jsonschema  # the steps' jobs import this module for its rules only
+
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     """The JSON schema ``name`` ("config" or "samples") shipped with percell."""
+    import yaml
+
     text = resources.files("percell").joinpath(f"schemas/{name}.schema.yaml")
     schema: dict[str, Any] = yaml.safe_load(text.read_text())
     return schema
@@ -37,6 +40,8 @@ def load_schema(name: str) -> dict[str, Any]:
 
 def _extend_with_defaults(base: Any) -> Any:
     """A validator class that also fills in ``default`` values of properties."""
+    import jsonschema
+
     validate_properties = base.VALIDATORS["properties"]
 
     def set_defaults(
@@ -51,7 +56,11 @@ def _extend_with_defaults(base: Any) -> Any:
     return jsonschema.validators.extend(base, {"properties": set_defaults})
 
 
-_Validator = _extend_with_defaults(jsonschema.Draft202012Validator)
+@cache
+def _validator_class() -> Any:
+    import jsonschema
+
+    return _extend_with_defaults(jsonschema.Draft202012Validator)
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -70,7 +79,7 @@ def validate(instance: Any, schema_name: str, source: str) -> Any:
     Returns:
         The same object, with defaults filled in.
     """
-    validator = _Validator(load_schema(schema_name))
+    validator = _validator_class()(load_schema(schema_name))
     errors = sorted(
         (_deepest(e) for e in validator.iter_errors(instance)),
         key=lambda e: [str(p) for p in e.path],
@@ -88,6 +97,8 @@ def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     error does (e.g. ``segmentation.diameter: 0 is less than the minimum``).
     """
     while error.context:
+        import jsonschema
+
         best = jsonschema.exceptions.best_match(
             [e for e in error.context if e.validator != "type"] or error.context
         )

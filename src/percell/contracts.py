@@ -29,7 +29,7 @@ Number = int | float
 class Contract(BaseModel):
     """Base of every contract: frozen, no unknown keys."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     def to_params(self) -> dict[str, Any]:
         """Plain data for a rule's ``params:`` or a JSON file.
@@ -246,7 +246,9 @@ class RegisterSettings(StepSettings):
 class Config(Contract):
     """The whole workflow config, validated (see ``percell.config``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, defer_build=True
+    )
 
     experiment: ExperimentSettings
     input: InputSection

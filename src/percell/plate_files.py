@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from percell.errors import ConfigError
 
@@ -42,9 +42,9 @@ _PLACEHOLDERS = {
 _WELL = re.compile(r"^([A-Za-z]{1,2})(\d{1,3})$")
 
 
-@dataclass(frozen=True)
-class MatchedFile:
-    """A field file whose relative path matched the plate's pattern."""
+class MatchedFile(NamedTuple):
+    """A field file whose relative path matched the plate's pattern (a named
+    tuple: a plate has tens of thousands, made at every parse)."""
 
     path: str
     relative: str

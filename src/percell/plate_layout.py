@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from percell.contracts import Region
 from percell.errors import ConfigError
 from percell.names import check_name
 from percell.ngff import NGFF_VERSION
 from percell.plate_files import split_well
-from percell.sheets import read_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def row_index(row: str) -> int:
@@ -101,3 +103,21 @@ def well_attrs(regions: Sequence[Region]) -> dict[str, Any]:
             "images": [{"path": str(a), "acquisition": a} for a in acqs],
         }
     }
+
+
+def read_table(path: Path, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A CSV (or TSV) as strings, with lower-case column names; refused with
+    a message naming the file when it or one of ``columns`` is missing."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} not found")
+    import pandas as pd  # here, not at the top: import jobs stay small
+
+    sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
+    df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    df.columns = [c.strip().lower() for c in df.columns]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"{what} {path}: missing column(s) {missing}; expected {', '.join(columns)}"
+        )
+    return df

@@ -102,6 +102,17 @@ def read_sentinel(path: str | Path) -> dict[str, Any]:
     return data
 
 
+_ADAPTERS: dict[object, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: object) -> TypeAdapter[Any]:
+    """A validator for ``kind``, built once (building one costs milliseconds:
+    register reads hundreds of sentinels)."""
+    if kind not in _ADAPTERS:
+        _ADAPTERS[kind] = TypeAdapter(kind)
+    return _ADAPTERS[kind]
+
+
 def read_outputs(path: str | Path, kind: type[T]) -> T:
     """The outputs a step recorded in its sentinel, as their contract
     (``list[ImportedRegion]``, ``Segmented``…).
@@ -110,7 +121,7 @@ def read_outputs(path: str | Path, kind: type[T]) -> T:
         ExperimentError: naming the sentinel and the field that does not fit.
     """
     try:
-        return TypeAdapter(kind).validate_python(read_sentinel(path)["outputs"])
+        return _adapter(kind).validate_python(read_sentinel(path)["outputs"])
     except (ValidationError, KeyError) as exc:
         raise ExperimentError(
             f"sentinel {path}: its outputs are not what this version of percell "
@@ -121,7 +132,7 @@ def read_outputs(path: str | Path, kind: type[T]) -> T:
 def read_params(path: str | Path, kind: type[T]) -> T:
     """The params a step recorded in its sentinel, as their contract."""
     try:
-        return TypeAdapter(kind).validate_python(read_sentinel(path)["params"])
+        return _adapter(kind).validate_python(read_sentinel(path)["params"])
     except (ValidationError, KeyError) as exc:
         raise ExperimentError(
             f"sentinel {path}: its params are not what this version of percell "

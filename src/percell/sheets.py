@@ -159,19 +159,3 @@ def scan_directory(
     df = pd.DataFrame(rows).reindex(columns=COLUMNS)
     df = df.map(lambda v: "" if v is None or v != v else str(v))  # v != v: NaN
     return check_sheet(df, f"scan of {directory}")
-
-
-def read_table(path: Path, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    """A CSV (or TSV) as strings, with lower-case column names; refused with
-    a message naming the file when it or one of ``columns`` is missing."""
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} not found")
-    sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
-    df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    df.columns = [c.strip().lower() for c in df.columns]
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ConfigError(
-            f"{what} {path}: missing column(s) {missing}; expected {', '.join(columns)}"
-        )
-    return df

@@ -241,14 +241,21 @@ PROBE_CACHE = ".snakemake/percell/probes.json"
 
 
 def file_stamps(paths: list[str]) -> dict[str, tuple[int, int]]:
-    """(size, mtime in ns) of each file; a missing one is named."""
+    """(size, mtime in ns) of each file, one stat each; missing ones are named."""
     out = {}
+    missing = []
     for path in paths:
         try:
             st = os.stat(path)
         except OSError:
-            raise SourceImageError(f"{path}: file not found") from None
+            missing.append(path)
+            continue
         out[path] = (st.st_size, st.st_mtime_ns)
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise SourceImageError(
+            f"raw image file(s) not found: {', '.join(missing[:5])}{more}"
+        )
     return out
 
 

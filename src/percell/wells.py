@@ -38,8 +38,7 @@ from percell.plate_files import (
     split_well,
     timepoint_name,
 )
-from percell.plate_layout import read_plate_map, row_index
-from percell.sheets import read_table
+from percell.plate_layout import read_plate_map, read_table, row_index
 from percell.sources import SourceInfo, SourceReader, probe_source
 
 log = logging.getLogger(__name__)
@@ -147,7 +146,8 @@ def wells_from_files(
     """
     mapping = {str(k): v for k, v in plate.channel_map.items()}
     channel_name = {
-        f.channel: channel_of(f.channel, channel_names, mapping) for f in files
+        token: channel_of(token, channel_names, mapping)
+        for token in {f.channel for f in files}
     }
     plate_map = conditions or (
         read_plate_map(plate.plate_map) if plate.plate_map else None
