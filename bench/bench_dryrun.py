@@ -18,7 +18,10 @@ wells in under 20 s on 2 cores.
 With ``--hcs`` each size is one real plate (``input.plate``, MetaXpress
 names, 3×3 fields × 3 channels per well, so 27 tiny files per well): the
 dry run also matches every file name, places the fields and plans every
-well's stitching.
+well's stitching. ``--plates 4`` splits the wells over that many plates
+(``input.plate`` as a list), e.g. 4 × 384 wells:
+
+    python bench/bench_dryrun.py --hcs --plates 4 --wells 1536
 """
 
 from __future__ import annotations
@@ -57,14 +60,14 @@ def make_sheet(root: Path, n_wells: int) -> Path:
     return sheet
 
 
-def make_plate(root: Path, n_wells: int) -> Path:
+def make_plate(root: Path, n_wells: int, name: str = "") -> Path:
     """A plate directory: n wells (1536-well layout when over 384) of 3x3
     fields x 3 channels, MetaXpress names."""
     tile = np.zeros((16, 16), np.uint16)
     rows, cols = (
         ("ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "ABCDEF", 48) if n_wells > 384 else (ROWS, 24)
     )
-    directory = root / f"plate{n_wells}"
+    directory = root / (name or f"plate{n_wells}")
     for i in range(n_wells):
         r, c = divmod(i, cols)
         well = (
@@ -79,18 +82,16 @@ def make_plate(root: Path, n_wells: int) -> Path:
 
 
 def dry_run(
-    work: Path, sheet: Path, per_job: int | None, hcs: bool = False
+    work: Path, sources: list[Path], per_job: int | None, hcs: bool = False
 ) -> tuple[float, dict]:
+    plates = [
+        {"name": f"P{i + 1}", "directory": str(d), "grid": {"rows": 3, "columns": 3}}
+        for i, d in enumerate(sources)
+    ]
     source = (
-        {
-            "plate": {
-                "name": "P1",
-                "directory": str(sheet),
-                "grid": {"rows": 3, "columns": 3},
-            }
-        }
+        {"plate": plates[0] if len(plates) == 1 else plates}
         if hcs
-        else {"sample_sheet": str(sheet)}
+        else {"sample_sheet": str(sources[0])}
     )
     config = {
         "experiment": {"name": "scale", "path": "out/scale.percell"},
@@ -131,11 +132,18 @@ def main() -> None:
     parser.add_argument("--regions-per-job", type=int, default=16)
     parser.add_argument("--wells", type=int, nargs="+", default=[96, 384, 768, 1536])
     parser.add_argument("--hcs", action="store_true", help="real HCS plates")
+    parser.add_argument(
+        "--plates",
+        type=int,
+        default=1,
+        help="with --hcs: split the wells over N plates",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="percell-bench-dry-"))
+    plates = f"{args.plates} HCS plate(s) (3x3 fields), " if args.hcs else ""
     try:
         print(
-            f"snakemake -n, {'one HCS plate (3x3 fields), ' if args.hcs else ''}"
+            f"snakemake -n, {plates}"
             f"regions_per_job={args.regions_per_job}, "
             "3 channels, segmentation + 1 threshold run"
         )
@@ -146,12 +154,15 @@ def main() -> None:
             work = root / f"w{n}"
             work.mkdir()
             if args.hcs:
-                source = make_plate(root / "raw", n)
+                sources = [
+                    make_plate(root / "raw", n // args.plates, f"w{n}p{i + 1}")
+                    for i in range(args.plates)
+                ]
             else:
-                source = make_sheet(root / "raw", n)
-            seconds, jobs = dry_run(work, source, args.regions_per_job, args.hcs)
+                sources = [make_sheet(root / "raw", n)]
+            seconds, jobs = dry_run(work, sources, args.regions_per_job, args.hcs)
             # a second dry run: file headers are remembered from the first
-            again, _ = dry_run(work, source, args.regions_per_job, args.hcs)
+            again, _ = dry_run(work, sources, args.regions_per_job, args.hcs)
             print(
                 f"{n:>6} {seconds:8.1f} {again:7.1f} {jobs['total']:>7} "
                 f"{jobs['import_images']:>12}"

@@ -63,14 +63,19 @@ def test_the_wheel_carries_its_schemas_and_is_the_one_imported(installed):
         [
             str(installed / "bin/python"),
             "-c",
-            "import percell, percell.config as c; print(percell.__file__); "
-            "print(sorted(c.load_schema('config')['properties'])[:3])",
+            "import importlib.util, percell, percell.config as c; "
+            "print(percell.__file__); "
+            "print(sorted(c.load_schema('config')['properties'])[:3]); "
+            "print(importlib.util.find_spec('snakemake_executor_plugin_slurm'))",
         ],
         cwd=installed.parent,
     )
-    location, schema_keys = out.splitlines()[:2]
+    location, schema_keys, slurm_plugin = out.splitlines()[:3]
     assert location.startswith(str(installed)), location
     assert "channels" in schema_keys
+    # the SLURM executor is the `slurm` extra: a plain install has none (it
+    # costs every snakemake call ~9 s where no SLURM controller answers)
+    assert slurm_plugin == "None"
 
 
 def test_deployed_workflow_runs_the_demo_on_the_installed_package(installed):

@@ -148,14 +148,30 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     check_threshold_runs(config["thresholds"], names, source)
     inp = config["input"]
     if "plate" in inp:
-        plate = inp["plate"]
-        if (plate.get("grid") is None) == (plate.get("positions") is None):
-            raise ConfigError(
-                f"{source}: input.plate needs exactly one of grid (rows, columns) "
-                "and positions (a stage-position CSV)"
+        plates = inp["plate"] if isinstance(inp["plate"], list) else [inp["plate"]]
+        for i, plate in enumerate(plates):
+            where = (
+                f"input.plate.{i}" if isinstance(inp["plate"], list) else "input.plate"
             )
-        if plate.get("demo") and plate.get("positions"):
-            raise ConfigError(f"{source}: input.plate.demo needs a grid, not positions")
+            if (plate.get("grid") is None) == (plate.get("positions") is None):
+                raise ConfigError(
+                    f"{source}: {where} needs exactly one of grid (rows, columns) "
+                    "and positions (a stage-position CSV)"
+                )
+            if plate.get("demo") and plate.get("positions"):
+                raise ConfigError(f"{source}: {where}.demo needs a grid, not positions")
+        if len({bool(p.get("demo")) for p in plates}) > 1:
+            raise ConfigError(
+                f"{source}: input.plate: demo plates and plates read from disk "
+                "cannot be mixed in one experiment"
+            )
+        names = [p["name"] for p in plates]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(
+                f"{source}: input.plate: duplicate plate names {dupes}; each plate "
+                "is its own group images.zarr/<name>"
+            )
     if "scan" in inp:
         pattern = inp["scan"]["pattern"]
         for needed in ("{condition}", "{region}"):

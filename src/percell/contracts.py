@@ -227,7 +227,14 @@ class InputSection(Contract):
     demo: DemoInput | None = None
     sample_sheet: str | None = None
     scan: ScanInput | None = None
-    plate: PlateInput | None = None
+    plate: PlateInput | tuple[PlateInput, ...] | None = None
+
+    @property
+    def plates(self) -> tuple[PlateInput, ...]:
+        """The plates of a plate input (one or a list), else none."""
+        if self.plate is None:
+            return ()
+        return self.plate if isinstance(self.plate, tuple) else (self.plate,)
 
 
 class GroupingSettings(Contract):

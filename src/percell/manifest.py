@@ -29,6 +29,7 @@ from percell.contracts import (
     ImportParams,
     MaskRun,
     MeasureParams,
+    PlateInput,
     Region,
     RegisterParams,
     SegmentationSettings,
@@ -223,19 +224,11 @@ def _collector_paused() -> Iterator[None]:
 def _build_manifest(config: dict[str, Any], check_files: bool) -> Manifest:
     cfg = load_config(config)
     per_job = cfg.grouping.regions_per_job
-    plate = cfg.input.plate
-    if plate is not None:
-        regions, generated = _plate_regions(cfg)
-        # a group per well; with regions_per_job, that many wells per job
-        groups = _group_by(regions, lambda r: f"{plate.name}/{r.region}")
-        if per_job:
-            wells = list(groups.values())
-            groups = {
-                f"{plate.name}@{i // per_job + 1}": [
-                    r for well in wells[i : i + per_job] for r in well
-                ]
-                for i in range(0, len(wells), per_job)
-            }
+    if cfg.input.plates:
+        groups, generated = {}, False
+        for plate in cfg.input.plates:
+            plate_groups, generated = _plate_groups(cfg, plate, per_job)
+            groups.update(plate_groups)
     else:
         regions, generated = _free_form_regions(cfg)
         check_timepoints([(r.condition, r.timepoint) for r in regions])
@@ -312,10 +305,35 @@ def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
     return regions, generated
 
 
-def _plate_regions(cfg: Config) -> tuple[list[Region], bool]:
-    """A region per well and acquisition of the plate."""
-    plate = cfg.input.plate
-    assert plate is not None
+def _plate_groups(
+    cfg: Config, plate: PlateInput, per_job: int | None
+) -> tuple[dict[str, list[Region]], bool]:
+    """A plate's region groups: one well (all its acquisitions) per group, or
+    ``regions_per_job`` wells. With several plates, a region is named
+    ``<plate>_<well>``: regions of one condition and timepoint need distinct
+    names in experiment.db."""
+    regions, generated = _plate_regions(cfg, plate)
+    if len(cfg.input.plates) > 1:
+        regions = [
+            r.model_copy(update={"region": f"{plate.name}_{r.region}"}) for r in regions
+        ]
+    groups: dict[str, list[Region]] = {}
+    for r in regions:
+        assert r.well is not None
+        groups.setdefault(f"{plate.name}/{r.well.row}{r.well.column}", []).append(r)
+    if per_job:
+        wells = list(groups.values())
+        groups = {
+            f"{plate.name}@{i // per_job + 1}": [
+                r for well in wells[i : i + per_job] for r in well
+            ]
+            for i in range(0, len(wells), per_job)
+        }
+    return groups, generated
+
+
+def _plate_regions(cfg: Config, plate: PlateInput) -> tuple[list[Region], bool]:
+    """A region per well and acquisition of a plate; whether it is a demo."""
     names = cfg.channel_names
     if plate.demo is None:
         return plate_regions(plate, names), False
@@ -356,7 +374,7 @@ def check_sources(manifest: Manifest) -> None:
     regions = manifest.regions()
     paths = sorted({f.path for r in regions for f in r.files})
     stamps = file_stamps(paths)  # names every missing file
-    if manifest.config.input.plate is not None:
+    if manifest.config.input.plates:
         manifest.stamps = stamps
     multichannel = {f.path for r in regions for f in r.files if f.channel is None}
     infos: dict[str, SourceInfo] = probe_many(paths, multichannel, stamps)

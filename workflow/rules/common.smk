@@ -60,12 +60,7 @@ def get_demo_outputs():
     ]
 
 
-def get_plate():
-    return MANIFEST.config.input.plate
-
-
-def get_plate_demo_outputs():
-    plate = get_plate()
+def get_plate_demo_outputs(plate):
     names = percell.demo_names.plate_demo_files(plate, len(MANIFEST.channel_names))
     first = plate.demo.wells[0]
     # one well's names with the well as a wildcard: the same for every well
@@ -154,8 +149,7 @@ def get_qc_histograms():
 
 
 def get_plates():
-    plate = get_plate()
-    return [plate.name] if plate else []
+    return [plate.name for plate in MANIFEST.config.input.plates]
 
 
 def get_qc_plates():

@@ -16,19 +16,22 @@ if MANIFEST.generated and MANIFEST.config.input.demo:
             "../scripts/demo_region.py"
 
 
-if MANIFEST.generated and MANIFEST.config.input.plate:
+# one rule per demo plate: each writes its own directory's file names
+for plate in MANIFEST.config.input.plates if MANIFEST.generated else ():
 
-    rule demo_well:
+    rule:
+        name:
+            f"demo_well_{plate.name}"
         output:
-            tiffs=get_plate_demo_outputs(),
+            tiffs=get_plate_demo_outputs(plate),
         log:
-            "logs/demo/{well}.log",
+            f"logs/demo/{plate.name}/{{well}}.log",
         benchmark:
-            "benchmarks/demo/{well}.tsv"
+            f"benchmarks/demo/{plate.name}/{{well}}.tsv"
         conda:
             "../envs/percell.yaml"
         params:
-            plate=get_plate().to_params(),
+            plate=plate.to_params(),
             channels=len(MANIFEST.channel_names),
         script:
             "../scripts/demo_well.py"
