@@ -13,7 +13,10 @@ Run from the repository root:
 2. register: 1,000,000 cells x 3 channels x 7 metrics into the PerCell 3
    schema; percell's ``insert_cells`` + ``insert_measurements`` (ordered load,
    secondary indexes built once) against ``pandas.DataFrame.to_sql`` of the
-   same rows into the same schema. Target: >= 3x faster.
+   same rows into the same schema, twice: as a pandas user would (indexes in
+   place), and with percell's treatment (the measurement indexes dropped
+   before the insert and built after it, in the timing). Beside them, the
+   engine floor: the same rows made inside SQLite. Target: >= 3x faster.
 """
 
 from __future__ import annotations
@@ -147,10 +150,6 @@ def bench_register(n_cells: int, workdir: Path) -> None:
     t_ours = time.perf_counter() - t_start
     conn.close()
 
-    fresh_db(workdir / "pandas.db").close()
-    # pandas gets an ordinary connection (implicit transaction, committed by
-    # to_sql), as a pandas user would open it
-    conn = sqlite3.connect(workdir / "pandas.db")
     ids = np.arange(1, n_cells + 1)
     long = pd.DataFrame(
         {
@@ -160,17 +159,14 @@ def bench_register(n_cells: int, workdir: Path) -> None:
             "value": values.reshape(-1),
         }
     )
-    start = time.perf_counter()
-    cells.assign(id=ids).to_sql("cells", conn, if_exists="append", index=False)
-    long.to_sql("measurements", conn, if_exists="append", index=False)
-    conn.commit()
-    t_pandas = time.perf_counter() - start
-    count = conn.execute("SELECT count(*) FROM measurements").fetchone()[0]
-    conn.close()
-    assert count == n_rows
+    t_pandas = pandas_to_sql(cells.assign(id=ids), long, workdir / "pandas.db")
+    t_pandas_fair = pandas_to_sql(
+        cells.assign(id=ids), long, workdir / "pandas-fair.db", indexes_after=True
+    )
     t_engine = rows_made_inside_sqlite(n_cells, n_rows, workdir / "engine.db")
     print(f"register: {n_cells} cells, {n_rows} measurement rows, same schema")
-    print(f"  pandas.to_sql: {t_pandas:7.2f} s")
+    print(f"  pandas.to_sql: {t_pandas:7.2f} s  (indexes in place)")
+    print(f"  pandas.to_sql: {t_pandas_fair:7.2f} s  (indexes built after, as percell)")
     print(
         f"  percell:       {t_ours:7.2f} s  (cells {t_cells - t_start:.1f} s, "
         f"measurement rows {t_rows - t_cells:.1f} s, "
@@ -180,7 +176,34 @@ def bench_register(n_cells: int, workdir: Path) -> None:
         f"  the same measurement rows generated inside SQLite (no Python): "
         f"{t_engine:.1f} s"
     )
-    print(f"  percell vs pandas.to_sql: {t_pandas / t_ours:.1f}x faster (target >= 3)")
+    print(
+        f"  percell vs pandas.to_sql: {t_pandas / t_ours:.1f}x faster, "
+        f"{t_pandas_fair / t_ours:.1f}x against the same treatment (target >= 3)"
+    )
+
+
+def pandas_to_sql(
+    cells: pd.DataFrame, long: pd.DataFrame, path: Path, indexes_after: bool = False
+) -> float:
+    """Seconds for ``to_sql`` of the cells and measurement rows. pandas gets an
+    ordinary connection (implicit transaction, committed by to_sql), as a
+    pandas user would open it; ``indexes_after`` drops the measurement
+    indexes first and builds them after the insert, as percell does."""
+    fresh_db(path).close()
+    conn = sqlite3.connect(path)
+    start = time.perf_counter()
+    if indexes_after:
+        db.drop_measurement_indexes(conn)
+    cells.to_sql("cells", conn, if_exists="append", index=False)
+    long.to_sql("measurements", conn, if_exists="append", index=False)
+    if indexes_after:
+        db.create_measurement_indexes(conn)
+    conn.commit()
+    elapsed = time.perf_counter() - start
+    count = conn.execute("SELECT count(*) FROM measurements").fetchone()[0]
+    conn.close()
+    assert count == len(long)
+    return elapsed
 
 
 def rows_made_inside_sqlite(n_cells: int, n_rows: int, path: Path) -> float:
