@@ -17,12 +17,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from percell import layout
-from percell.contracts import ImportedRegion, Measured, MeasuredRegion, MeasureParams
+from percell.contracts import (
+    ImportedRegion,
+    MaskRun,
+    Measured,
+    MeasuredRegion,
+    MeasureParams,
+)
 from percell.errors import ExperimentError
 from percell.label_digest import label_state
 from percell.sentinel import write_sentinel
@@ -165,7 +173,7 @@ def intensity_metrics(
 
 
 def mask_metrics(
-    labels: np.ndarray,
+    labels: np.ndarray | LabelIndex,
     image: np.ndarray,
     mask: np.ndarray,
     min_fraction: float,
@@ -214,6 +222,135 @@ def channel_metrics(
         return list(pool.map(lambda p: intensity_metrics(index, p), planes))
 
 
+#: pixels per band of a streamed region (labels, every channel, every mask):
+#: about 16 M, so a band holds a few hundred MB whatever the region's size
+BAND_PIXELS = 1 << 24
+
+
+def band_rows(shape: tuple[int, ...], chunk_rows: int, band_pixels: int) -> int:
+    """Rows (y) per band: about ``band_pixels`` pixels over every z, a whole
+    number of label chunks (so each chunk is read once)."""
+    per_row = int(np.prod(shape)) // shape[-2]
+    rows = max(1, band_pixels // max(per_row, 1))
+    return max(chunk_rows, rows // chunk_rows * chunk_rows)
+
+
+def _last_band(labels: zarr.Array[Any], rows: int) -> np.ndarray:
+    """For each label id, the index of the last band it appears in (-1 where
+    absent): a first pass over the labels alone, band by band."""
+    last = np.full(1, -1, np.int64)
+    for b, y0 in enumerate(range(0, labels.shape[-2], rows)):
+        band = np.asarray(labels[..., y0 : y0 + rows, :]).ravel()
+        present = np.flatnonzero(np.bincount(band))
+        present = present[present > 0]
+        if present.size and present[-1] >= last.size:
+            grown = np.full(int(present[-1]) + 1, -1, np.int64)
+            grown[: last.size] = last
+            last = grown
+        last[present] = b
+    return last
+
+
+def measure_region(
+    labels: zarr.Array[Any],
+    image: zarr.Array[Any],
+    channels: Sequence[str],
+    masks: Sequence[tuple[MaskRun, zarr.Array[Any]]] = (),
+    threads: int = 1,
+    band_pixels: int = BAND_PIXELS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every metric of every cell of a region, streamed by bands of rows.
+
+    A cell is measured once, whole, when the band holding its last row has
+    been read: the pixels of cells that go on below a band are carried to the
+    next one. So memory holds a band and the cells crossing its lower edge,
+    whatever the region's size, and every metric (the median included) is
+    exactly what the whole image gives.
+
+    Args:
+        labels: Level 0 of the label image, ([Z,] Y, X).
+        image: Level 0 of the image, (C, [Z,] Y, X).
+        channels: Channel names in C order.
+        masks: Each threshold run with level 0 of its mask, ([Z,] Y, X).
+
+    Returns:
+        The wide table (label_value, then ``<channel>|<metric>`` columns) and
+        the mask statistics (run, label_value, then ``db.MASK_COLUMNS``), both
+        sorted by label.
+    """
+    rows = band_rows(labels.shape, labels.chunks[-2], band_pixels)
+    last = _last_band(labels, rows)
+    channel_of = {name: c for c, name in enumerate(channels)}
+    # pixels of cells not finished yet: label, each channel, each mask
+    held_labels = np.zeros(0, labels.dtype)
+    held_values = [np.zeros(0, image.dtype) for _ in channels]
+    held_masks = [np.zeros(0, bool) for _ in masks]
+    wide_parts: list[pd.DataFrame] = []
+    mask_parts: list[list[pd.DataFrame]] = [[] for _ in masks]
+    for b, y0 in enumerate(range(0, labels.shape[-2], rows)):
+        window = (..., slice(y0, y0 + rows), slice(None))
+        band = np.asarray(labels[window]).ravel()
+        fg = np.flatnonzero(band)
+        held_labels = np.concatenate([held_labels, band[fg]])
+        for c in range(len(channels)):
+            plane = np.asarray(image[(c, *window)]).ravel()
+            held_values[c] = np.concatenate([held_values[c], plane[fg]])
+        for m, (_, mask) in enumerate(masks):
+            on = np.asarray(mask[window]).ravel()[fg] > 0
+            held_masks[m] = np.concatenate([held_masks[m], on])
+        done = last[held_labels] == b
+        if done.any():
+            finished = held_labels[done]
+            values = [v[done] for v in held_values]
+            index = LabelIndex(finished)
+            wide_parts.append(_wide(index, values, channels, threads))
+            for m, (run, _) in enumerate(masks):
+                value = values[channel_of[run.channel]]
+                on = held_masks[m][done]
+                mask_parts[m].append(mask_metrics(index, value, on, run.min_fraction))
+            keep = ~done
+            held_labels = held_labels[keep]
+            held_values = [v[keep] for v in held_values]
+            held_masks = [on[keep] for on in held_masks]
+        if rows < labels.shape[-2]:
+            log.info(
+                "  rows %d-%d: %d cells measured so far, %d pixels carried",
+                y0,
+                min(y0 + rows, labels.shape[-2]) - 1,
+                sum(len(p) for p in wide_parts),
+                held_labels.size,
+            )
+    if not wide_parts:  # no cell at all: the tables' columns, no rows
+        empty = LabelIndex(np.zeros(0, np.int64))
+        wide_parts.append(_wide(empty, held_values, channels, threads))
+        for m, (run, _) in enumerate(masks):
+            value = held_values[channel_of[run.channel]]
+            mask_parts[m].append(mask_metrics(empty, value, held_masks[m], 0.0))
+    wide = pd.concat(wide_parts).sort_index().reset_index()
+    runs = []
+    for (run, _), parts in zip(masks, mask_parts, strict=True):
+        stats = pd.concat(parts).sort_index().reset_index()
+        stats.insert(0, "run", run.name)
+        runs.append(stats)
+    return wide, pd.concat(runs, ignore_index=True) if runs else pd.DataFrame()
+
+
+def _wide(
+    index: LabelIndex,
+    values: Sequence[np.ndarray],
+    channels: Sequence[str],
+    threads: int,
+) -> pd.DataFrame:
+    """One row per cell, a ``<channel>|<metric>`` column per channel and metric."""
+    columns = {}
+    for name, metrics in zip(
+        channels, channel_metrics(index, list(values), threads), strict=True
+    ):
+        for metric in METRICS:
+            columns[f"{name}|{metric}"] = metrics[metric].to_numpy()
+    return pd.DataFrame(columns, index=pd.Index(index.ids, name="label_value"))
+
+
 def check_labels_as_segmented(experiment: str | Path, key: str) -> None:
     """Refuse to measure a label image edited since the segment step wrote it:
     its cells would no longer be the ones in experiment.db."""
@@ -253,46 +390,26 @@ def measure_group(
         check_labels_as_segmented(experiment, rec.key)
     for rec in records:
         key = rec.key
-        labels = np.asarray(
-            array_of(open_group(layout.label_path(experiment, key)))[...]
-        )
+        labels = array_of(open_group(layout.label_path(experiment, key)))
         image = array_of(open_group(layout.image_path(experiment, key)))
-        index = LabelIndex(labels)
-        ids = index.ids
-        planes = {name: np.asarray(image[c]) for c, name in enumerate(channel_names)}
-        columns = {}
-        for name, metrics in zip(
-            channel_names,
-            channel_metrics(index, list(planes.values()), threads),
-            strict=True,
-        ):
-            for metric in METRICS:
-                columns[f"{name}|{metric}"] = metrics[metric].to_numpy()
-        wide = pd.DataFrame(columns)
-        wide.insert(0, "label_value", ids)
+        masks = [
+            (run, array_of(open_group(layout.mask_path(experiment, key, run.name))))
+            for run in params.runs
+        ]
+        wide, stats = measure_region(labels, image, channel_names, masks, threads)
         wide.insert(0, "key", key)
         wide_tables.append(wide)
-        for run in params.runs:
-            mask_group = open_group(layout.mask_path(experiment, key, run.name))
-            stats = mask_metrics(
-                labels,
-                planes[run.channel],
-                np.asarray(array_of(mask_group)[...]),
-                run.min_fraction,
-                ids,
-            ).reset_index()
-            stats.insert(0, "run", run.name)
+        if params.runs:
             stats.insert(0, "key", key)
             mask_tables.append(stats)
-        del planes
         log.info(
             "region %s: %d cells x %d channels measured, %d threshold run(s)",
             key,
-            ids.size,
+            len(wide),
             len(channel_names),
             len(params.runs),
         )
-        outputs.append(MeasuredRegion(key=key, cells=int(ids.size)))
+        outputs.append(MeasuredRegion(key=key, cells=len(wide)))
     staged = {}
     with Staging() as staging:
         for suffix, tables in (("measurements", wide_tables), ("masks", mask_tables)):
