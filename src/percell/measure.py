@@ -228,11 +228,13 @@ BAND_PIXELS = 1 << 24
 
 
 def band_rows(shape: tuple[int, ...], chunk_rows: int, band_pixels: int) -> int:
-    """Rows (y) per band: about ``band_pixels`` pixels over every z, a whole
-    number of label chunks (so each chunk is read once)."""
+    """Rows (y) per band: about ``band_pixels`` pixels over every z; a whole
+    number of label chunks where a band holds one or more (so each chunk is
+    read once), else a part of one (a plate well's chunk is a whole field,
+    and a band of fields across a wide well would be too large)."""
     per_row = int(np.prod(shape)) // shape[-2]
     rows = max(1, band_pixels // max(per_row, 1))
-    return max(chunk_rows, rows // chunk_rows * chunk_rows)
+    return rows // chunk_rows * chunk_rows if rows >= chunk_rows else rows
 
 
 def _last_band(labels: zarr.Array[Any], rows: int) -> np.ndarray:

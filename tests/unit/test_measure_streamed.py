@@ -93,3 +93,12 @@ def test_a_region_without_cells_gives_empty_tables_with_their_columns(tmp_path):
     wide, stats = measure_region(lab, img, CHANNELS, [(run, msk)], band_pixels=1280)
     assert wide.empty and "A|median_intensity" in wide.columns
     assert stats.empty and "fraction_inside" in stats.columns
+
+
+def test_a_band_is_bounded_by_pixels_not_by_the_chunk():
+    """A plate well's label chunk is a whole field: a band of whole chunks
+    across a 20000-px-wide well would be 50 M pixels, so bands cut chunks."""
+    assert band_rows((20000, 20000), 2500, 1 << 24) == 838
+    assert band_rows((20000, 20000), 512, 1 << 24) == 512
+    assert band_rows((4096, 4096), 512, 1 << 24) == 4096
+    assert band_rows((10, 4096, 4096), 512, 1 << 24) == 409
