@@ -486,8 +486,11 @@ def insert_cells(conn: sqlite3.Connection, table: pd.DataFrame) -> np.ndarray:
     """
     start = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM cells").fetchone()[0]
     ids = np.arange(start, start + len(table), dtype=np.int64)
-    columns = [ids.tolist()] + [_column(table[c]) for c in CELL_COLUMNS]
-    insert_rows(conn, "cells", ["id", *CELL_COLUMNS], columns)
+    for first in range(0, len(table), CELLS_PER_BATCH):  # memory follows a slice
+        part = slice(first, first + CELLS_PER_BATCH)
+        rows = table.iloc[part]
+        columns = [ids[part].tolist()] + [_column(rows[c]) for c in CELL_COLUMNS]
+        insert_rows(conn, "cells", ["id", *CELL_COLUMNS], columns)
     return ids
 
 
@@ -796,6 +799,10 @@ def update_cell_geometry(
     )
 
 
+#: cells whose measurements are bound and written at once
+CELLS_PER_BATCH = 20_000
+
+
 def upsert_measurements(
     conn: sqlite3.Connection,
     cell_ids: np.ndarray,
@@ -810,6 +817,16 @@ def upsert_measurements(
     ``new_cells``: the cells have no measurement yet, so rows are inserted
     without the conflict check."""
     n_cells, n_channels, n_metrics = values.shape
+    if n_cells > CELLS_PER_BATCH:
+        # in slices of cells: the rows become Python values to be bound, so
+        # memory follows the slice, not the region (a well of 800,000 cells
+        # held 3 GB at once)
+        for start in range(0, n_cells, CELLS_PER_BATCH):
+            part = slice(start, start + CELLS_PER_BATCH)
+            upsert_measurements(
+                conn, cell_ids[part], channel_ids, metrics, values[part], new_cells
+            )
+        return
     if n_cells == 0:
         return
     cell_col = np.repeat(cell_ids, n_channels * n_metrics)
@@ -853,6 +870,11 @@ def upsert_cell_masks(
     table: pd.DataFrame,
 ) -> None:
     """Per-cell statistics of threshold masks, updated in place."""
+    if len(cell_ids) > CELLS_PER_BATCH:  # bound memory, as upsert_measurements
+        for start in range(0, len(cell_ids), CELLS_PER_BATCH):
+            part = slice(start, start + CELLS_PER_BATCH)
+            upsert_cell_masks(conn, cell_ids[part], run_ids[part], table.iloc[part])
+        return
     cols = ["cell_id", "threshold_run_id", *MASK_COLUMNS]
     columns = [cell_ids.tolist(), run_ids.tolist()] + [
         _column(table[c]) for c in MASK_COLUMNS

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from percell import db
@@ -275,3 +276,39 @@ def test_held_wal_database_fails_after_the_timeout_naming_the_file(tmp_path):
     ).stdout
     app.close()
     assert out.startswith("ExperimentError 1 ") and str(path) in out
+
+
+def test_large_loads_go_in_slices_of_cells_and_write_every_row(conn, monkeypatch):
+    """Cells, measurements and mask statistics are bound a slice of cells at a
+    time (memory follows the slice, not the region); every row still lands,
+    in order, and NaN still removes a row across slice borders."""
+    monkeypatch.setattr(db, "CELLS_PER_BATCH", 7)
+    ch = _one_cell(conn)
+    n = 25
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {c: rng.random(n) * 10 for c in db.CELL_GEOMETRY if c != "label_value"}
+    )
+    table.insert(0, "label_value", np.arange(2, n + 2))
+    table.insert(0, "segmentation_id", 1)
+    table.insert(0, "region_id", 1)
+    values = rng.random((n, 1, 2))
+    with db.transaction(conn):
+        ids = db.insert_cells(conn, table[db.CELL_COLUMNS])
+        db.upsert_measurements(conn, ids, np.array([ch]), ["mean", "max"], values)
+    assert ids.tolist() == list(range(2, n + 2))
+    labels = conn.execute("SELECT label_value FROM cells WHERE id > 1 ORDER BY id")
+    assert [r[0] for r in labels] == list(range(2, n + 2))
+    got = conn.execute(
+        "SELECT cell_id, metric, value FROM measurements ORDER BY id"
+    ).fetchall()
+    expected = [
+        (int(i), m, float(values[k, 0, j]))
+        for k, i in enumerate(ids)
+        for j, m in enumerate(["mean", "max"])
+    ]
+    assert got == expected
+    values[8, 0, 1] = np.nan  # in the second slice
+    with db.transaction(conn):
+        db.upsert_measurements(conn, ids, np.array([ch]), ["mean", "max"], values)
+    assert conn.execute("SELECT count(*) FROM measurements").fetchone()[0] == 2 * n - 1
