@@ -6,8 +6,10 @@ Run from the repository root:
     python bench/bench_seed_scale.py --edges 5000    # quick look
 
 For each edge it writes (streamed, field by field, on disk) one plate well
-of 3 channels × edge × edge uint16 as 8×8 MetaXpress field files of
-synthetic nuclei (spacing 20 px: about 1 M cells at 20000²), then runs the
+of 3 channels × edge × edge uint16 as MetaXpress field files of 2500×2500
+synthetic nuclei (a microscope's field size is fixed: a larger well has more
+fields, 4×4 at 10000², 8×8 at 20000²; spacing 20 px: about 0.8 M cells at
+20000²), then runs the
 real workflow on it — import (stitching) → pyramid → segment (watershed) →
 threshold → measure → register — with ``snakemake --cores 1``. Every rule
 has a ``benchmark:`` directive, so Snakemake itself records each job's wall
@@ -34,33 +36,32 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-GRID = 8
+FIELD = 2500
 STEPS = ("import", "pyramid", "segment", "threshold", "measure", "register")
 
 
-def write_well(directory: Path, edge: int) -> None:
-    """8×8 fields of synthetic nuclei, one field (3 planes) in memory at a time."""
+def write_well(directory: Path, grid: int) -> None:
+    """grid × grid fields of synthetic nuclei, one field (3 planes) in memory
+    at a time."""
     from percell.demo import synthetic_cells
 
-    field = edge // GRID
     rng = np.random.default_rng(0)
     directory.mkdir(parents=True, exist_ok=True)
-    for f in range(1, GRID * GRID + 1):
-        planes = synthetic_cells((field, field), rng, spacing=20, nucleus_radius=5.0)[
-            :3
-        ]
+    for f in range(1, grid * grid + 1):
+        cells = synthetic_cells((FIELD, FIELD), rng, spacing=20, nucleus_radius=5.0)
+        planes = cells[:3]
         for c, plane in enumerate(planes, start=1):
             tifffile.imwrite(directory / f"B03_s{f}_w{c}.tif", plane)
 
 
-def run_chain(work: Path, raw: Path) -> float:
+def run_chain(work: Path, raw: Path, grid: int) -> float:
     config = {
         "experiment": {"name": "seed", "path": "out/seed.percell"},
         "input": {
             "plate": {
                 "name": "P",
                 "directory": str(raw),
-                "grid": {"rows": GRID, "columns": GRID},
+                "grid": {"rows": grid, "columns": grid},
             }
         },
         "channels": [
@@ -127,9 +128,10 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix="percell-bench-seed-", dir=args.workdir))
         try:
             t0 = time.perf_counter()
-            write_well(work / "raw", edge)
+            grid = max(1, edge // FIELD)
+            write_well(work / "raw", grid)
             made = time.perf_counter() - t0
-            total = run_chain(work, work / "raw")
+            total = run_chain(work, work / "raw", grid)
             with sqlite3.connect(work / "out/seed.percell/experiment.db") as db:
                 cells = db.execute("SELECT count(*) FROM cells").fetchone()[0]
             results[edge] = step_table(work)
