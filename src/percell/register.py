@@ -47,7 +47,7 @@ from percell.contracts import (
 from percell.errors import ExperimentError
 from percell.matching import MIN_IOU
 from percell.measure import METRICS
-from percell.sentinel import read_outputs, read_params, read_sentinel, write_sentinel
+from percell.sentinel import contract_of, read_outputs, read_sentinel, write_sentinel
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,9 @@ class _Registration:
     def segmentation(self, sentinel: Path, region_ids: dict[str, int]) -> None:
         """Bring a group's cells up to date with its staged segmentation."""
         conn = self.conn
-        group = read_sentinel(sentinel)["group"]
-        seg = read_outputs(sentinel, Segmented)
+        data = read_sentinel(sentinel)
+        group = data["group"]
+        seg = contract_of(data, "outputs", Segmented, sentinel)
         run = seg.run
         cells_file = sentinel.with_name(seg.cells_table)
         # the staged files and what they describe are unchanged: nothing to do
@@ -402,9 +403,10 @@ class _Registration:
     def measurements(self, sentinel: Path, region_ids: dict[str, int]) -> None:
         """Upsert the measurements and mask statistics of regions that changed."""
         conn = self.conn
-        group = read_sentinel(sentinel)["group"]
-        params = read_params(sentinel, MeasureParams)
-        staged = read_outputs(sentinel, Measured)
+        data = read_sentinel(sentinel)  # read once: group, params and outputs
+        group = data["group"]
+        params = contract_of(data, "params", MeasureParams, sentinel)
+        staged = contract_of(data, "outputs", Measured, sentinel)
         channels = list(params.channels)
         wide_file = sentinel.with_name(staged.measurements)
         masks_file = sentinel.with_name(staged.masks)

@@ -113,28 +113,22 @@ def _adapter(kind: object) -> TypeAdapter[Any]:
     return _ADAPTERS[kind]
 
 
-def read_outputs(path: str | Path, kind: type[T]) -> T:
-    """The outputs a step recorded in its sentinel, as their contract
-    (``list[ImportedRegion]``, ``Segmented``…).
+def contract_of(data: dict[str, Any], part: str, kind: type[T], path: str | Path) -> T:
+    """Part ``part`` ("params" or "outputs") of a sentinel already read (from
+    ``path``) as its contract (``list[ImportedRegion]``, ``Segmented``…).
 
     Raises:
         ExperimentError: naming the sentinel and the field that does not fit.
     """
     try:
-        return _adapter(kind).validate_python(read_sentinel(path)["outputs"])
+        return _adapter(kind).validate_python(data[part])
     except (ValidationError, KeyError) as exc:
         raise ExperimentError(
-            f"sentinel {path}: its outputs are not what this version of percell "
+            f"sentinel {path}: its {part} are not what this version of percell "
             f"expects ({exc}); rerun the step (delete the sentinel)"
         ) from None
 
 
-def read_params(path: str | Path, kind: type[T]) -> T:
-    """The params a step recorded in its sentinel, as their contract."""
-    try:
-        return _adapter(kind).validate_python(read_sentinel(path)["params"])
-    except (ValidationError, KeyError) as exc:
-        raise ExperimentError(
-            f"sentinel {path}: its params are not what this version of percell "
-            f"expects ({exc}); rerun the step (delete the sentinel)"
-        ) from None
+def read_outputs(path: str | Path, kind: type[T]) -> T:
+    """The outputs a step recorded in its sentinel, as their contract."""
+    return contract_of(read_sentinel(path), "outputs", kind, path)

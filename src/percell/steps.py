@@ -30,15 +30,16 @@ from percell.contracts import (
     ThresholdRun,
 )
 from percell.logs import setup_logging
-from percell.sentinel import read_outputs, read_sentinel, write_sentinel
+from percell.sentinel import contract_of, read_outputs, read_sentinel, write_sentinel
 from percell.storage import read_json, write_json
 
 log = logging.getLogger("percell")
 
 
-def imported_regions(sentinel: str) -> list[ImportedRegion]:
-    """The regions an import sentinel records."""
-    return read_outputs(sentinel, list[ImportedRegion])
+def read_imported(sentinel: str) -> tuple[str, list[ImportedRegion]]:
+    """The group and the regions an import sentinel records (one read)."""
+    data = read_sentinel(sentinel)
+    return data["group"], contract_of(data, "outputs", list[ImportedRegion], sentinel)
 
 
 def import_images(
@@ -61,11 +62,12 @@ def pyramid(
     from percell.pyramid import pyramid_group
 
     setup_logging(log_file)
+    group, records = read_imported(imported)
     pyramid_group(
-        imported_regions(imported),
+        records,
         params=PyramidParams.read(params, "pyramid params"),
         sentinel=sentinel,
-        group=read_sentinel(imported)["group"],
+        group=group,
         inputs=[imported],
         threads=threads,
     )
@@ -94,12 +96,13 @@ def segment(
     from percell.segmentation import segment_group
 
     setup_logging(log_file)
+    group, records = read_imported(imported)
     segment_group(
-        imported_regions(imported),
+        records,
         settings=SegmentationSettings.read(settings, "segmentation settings"),
         channels=channels,
         sentinel=sentinel,
-        group=read_sentinel(imported)["group"],
+        group=group,
         inputs=[imported, pyramid],
         model=read_outputs(model[0], ResolvedModel) if model else None,
         threads=threads,
@@ -118,7 +121,7 @@ def histogram(
 
     setup_logging(log_file)
     histogram_group(
-        imported_regions(imported),
+        read_imported(imported)[1],
         experiment=layout.experiment_of_sentinel(imported),
         run=ThresholdRun.read(run, "threshold run"),
         channels=channels,
@@ -137,7 +140,7 @@ def threshold_value(
     from percell.thresholds import pooled_values
 
     setup_logging(log_file)
-    records = [r for s in imported for r in imported_regions(s)]
+    records = [r for s in imported for r in read_imported(s)[1]]
     pooled = pooled_values(ThresholdRun.read(run, "threshold run"), histograms, records)
     log.info("%s: %s", pooled.run.name, pooled.values)
     write_json(values, pooled.to_params())
@@ -156,12 +159,13 @@ def threshold(
     from percell.thresholds import threshold_group
 
     setup_logging(log_file)
+    group, records = read_imported(imported)
     threshold_group(
-        imported_regions(imported),
+        records,
         run=ThresholdRun.read(run, "threshold run"),
         channels=channels,
         sentinel=sentinel,
-        group=read_sentinel(imported)["group"],
+        group=group,
         inputs=[imported, pyramid, *values],
         pooled=PooledValues.read(read_json(values[0]), values[0]) if values else None,
     )
@@ -180,11 +184,12 @@ def measure(
     from percell.measure import measure_group
 
     setup_logging(log_file)
+    group, records = read_imported(imported)
     measure_group(
-        imported_regions(imported),
+        records,
         params=MeasureParams.read(params, "measure params"),
         sentinel=sentinel,
-        group=read_sentinel(imported)["group"],
+        group=group,
         inputs=[segmented, *thresholds],
         threads=threads,
     )
