@@ -47,10 +47,8 @@ class Contract(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
             raise ExperimentError(
-                f"{source}: {where}: {first['msg']} (not a {cls.__name__} record "
+                f"{source}: {first_error(exc)} (not a {cls.__name__} record "
                 "this version of percell can read)"
             ) from None
 
@@ -550,6 +548,11 @@ class Measured(Contract):
 
 def config_error(exc: ValidationError, source: str) -> ConfigError:
     """A pydantic error on config data as the ConfigError users see."""
+    return ConfigError(f"{source}: {first_error(exc)}")
+
+
+def first_error(exc: ValidationError) -> str:
+    """A validation error's first problem: ``where: what``."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return ConfigError(f"{source}: {where}: {first['msg']}")
+    return f"{where}: {first['msg']}"
