@@ -1,4 +1,4 @@
-"""Per-cell measurements, vectorised over all cells at once.
+"""Per-cell measurements.
 
 For every cell and channel: the PerCell 3 metrics ``mean_intensity``,
 ``max_intensity``, ``min_intensity``, ``integrated_intensity``,
@@ -7,9 +7,9 @@ For every cell and channel: the PerCell 3 metrics ``mean_intensity``,
 the fraction of the cell inside, the mean intensity of the run's channel
 inside and outside the mask, and whether the cell is positive.
 
-One sort of the pixels by (cell, value) — packed into a single int64 key —
-gives every cell's minimum, maximum and median; sums come from
-``np.add.reduceat`` over the same order. No Python loop over cells.
+The pixels are grouped by cell once per label image; compiled loops
+(``cell_kernels``) then read each channel and mask one cell at a time. No
+Python loop over cells.
 """
 
 from __future__ import annotations
@@ -24,6 +24,13 @@ import pandas as pd
 import zarr
 
 from percell import layout
+from percell.cell_kernels import (
+    accumulator,
+    cell_mask_sums,
+    cell_metrics,
+    count_labels,
+    group_by_cell,
+)
 from percell.contracts import (
     ImportedRegion,
     MaskRun,
@@ -50,67 +57,28 @@ METRICS = (
 
 
 class LabelIndex:
-    """Where each cell's pixels are: computed once per label image, shared by
+    """Which pixels are each cell's: computed once per label image, shared by
     every channel and mask measured on it."""
 
     def __init__(self, labels: np.ndarray, ids: np.ndarray | None = None) -> None:
-        flat = labels.ravel()
-        if ids is None:  # ids present, without sorting every pixel as np.unique would
-            ids = np.flatnonzero(np.bincount(flat))
+        flat = np.ascontiguousarray(labels).ravel()
+        if flat.size and flat.dtype.kind == "i" and flat.min() < 0:
+            raise ValueError("a label image holds negative labels")
+        size = int(flat.max()) + 1 if flat.size else 1
+        per_label = count_labels(flat, size)
+        if ids is None:
+            ids = np.flatnonzero(per_label)
             ids = ids[ids > 0]
         self.ids = np.asarray(ids)
-        self.fg = np.flatnonzero(flat)
-        lut = np.full(int(flat.max(initial=0)) + 1, -1, np.int64)
-        lut[self.ids[self.ids < lut.size]] = np.arange(self.ids.size)
-        self.rows = lut[flat[self.fg]]
-        listed = self.rows >= 0  # pixels of labels not asked for are ignored
-        if not listed.all():
-            self.fg, self.rows = self.fg[listed], self.rows[listed]
-        self.area = np.bincount(self.rows, minlength=self.ids.size).astype(np.float64)
-        self._shifted: dict[int, np.ndarray] = {}
-
-    def shifted_rows(self, bits: int) -> np.ndarray:
-        """Each pixel's cell row shifted left by ``bits`` (cached: every channel
-        builds its sort key on it)."""
-        if bits not in self._shifted:
-            dtype = np.uint32 if bits == 16 else np.int64
-            self._shifted[bits] = self.rows.astype(dtype) << dtype(bits)
-        return self._shifted[bits]
-
-
-def _sorted_by_cell(index: LabelIndex, values: np.ndarray) -> np.ndarray:
-    """``values`` ordered by (cell, value): each cell's pixels sorted, cells in turn.
-
-    The cell and the value are packed into one integer key whose sort is far
-    faster than a two-key lexsort: 32 bits when both fit in 16 (the common case
-    of < 65,536 cells and 8/16-bit images), else 64 bits; float32 values are
-    mapped to integers that sort in the same order.
-    """
-    kind, size = values.dtype.kind, values.dtype.itemsize
-    if kind in "ui" and size <= 4:
-        low = int(values.min(initial=0))
-        span = int(values.max(initial=0)) - low
-        # offsets from the minimum, computed where they cannot overflow: in
-        # the image's own type only when it is unsigned (values ≥ low ≥ 0)
-        if index.ids.size <= 1 << 16 and span < 1 << 16:
-            offset = values - low if kind == "u" else values.astype(np.int32) - low
-            key = index.shifted_rows(16) | offset.astype(np.uint32)
-            key.sort()
-            return (key & 0xFFFF).astype(np.float64) + low
-        key = index.shifted_rows(32) | (values.astype(np.int64) - low)
-        key.sort()
-        return (key & 0xFFFFFFFF).astype(np.float64) + low
-    if kind == "f" and size == 4:
-        raw = values.view(np.uint32).astype(np.int64)
-        # IEEE floats order like integers once negatives have all bits flipped
-        bits = np.where(raw >> 31, raw ^ 0xFFFFFFFF, raw | 0x80000000)
-        key = index.shifted_rows(32) | bits
-        key.sort()
-        packed = key & 0xFFFFFFFF
-        back = np.where(packed >> 31, packed ^ 0x80000000, packed ^ 0xFFFFFFFF)
-        return back.astype(np.uint32).view(np.float32).astype(np.float64)
-    order = np.lexsort((values, index.rows))
-    return values[order].astype(np.float64)
+        # label value -> cell row; -1 for the background and labels not asked for
+        lut = np.full(size, -1, np.int64)
+        wanted = (self.ids > 0) & (self.ids < size)
+        lut[self.ids[wanted]] = np.flatnonzero(wanted)
+        counts = np.zeros(self.ids.size, np.int64)
+        counts[wanted] = per_label[self.ids[wanted]]
+        self.order, self.starts = group_by_cell(flat, lut, counts)
+        self.counts = counts
+        self.area = counts.astype(np.float64)
 
 
 def intensity_metrics(
@@ -127,37 +95,10 @@ def intensity_metrics(
         DataFrame indexed by label id with one column per metric.
     """
     index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels, ids)
-    n = index.ids.size
-    counts = index.area.astype(np.int64)
-    present = counts > 0
-    pixels = image.ravel()[index.fg]
-    values = _sorted_by_cell(index, pixels)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    total = np.zeros(n)
-    total[present] = np.add.reduceat(values, starts[present])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / index.area
-        # two passes (deviations from the mean): a one-pass sum of squares
-        # cancels catastrophically when a cell is bright and even
-        sq = np.zeros(n)
-        deviation = values - np.repeat(mean, counts)
-        sq[present] = np.add.reduceat(deviation * deviation, starts[present])
-        variance = sq / index.area
-        std = np.sqrt(variance)
-    minimum = np.full(n, np.nan)
-    maximum = np.full(n, np.nan)
-    median = np.full(n, np.nan)
-    minimum[present] = values[starts[present]]
-    maximum[present] = values[starts[present] + counts[present] - 1]
-    lo = starts + (counts - 1) // 2
-    hi = starts + counts // 2
-    median[present] = (values[lo[present]] + values[hi[present]]) / 2
-    if pixels.dtype.kind == "f":
-        # as numpy's reductions: a cell with a NaN pixel has NaN metrics
-        # (stored as NULL), whatever order the sort put the NaN in
-        has_nan = np.bincount(index.rows, weights=np.isnan(pixels), minlength=n) > 0
-        for metric in (mean, total, std, minimum, maximum, median):
-            metric[has_nan] = np.nan
+    pixels = np.ascontiguousarray(image).ravel()
+    mean, maximum, minimum, total, std, median = cell_metrics(
+        pixels, index.order, index.starts, index.counts, accumulator(pixels.dtype)
+    )
     return pd.DataFrame(
         {
             "mean_intensity": mean,
@@ -187,25 +128,29 @@ def mask_metrics(
         positive (fraction_inside ≥ min_fraction).
     """
     index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels, ids)
-    ids, rows, area, n = index.ids, index.rows, index.area, index.ids.size
-    values = image.ravel()[index.fg].astype(np.float64)
-    inside = mask.ravel()[index.fg] > 0
-    n_in = np.bincount(rows, weights=inside, minlength=n)
-    sum_in = np.bincount(rows, weights=values * inside, minlength=n)
-    sum_all = np.bincount(rows, weights=values, minlength=n)
+    pixels = np.ascontiguousarray(image).ravel()
+    n_in, sum_in, sum_all = cell_mask_sums(
+        pixels,
+        np.ascontiguousarray(mask).ravel(),
+        index.order,
+        index.starts,
+        index.counts,
+        accumulator(pixels.dtype),
+    )
+    area = index.area
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = n_in / area
         mean_in = sum_in / n_in
         mean_out = (sum_all - sum_in) / (area - n_in)
     return pd.DataFrame(
         {
-            "pixels_inside": n_in.astype(np.int64),
+            "pixels_inside": n_in,
             "fraction_inside": fraction,
             "mean_inside": mean_in,
             "mean_outside": mean_out,
             "positive": (fraction >= min_fraction).astype(np.int64),
         },
-        index=pd.Index(ids, name="label_value"),
+        index=pd.Index(index.ids, name="label_value"),
     )
 
 
