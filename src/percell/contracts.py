@@ -285,6 +285,7 @@ class SourceFile(Contract):
     path: str
     channel: str | None
     z: int | None = None
+    scene: str | None = None
 
 
 class FieldSpec(Contract):

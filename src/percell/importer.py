@@ -25,7 +25,7 @@ from percell.contracts import Channel, ImportedRegion, ImportParams, Region
 from percell.errors import SourceImageError
 from percell.plan import RegionPlan, plan_region
 from percell.sentinel import write_sentinel
-from percell.sources import SourceInfo, SourceReader, probe_source
+from percell.sources import SourceInfo, open_source, probe_source
 from percell.storage import (
     IMAGE_COMPRESSOR,
     Staging,
@@ -65,7 +65,9 @@ def _plan_group(params: ImportParams) -> list[_Planned]:
             plan = plan_well(region, names, params.pixel_size_um)
             infos = []
         else:
-            infos = [probe_source(f.path, f.channel is None) for f in region.files]
+            infos = [
+                probe_source(f.path, f.channel is None, f.scene) for f in region.files
+            ]
             plan = plan_region(region.key, region.files, infos, names)
         pixel_size = pixel_size_or_error(
             params.pixel_size_um,
@@ -213,7 +215,7 @@ def write_image(
     lo = np.full(plan.n_channels, np.inf)
     hi = np.full(plan.n_channels, -np.inf)
     with ExitStack() as stack:
-        readers = [stack.enter_context(SourceReader(i)) for i in infos]
+        readers = [stack.enter_context(open_source(i)) for i in infos]
 
         def write_band(
             task: tuple[int, int, int, int, int],

@@ -43,7 +43,7 @@ from percell.plan import plan_region
 from percell.plate_files import parse_names, split_well
 from percell.plate_layout import plate_attrs, well_attrs
 from percell.sheets import read_sample_sheet, scan_directory
-from percell.sources import SourceInfo, file_stamps, probe_many
+from percell.sources import SourceInfo, file_stamps, probe_many, source_id
 from percell.wells import plan_well, plate_regions, wells_from_files
 
 
@@ -285,6 +285,7 @@ def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
                     path=str(r.path),
                     channel=None if r.channel is None else str(r.channel),
                     z=None if r.z is None or pd.isna(r.z) else int(r.z),
+                    scene=None if r.scene is None else str(r.scene),
                 )
                 for r in rows.itertuples()
             ),
@@ -373,18 +374,22 @@ def check_sources(manifest: Manifest) -> None:
     """
     regions = manifest.regions()
     paths = sorted({f.path for r in regions for f in r.files})
+    sources = sorted({(f.path, f.scene) for r in regions for f in r.files}, key=str)
     stamps = file_stamps(paths)  # names every missing file
     if manifest.config.input.plates:
         manifest.stamps = stamps
     multichannel = {f.path for r in regions for f in r.files if f.channel is None}
-    infos: dict[str, SourceInfo] = probe_many(paths, multichannel, stamps)
+    infos: dict[str, SourceInfo] = probe_many(sources, multichannel, stamps)
     configured = manifest.config.pixel_size_um
     for r in regions:
         if r.well is not None:
             plan_well(r, manifest.channel_names, configured, infos)
             continue
         plan = plan_region(
-            r.key, r.files, [infos[f.path] for f in r.files], manifest.channel_names
+            r.key,
+            r.files,
+            [infos[source_id(f.path, f.scene)] for f in r.files],
+            manifest.channel_names,
         )
         pixel_size_or_error(
             configured, plan.pixel_size_um, f"region {r.key}", r.files[0].path

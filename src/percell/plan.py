@@ -77,15 +77,13 @@ def plan_region(
     planes: list[Plane] = []
     if multi:
         info = infos[0]
-        n_c = info.size("C")
-        if "C" not in info.axes or n_c != len(channel_names):
-            raise SourceImageError(
-                f"region {label}: {info.path} has axes {info.axes} shape {info.shape}, "
-                f"expected {len(channel_names)} channels ({', '.join(channel_names)}) "
-                "as CYX or CZYX"
-            )
+        source_c = _file_channels(label, info, channel_names)
         n_z = info.size("Z")
-        planes = [Plane(c, z, 0, c, z) for c in range(n_c) for z in range(n_z)]
+        planes = [
+            Plane(c, z, 0, source_c[c], z)
+            for c in range(len(channel_names))
+            for z in range(n_z)
+        ]
         has_z = "Z" in info.axes
     else:
         planes, n_z, has_z = _plan_per_channel(label, files, infos, channel_names)
@@ -103,6 +101,35 @@ def plan_region(
         pixel_size_um=sizes[0] if sizes else None,
         z_step_um=steps[0] if steps else None,
     )
+
+
+def _file_channels(
+    label: str, info: SourceInfo, channel_names: Sequence[str]
+) -> list[int]:
+    """Where each configured channel is in a multi-channel file: by name
+    where the file names its channels (a vendor file), else by position."""
+    named = [n for n in info.channel_names if not _generic_channel_name(n)]
+    if named:
+        missing = [n for n in channel_names if n not in info.channel_names]
+        if missing:
+            raise SourceImageError(
+                f"region {label}: {info.path} has channels "
+                f"{', '.join(info.channel_names)}, not {', '.join(missing)}: "
+                "name the configured channels as the file does"
+            )
+        return [info.channel_names.index(n) for n in channel_names]
+    if "C" not in info.axes or info.size("C") != len(channel_names):
+        raise SourceImageError(
+            f"region {label}: {info.path} has axes {info.axes} shape {info.shape}, "
+            f"expected {len(channel_names)} channels ({', '.join(channel_names)}) "
+            "as CYX or CZYX"
+        )
+    return list(range(len(channel_names)))
+
+
+def _generic_channel_name(name: str) -> bool:
+    """A name a reader makes up for an unnamed channel ("Channel:0:1")."""
+    return name.startswith("Channel:") or name == ""
 
 
 def _plan_per_channel(

@@ -1,7 +1,7 @@
 """Sample sheets: read from a TSV/CSV, or built by scanning a directory.
 
 Either way the result is one validated table with a row per raw image file
-and the columns condition, timepoint, region, channel, path, z.
+and the columns condition, timepoint, region, channel, path, z, scene.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from percell.config import validate
 from percell.errors import ConfigError
 from percell.names import check_name
 
-COLUMNS = ["condition", "timepoint", "region", "channel", "path", "z"]
+COLUMNS = ["condition", "timepoint", "region", "channel", "path", "z", "scene"]
 _FIELDS = ("condition", "timepoint", "region", "channel", "z")
 
 
@@ -60,7 +60,7 @@ def _row_dict(row: pd.Series) -> dict:
             or value is None
             or (isinstance(value, float) and pd.isna(value))
         ):
-            if col in ("timepoint", "channel", "z"):
+            if col in ("timepoint", "channel", "z", "scene"):
                 out[col] = None
             continue
         if col == "z":
@@ -87,7 +87,7 @@ def check_sheet(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if not rows:
         raise ConfigError(f"{source}: the sample sheet has no rows")
     out = pd.DataFrame(rows, columns=COLUMNS)
-    key = ["condition", "timepoint", "region", "channel", "z"]
+    key = ["condition", "timepoint", "region", "channel", "z", "scene"]
     filled = out[key].map(lambda v: "" if v is None else str(v))
     dup = out[filled.duplicated(keep=False)]
     if not dup.empty:

@@ -1,9 +1,10 @@
 """Raw image files: probing their layout and reading them band by band.
 
-A source is a TIFF or OME-TIFF holding one of: a 2-D plane (YX), a Z-stack of
-one channel (ZYX), all channels (CYX) or all channels as a stack (CZYX or
-ImageJ's ZCYX). Reading never loads a whole file: the importer asks for one
-plane's rows ``y0:y1`` at a time.
+Vendor formats and OME-Zarr go through bioio (``formats``); the rest of
+this module is TIFF. A source is a TIFF or OME-TIFF holding one of: a 2-D
+plane (YX), a Z-stack of one channel (ZYX), all channels (CYX) or all
+channels as a stack (CZYX or ImageJ's ZCYX). Reading never loads a whole
+file: the importer asks for one plane's rows ``y0:y1`` at a time.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import tifffile
 import zarr
 
+from percell import formats
 from percell.errors import SourceImageError
 from percell.storage import write_file_atomic
 
@@ -41,6 +43,8 @@ class SourceInfo:
         pixel_size_um: Pixel size from OME or ImageJ metadata, if present.
         z_step_um: Z step from OME metadata, if present.
         stored_axes: Axes in the file's own order ("ZCYX" for ImageJ stacks).
+        scene: The scene read, in a file that holds scenes (``formats``).
+        channel_names: The file's own channel names, where it has them.
     """
 
     path: str
@@ -50,6 +54,8 @@ class SourceInfo:
     pixel_size_um: float | None = None
     z_step_um: float | None = None
     stored_axes: str = ""
+    scene: str | None = None
+    channel_names: tuple[str, ...] = ()
 
     @property
     def height(self) -> int:
@@ -100,19 +106,29 @@ def _ome_physical_sizes(xml: str | None) -> tuple[float | None, float | None]:
     return None, None
 
 
-def probe_source(path: str | os.PathLike, multichannel: bool = False) -> SourceInfo:
-    """Read a TIFF's header and check it can be imported.
+def probe_source(
+    path: str | os.PathLike, multichannel: bool = False, scene: str | None = None
+) -> SourceInfo:
+    """Read a file's header and check it can be imported.
 
     Args:
         path: The file.
         multichannel: Whether the sheet says the file holds every channel
             (this decides how an unlabelled 3-D stack is read).
+        scene: The scene to read, in a vendor file that holds several.
 
     Raises:
         SourceImageError: Missing, unreadable, corrupt or truncated file,
             unsupported layout or dtype. The message names the file.
     """
     p = Path(path)
+    if formats.is_vendor_file(p):
+        return formats.probe_vendor(str(p), multichannel, scene)
+    if scene is not None:
+        raise SourceImageError(
+            f"{p}: the sample sheet gives scene {scene!r}, but a TIFF holds no "
+            "scenes (leave the scene column empty)"
+        )
     if not p.is_file():
         raise SourceImageError(f"{p}: file not found")
     try:
@@ -235,6 +251,30 @@ class SourceReader:
         return tuple(idx[a] for a in self.info.stored_axes[:-2])
 
 
+class PlaneReader(Protocol):
+    """What the importer reads a source with (a context manager)."""
+
+    def __enter__(self) -> PlaneReader: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def read(self, c: int, z: int, y0: int, y1: int) -> np.ndarray:
+        """Rows ``y0:y1`` of channel ``c``, plane ``z`` (indices in the file)."""
+        ...
+
+
+def open_source(info: SourceInfo) -> PlaneReader:
+    """The reader of a probed source: tifffile for TIFF, bioio for the rest."""
+    if formats.is_vendor_file(info.path):
+        return formats.VendorReader(info)
+    return SourceReader(info)
+
+
+def source_id(path: str, scene: str | None) -> str:
+    """How a file's scene is named among probes: the path, plus the scene."""
+    return path if scene is None else f"{path}[scene={scene}]"
+
+
 #: Where parse-time probes are remembered, relative to the working directory
 #: (beside Snakemake's own metadata); PERCELL_PROBE_CACHE overrides it.
 PROBE_CACHE = ".snakemake/percell/probes.json"
@@ -260,11 +300,12 @@ def file_stamps(paths: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def probe_many(
-    paths: list[str],
+    sources: list[tuple[str, str | None]],
     multichannel: set[str],
     stamps: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, SourceInfo]:
-    """Probe many files, remembering results by path, size and mtime.
+    """Probe many files (each with its scene, or None), remembering results
+    by ``source_id``, size and mtime.
 
     A plate has tens of thousands of field files and the workflow is parsed
     on every invocation (dry runs too); a file probed before and unchanged
@@ -274,22 +315,31 @@ def probe_many(
     import dataclasses
     import json
 
-    stamps = stamps if stamps is not None else file_stamps(paths)
+    if stamps is None:
+        stamps = file_stamps(sorted({path for path, _ in sources}))
     cache_path = Path(os.environ.get("PERCELL_PROBE_CACHE", PROBE_CACHE))
     try:
         cache = json.loads(cache_path.read_text())
     except (OSError, ValueError):
         cache = {}
     out, changed = {}, False
-    for path in paths:
+    for path, scene in sources:
+        key = source_id(path, scene)
         multi = path in multichannel
         stamp = [*stamps[path], multi]
-        hit = cache.get(path)
+        hit = cache.get(key)
         if hit and hit[0] == stamp:
-            out[path] = SourceInfo(**{**hit[1], "shape": tuple(hit[1]["shape"])})
+            fields = hit[1]
+            out[key] = SourceInfo(
+                **{
+                    **fields,
+                    "shape": tuple(fields["shape"]),
+                    "channel_names": tuple(fields.get("channel_names", ())),
+                }
+            )
             continue
-        out[path] = probe_source(path, multi)
-        cache[path] = [stamp, dataclasses.asdict(out[path])]
+        out[key] = probe_source(path, multi, scene)
+        cache[key] = [stamp, dataclasses.asdict(out[key])]
         changed = True
     if changed:
         try:

@@ -39,7 +39,7 @@ from percell.plate_files import (
     timepoint_name,
 )
 from percell.plate_layout import read_plate_map, read_table, row_index
-from percell.sources import SourceInfo, SourceReader, probe_source
+from percell.sources import SourceInfo, open_source, probe_source
 
 log = logging.getLogger(__name__)
 
@@ -445,7 +445,7 @@ def stitch_well(
     for i, fld in enumerate(plan.fields, start=1):
         y0, x0 = fld.spec.grid_row * sy, fld.spec.grid_column * sx
         with ExitStack() as stack:
-            readers = [stack.enter_context(SourceReader(info)) for info in fld.infos]
+            readers = [stack.enter_context(open_source(info)) for info in fld.infos]
             for p in fld.plan.planes:
                 plane = readers[p.source].read(p.source_c, p.source_z, 0, sy)[:, :sx]
                 start = (p.c, p.z, y0, x0) if plan.has_z else (p.c, y0, x0)

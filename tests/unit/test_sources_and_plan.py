@@ -188,15 +188,17 @@ def test_probe_many_remembers_unchanged_files(tmp_path, monkeypatch):
     opened = []
     real = sources.probe_source
     monkeypatch.setattr(
-        sources, "probe_source", lambda p, m=False: opened.append(p) or real(p, m)
+        sources,
+        "probe_source",
+        lambda p, m=False, s=None: opened.append(p) or real(p, m, s),
     )
-    first = sources.probe_many([str(a), str(b)], {str(b)})
+    first = sources.probe_many([(str(a), None), (str(b), None)], {str(b)})
     assert opened == [str(a), str(b)]
-    again = sources.probe_many([str(a), str(b)], {str(b)})
+    again = sources.probe_many([(str(a), None), (str(b), None)], {str(b)})
     assert again == first and opened == [str(a), str(b)]
     tifffile.imwrite(a, np.zeros((8, 10), np.uint16))  # changed: probed again
-    assert sources.probe_many([str(a)], set())[str(a)].shape == (8, 10)
+    assert sources.probe_many([(str(a), None)], set())[str(a)].shape == (8, 10)
     assert opened[-1] == str(a)
     b.write_bytes(b"not a tiff")
     with pytest.raises(SourceImageError, match=r"b\.tif: not a readable TIFF"):
-        sources.probe_many([str(b)], {str(b)})
+        sources.probe_many([(str(b), None)], {str(b)})

@@ -1,0 +1,179 @@
+"""Microscope vendors' files and OME-Zarr, read through bioio.
+
+TIFF and OME-TIFF stay with tifffile (``sources``): it reads bands of rows
+without decoding whole planes. CZI (Zeiss), ND2 (Nikon), LIF (Leica) and
+OME-Zarr images are opened with bioio and the plugin for their format, each
+an optional extra of percell. A file may hold several scenes (positions,
+series); a sheet row picks one by name or index.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from percell.errors import SourceImageError
+
+if TYPE_CHECKING:
+    from percell.sources import SourceInfo
+
+#: file suffix -> (bioio plugin module, percell extra that installs it)
+PLUGINS = {
+    ".czi": ("bioio_czi", "czi"),
+    ".nd2": ("bioio_nd2", "nd2"),
+    ".lif": ("bioio_lif", "lif"),
+    ".zarr": ("bioio_ome_zarr", "ome-zarr"),
+}
+
+
+def is_vendor_file(path: str | Path) -> bool:
+    """Whether ``path`` is read through bioio (by its suffix)."""
+    return Path(path).suffix.lower() in PLUGINS
+
+
+def _open(path: str | Path) -> Any:
+    """The file as a ``bioio.BioImage`` read by its format's plugin.
+
+    Raises:
+        SourceImageError: the plugin is not installed (naming the extra),
+            or the file cannot be opened.
+    """
+    module, extra = PLUGINS[Path(path).suffix.lower()]
+    if importlib.util.find_spec(module) is None or not importlib.util.find_spec(
+        "bioio"
+    ):
+        raise SourceImageError(
+            f"{path}: reading {Path(path).suffix} files needs the bioio plugin "
+            f"{module.replace('_', '-')}, which is not installed: "
+            f"pip install 'percell[{extra}]'"
+        )
+    from bioio import BioImage
+
+    reader = importlib.import_module(module).Reader
+    try:
+        return BioImage(path, reader=reader)
+    except Exception as exc:  # the plugins raise many types on corrupt files
+        raise SourceImageError(
+            f"{path}: not a readable {Path(path).suffix} file "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _select_scene(image: Any, path: str, scene: str | None) -> str:
+    """Make ``scene`` (a name, or an index as digits) the image's scene;
+    without one, the file must hold a single scene."""
+    scenes = [str(s) for s in image.scenes]
+    if scene is None:
+        if len(scenes) > 1:
+            raise SourceImageError(
+                f"{path}: holds {len(scenes)} scenes ({', '.join(scenes)}); "
+                "give each region's scene in the sample sheet's scene column "
+                "(a name, or an index from 0)"
+            )
+        return scenes[0]
+    if scene in scenes:
+        chosen = scene
+    elif scene.isdigit() and int(scene) < len(scenes):
+        chosen = scenes[int(scene)]
+    else:
+        raise SourceImageError(
+            f"{path}: no scene {scene!r}; the file holds "
+            f"{', '.join(scenes)} (or indices 0..{len(scenes) - 1})"
+        )
+    image.set_scene(chosen)
+    return chosen
+
+
+def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo:
+    """What the importer needs of one scene of a vendor file or OME-Zarr."""
+    from percell.sources import SUPPORTED_DTYPES, SourceInfo
+
+    if not Path(path).exists():
+        raise SourceImageError(f"{path}: file not found")
+    image = _open(path)
+    try:
+        chosen = _select_scene(image, path, scene)
+        dims = image.dims
+        dtype = np.dtype(image.dtype)
+        names = tuple(str(c) for c in image.channel_names or ())
+        sizes = image.physical_pixel_sizes
+    except SourceImageError:
+        raise
+    except Exception as exc:
+        raise SourceImageError(
+            f"{path}: its metadata cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+    n_t, n_c, n_z = int(dims.T), int(dims.C), int(dims.Z)
+    if n_t > 1:
+        raise SourceImageError(
+            f"{path}: scene {chosen} holds {n_t} timepoints; percell imports one "
+            "timepoint per file (export each timepoint to its own file and give "
+            "it a timepoint in the sample sheet)"
+        )
+    if dtype.str not in SUPPORTED_DTYPES:
+        raise SourceImageError(
+            f"{path}: unsupported pixel type {dtype} (expected one of uint8, "
+            "uint16, uint32, int8, int16, int32, float32, float64)"
+        )
+    axes = ("C" if n_c > 1 or multichannel else "") + ("Z" if n_z > 1 else "") + "YX"
+    lengths = {"C": n_c, "Z": n_z, "Y": int(dims.Y), "X": int(dims.X)}
+    return SourceInfo(
+        path=path,
+        axes=axes,
+        shape=tuple(lengths[a] for a in axes),
+        dtype=dtype.str,
+        pixel_size_um=float(sizes.X) if sizes.X else None,
+        z_step_um=float(sizes.Z) if sizes.Z and n_z > 1 else None,
+        stored_axes=axes,
+        scene=chosen,
+        channel_names=names,
+    )
+
+
+class VendorReader:
+    """Rows of one plane of a vendor file's scene. The plugins decode whole
+    planes, so the last few planes read are kept: the importer asks for a
+    band of rows of up to ``planes`` z planes in turn, then the next band."""
+
+    def __init__(self, info: SourceInfo, planes: int = 10) -> None:
+        self.info = info
+        self._planes: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._keep = planes
+        self._lock = threading.Lock()
+        self._image: Any = None
+
+    def __enter__(self) -> VendorReader:
+        self._image = _open(self.info.path)
+        if self.info.scene is not None:
+            self._image.set_scene(self.info.scene)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._planes.clear()
+        self._image = None
+
+    def read(self, c: int, z: int, y0: int, y1: int) -> np.ndarray:
+        """Rows ``y0:y1`` of channel ``c``, plane ``z`` (indices in the file)."""
+        with self._lock:
+            plane = self._planes.get((c, z))
+            if plane is None:
+                try:
+                    plane = np.asarray(
+                        self._image.get_image_dask_data("YX", T=0, C=c, Z=z).compute()
+                    )
+                except Exception as exc:
+                    raise SourceImageError(
+                        f"{self.info.path}: reading channel {c}, z {z} of scene "
+                        f"{self.info.scene} failed ({type(exc).__name__}: {exc})"
+                    ) from None
+                self._planes[(c, z)] = plane
+                if len(self._planes) > self._keep:
+                    self._planes.popitem(last=False)
+            else:
+                self._planes.move_to_end((c, z))
+        return plane[y0:y1]

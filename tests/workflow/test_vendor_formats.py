@@ -1,0 +1,189 @@
+"""Vendor files and OME-Zarr through the workflow: CZI written by Zeiss's own
+libCZI (pylibczirw) with several scenes, channels and Z, and an OME-Zarr image
+written by ome-zarr-py, read back through bioio; level 0 must equal the
+written pixels, and the pixel size must come from the file. Bad input stops
+the run before any job, naming the file, and leaves the experiment as it was.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from tests.conftest import (
+    base_config,
+    copy_run,
+    run_workflow,
+    tree_digest,
+    write_config,
+)
+
+pyczi = pytest.importorskip("pylibCZIrw.czi")
+
+SCENES = ("wellA", "wellB")
+SHAPE = (3, 120, 150)  # z, y, x
+
+
+def write_czi(path: Path, channels: tuple[str, ...], seed: int = 0) -> dict:
+    """A CZI of two scenes × channels × 3 z, with Zen's scene names in its
+    metadata; returns {(scene, channel): (z, y, x) pixels}."""
+    rng = np.random.default_rng(seed)
+    pixels = {}
+    with pyczi.create_czi(str(path), exist_ok=True) as czi:
+        for s, scene in enumerate(SCENES):
+            for c, channel in enumerate(channels):
+                stack = rng.integers(0, 4000, SHAPE).astype(np.uint16)
+                pixels[(scene, channel)] = stack
+                for z in range(SHAPE[0]):
+                    czi.write(
+                        data=stack[z],
+                        plane={"C": c, "Z": z, "T": 0},
+                        scene=s,
+                        location=(s * 1000, 0),
+                    )
+        czi.write_metadata(
+            document_name="test",
+            channel_names=dict(enumerate(channels)),
+            scale_x=0.325e-6,
+            scale_y=0.325e-6,
+            scale_z=1.5e-6,
+        )
+    # the scene list Zen writes beside the image (libCZI's writer leaves it out)
+    with pyczi.edit_czi(str(path)) as editor, editor.edit_session() as builder:
+        root = ET.fromstring(builder.get_xml())
+        dims = root.find("./Metadata/Information/Image/Dimensions")
+        scenes = ET.SubElement(ET.SubElement(dims, "S"), "Scenes")
+        for i, name in enumerate(SCENES):
+            ET.SubElement(scenes, "Scene", Index=str(i), Name=name)
+        builder.set_xml(ET.tostring(root, encoding="unicode"))
+    return pixels
+
+
+def level0(experiment: Path, region: str) -> np.ndarray:
+    groups = list((experiment / "images.zarr").glob(f"*/{region}"))
+    assert len(groups) == 1, groups
+    return np.asarray(zarr.open_group(groups[0], mode="r")["0"][:])
+
+
+def sheet_of(path: Path, rows: list[str]) -> Path:
+    path.write_text("condition\tregion\tpath\tscene\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def czi_experiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("czi")
+    # the file's channel order differs from the config's: matched by name
+    pixels = write_czi(root / "plate.czi", ("GFP", "DAPI"))
+    sheet = sheet_of(
+        root / "samples.tsv",
+        [
+            f"ctrl\tr1\t{root / 'plate.czi'}\twellB",
+            f"ctrl\tr2\t{root / 'plate.czi'}\t0",
+        ],
+    )
+    work = root / "work"
+    work.mkdir()
+    config = base_config({"sample_sheet": str(sheet)})
+    config["pixel_size_um"] = None  # from the file
+    write_config(work, config)
+    run_workflow(work)
+    return {"work": work, "experiment": work / "out/exp.percell", "pixels": pixels}
+
+
+def test_czi_scenes_become_regions_with_their_pixels(czi_experiment):
+    pixels, experiment = czi_experiment["pixels"], czi_experiment["experiment"]
+    for region, scene in (("r1", "wellB"), ("r2", "wellA")):
+        image = level0(experiment, region)
+        assert image.shape == (2, *SHAPE)  # C (config order: DAPI, GFP), Z, Y, X
+        np.testing.assert_array_equal(image[0], pixels[(scene, "DAPI")])
+        np.testing.assert_array_equal(image[1], pixels[(scene, "GFP")])
+
+
+def test_czi_pixel_size_and_z_step_come_from_the_file(czi_experiment):
+    import sqlite3
+
+    experiment = czi_experiment["experiment"]
+    group = zarr.open_group(next((experiment / "images.zarr").glob("*/r1")), mode="r")
+    scale = group.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    assert scale[0]["scale"][-3:] == pytest.approx([1.5, 0.325, 0.325])
+    with sqlite3.connect(experiment / "experiment.db") as conn:
+        sizes = conn.execute("SELECT pixel_size_um FROM regions").fetchall()
+    assert sizes and all(s == (pytest.approx(0.325),) for s in sizes)
+
+
+def test_ome_zarr_input_written_by_ome_zarr_py(tmp_path):
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 60000, (2, 90, 110)).astype(np.uint16)
+    root = zarr.open_group(str(tmp_path / "cells.ome.zarr"), mode="w", zarr_format=2)
+    write_image(
+        image,
+        root,
+        axes=[
+            {"name": "c", "type": "channel"},
+            {"name": "y", "type": "space", "unit": "micrometer"},
+            {"name": "x", "type": "space", "unit": "micrometer"},
+        ],
+        coordinate_transformations=[[{"type": "scale", "scale": [1, 0.4, 0.4]}]],
+        scale_factors=(),
+        fmt=FormatV04(),
+    )
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(
+        f"condition\tregion\tpath\nctrl\tr1\t{tmp_path / 'cells.ome.zarr'}\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    config = base_config({"sample_sheet": str(sheet)})
+    config["pixel_size_um"] = None
+    write_config(work, config)
+    run_workflow(work, "--until", "pyramid")
+    got = level0(work / "out/exp.percell", "r1")
+    np.testing.assert_array_equal(got, image)  # unnamed channels: by position
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("no-such-scene", r"plate\.czi: no scene 'wellC'; the file holds wellA, wellB"),
+        ("no-scene", r"plate\.czi: holds 2 scenes \(wellA, wellB\); give each"),
+        ("channels", r"plate\.czi has channels GFP, RFP, not DAPI"),
+        ("corrupt", r"broken\.czi: not a readable \.czi file"),
+        ("plugin", r"x\.nd2: reading \.nd2 files needs the bioio plugin bioio-nd2"),
+    ],
+)
+def test_bad_vendor_input_stops_before_any_job(
+    czi_experiment, tmp_path, case, expected
+):
+    if case == "plugin" and importlib.util.find_spec("bioio_nd2"):
+        pytest.skip("percell[nd2] is installed here")
+    work = copy_run(czi_experiment, tmp_path)["work"]
+    before = tree_digest(work / "out")
+    czi = tmp_path / "plate.czi"
+    write_czi(czi, ("GFP", "RFP") if case == "channels" else ("GFP", "DAPI"))
+    path, scene = str(czi), {"no-such-scene": "wellC", "no-scene": ""}.get(case, "0")
+    if case == "corrupt":
+        path = str(tmp_path / "broken.czi")
+        Path(path).write_bytes(czi.read_bytes()[:2000])
+    if case == "plugin":
+        path = str(tmp_path / "x.nd2")
+        Path(path).write_bytes(b"\0" * 100)
+        scene = ""
+    sheet = sheet_of(tmp_path / "samples.tsv", [f"ctrl\tr1\t{path}\t{scene}"])
+    config = base_config({"sample_sheet": str(sheet)})
+    config["pixel_size_um"] = None
+    write_config(work, config)
+    proc = run_workflow(work, check=False)
+    assert proc.returncode != 0
+    assert re.search(expected, proc.stderr + proc.stdout), proc.stderr[-3000:]
+    assert "rule " not in proc.stdout  # no job ran
+    assert tree_digest(work / "out") == before
