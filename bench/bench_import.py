@@ -16,7 +16,10 @@ process so that peak memory is measured separately:
   bit-shuffle, level 5);
   both on ``--threads`` dask threads, percell's thread count;
 - raw: the same pixels and 2×2-mean pyramid as uncompressed ``.npy`` files
-  (a floor for what the disk allows).
+  (a floor for what the disk allows);
+- percell-czi: percell again, from the same pixels written as a CZI by
+  Zeiss's libCZI and read through bioio (needs ``percell[czi]`` and
+  ``pylibczirw``; left out without them).
 
 It prints MB/s (level-0 megabytes per second of wall time, reading included),
 peak RSS, and percell's speed as a ratio to ome-zarr-py. Targets: ratio ≥ 2,
@@ -56,6 +59,22 @@ def make_source(path: Path, size: int) -> None:
         )
 
 
+def make_czi(tiff: Path, path: Path) -> None:
+    """The TIFF's planes, one at a time, into a CZI (channels named A, B, C)."""
+    from pylibCZIrw import czi as pyczi
+
+    with tifffile.TiffFile(tiff) as tf, pyczi.create_czi(str(path)) as czi:
+        for c, page in enumerate(tf.pages):
+            czi.write(data=page.asarray(), plane={"C": c, "Z": 0, "T": 0})
+        czi.write_metadata(channel_names={0: "A", 1: "B", 2: "C"})
+
+
+def czi_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("pylibCZIrw", "bioio_czi"))
+
+
 def levels_for(size: int) -> int:
     from percell.pyramid import count_levels
 
@@ -80,6 +99,10 @@ def import_then_pyramid(params, out: Path, threads: int) -> None:
         group=params.group,
         threads=threads,
     )
+
+
+def run_percell_czi(src: Path, out: Path, threads: int) -> None:
+    run_percell(src.with_suffix(".czi"), out, threads)
 
 
 def run_percell(src: Path, out: Path, threads: int) -> None:
@@ -177,6 +200,7 @@ RUNNERS = {
     "ome-zarr-py": run_ome_zarr,
     "ome-zarr-py*": run_ome_zarr_same_codec,
     "raw": run_raw,
+    "percell-czi": run_percell_czi,
 }
 
 
@@ -210,6 +234,14 @@ def print_ratios(results: dict[str, dict], threads: int) -> None:
         f"{same:.2f}x with percell's (Blosc lz4 bit-shuffle 5), both "
         f"{threads} thread(s) (target >= 2)"
     )
+    if "percell-czi" in results:
+        czi = results["percell-czi"]["seconds"]
+        anchor = results["ome-zarr-py*"]["seconds"]
+        print(
+            f"percell from the CZI (bioio): {anchor / czi:.2f}x faster than "
+            f"ome-zarr-py* from the TIFF; {czi / ours:.2f}x percell's time "
+            "from the TIFF"
+        )
 
 
 def child(which: str, src: Path, out: Path, threads: int) -> None:
@@ -237,10 +269,14 @@ def main() -> None:
     try:
         src = work / "source.tif"
         make_source(src, args.size)
+        writers = ["raw", "ome-zarr-py", "ome-zarr-py*", "percell"]
+        if czi_available():
+            make_czi(src, src.with_suffix(".czi"))
+            writers.append("percell-czi")
         level0_mb = 3 * args.size * args.size * 2 / 1e6
         plane_mb = args.size * args.size * 2 / 1e6
         results = {}
-        for which in ("raw", "ome-zarr-py", "ome-zarr-py*", "percell"):
+        for which in writers:
             out = work / which
             results[which] = run_child(
                 __file__,

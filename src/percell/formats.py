@@ -135,15 +135,20 @@ def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo
     )
 
 
+#: planes a reader keeps: the importer's z chunk, read band by band in turn
+KEEP_PLANES = 10
+
+
 class VendorReader:
     """Rows of one plane of a vendor file's scene. The plugins decode whole
-    planes, so the last few planes read are kept: the importer asks for a
-    band of rows of up to ``planes`` z planes in turn, then the next band."""
+    planes, so the last planes read are kept: the importer asks for a band
+    of rows of each z plane of a chunk in turn, then for the next band (one
+    plane for a 2-D image, at most ``KEEP_PLANES`` for a stack)."""
 
-    def __init__(self, info: SourceInfo, planes: int = 10) -> None:
+    def __init__(self, info: SourceInfo) -> None:
         self.info = info
         self._planes: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-        self._keep = planes
+        self._keep = max(1, min(KEEP_PLANES, info.size("Z")))
         self._lock = threading.Lock()
         self._image: Any = None
 
