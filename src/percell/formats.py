@@ -64,6 +64,19 @@ def _open(path: str | Path) -> Any:
         ) from None
 
 
+def list_scenes(path: str) -> tuple[str, ...]:
+    """The scenes (positions, series) a vendor file holds, by name."""
+    if not Path(path).exists():
+        raise SourceImageError(f"{path}: file not found")
+    image = _open(path)
+    try:
+        return tuple(str(s) for s in image.scenes)
+    except Exception as exc:
+        raise SourceImageError(
+            f"{path}: its scenes cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+
+
 def _select_scene(image: Any, path: str, scene: str | None) -> str:
     """Make ``scene`` (a name, or an index as digits) the image's scene;
     without one, the file must hold a single scene."""

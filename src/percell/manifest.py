@@ -39,11 +39,18 @@ from percell.contracts import (
 )
 from percell.demo_names import demo_sheet, plate_demo_condition, plate_demo_files
 from percell.errors import ConfigError
+from percell.formats import is_vendor_file
 from percell.plan import plan_region
 from percell.plate_files import parse_names, split_well
 from percell.plate_layout import plate_attrs, well_attrs
-from percell.sheets import read_sample_sheet, scan_directory
-from percell.sources import SourceInfo, file_stamps, probe_many, source_id
+from percell.sheets import expand_scenes, read_sample_sheet, scan_directory
+from percell.sources import (
+    SourceInfo,
+    file_stamps,
+    probe_many,
+    scenes_of,
+    source_id,
+)
 from percell.wells import plan_well, plate_regions, wells_from_files
 
 
@@ -266,6 +273,7 @@ def sheet_for(cfg: Config) -> tuple[pd.DataFrame, bool]:
 def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
     """A region per condition × timepoint × region of the sheet."""
     sheet, generated = sheet_for(cfg)
+    sheet = expand_scenes(sheet, is_vendor_file, scenes_of)
     channel_names = cfg.channel_names
     unknown = sorted(set(sheet["channel"].dropna()) - set(channel_names))
     if unknown:

@@ -7,14 +7,14 @@ and the columns condition, timepoint, region, channel, path, z, scene.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from percell.config import validate
 from percell.errors import ConfigError
-from percell.names import check_name
+from percell.names import check_name, is_valid_name
 
 COLUMNS = ["condition", "timepoint", "region", "channel", "path", "z", "scene"]
 _FIELDS = ("condition", "timepoint", "region", "channel", "z")
@@ -159,3 +159,34 @@ def scan_directory(
     df = pd.DataFrame(rows).reindex(columns=COLUMNS)
     df = df.map(lambda v: "" if v is None or v != v else str(v))  # v != v: NaN
     return check_sheet(df, f"scan of {directory}")
+
+
+def expand_scenes(
+    sheet: pd.DataFrame,
+    is_multiscene_file: Callable[[str], bool],
+    scenes_of: Callable[[list[str]], dict[str, tuple[str, ...]]],
+) -> pd.DataFrame:
+    """Every scene of a file its row leaves the scene of: one row per scene,
+    the region named ``<region>_<scene>`` (``<region>_s<index>`` when the
+    file's scene names are not all valid, distinct names). A file holding
+    one scene keeps its row as it is."""
+    pairs = zip(sheet["path"], sheet["scene"], strict=True)
+    open_rows = {
+        i
+        for i, (path, scene) in enumerate(pairs)
+        if scene is None and is_multiscene_file(path)
+    }
+    if not open_rows:
+        return sheet
+    scenes = scenes_of(sorted({sheet["path"].iloc[i] for i in open_rows}))
+    rows = []
+    for i, row in enumerate(sheet.to_dict("records")):
+        names = scenes.get(row["path"], ()) if i in open_rows else ()
+        if len(names) <= 1:
+            rows.append(row)
+            continue
+        named = all(is_valid_name(n) for n in names) and len(set(names)) == len(names)
+        for index, name in enumerate(names):
+            suffix = name if named else f"s{index}"
+            rows.append({**row, "region": f"{row['region']}_{suffix}", "scene": name})
+    return check_sheet(pd.DataFrame(rows, columns=COLUMNS), "the sample sheet")

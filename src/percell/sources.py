@@ -299,6 +299,25 @@ def file_stamps(paths: list[str]) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _load_probes() -> tuple[Path, dict[str, Any]]:
+    import json
+
+    cache_path = Path(os.environ.get("PERCELL_PROBE_CACHE", PROBE_CACHE))
+    try:
+        return cache_path, json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        return cache_path, {}
+
+
+def _save_probes(cache_path: Path, cache: dict[str, Any]) -> None:
+    import json
+
+    try:
+        write_file_atomic(cache_path, json.dumps(cache).encode())
+    except OSError:
+        pass  # a read-only working directory only costs speed
+
+
 def probe_many(
     sources: list[tuple[str, str | None]],
     multichannel: set[str],
@@ -313,15 +332,10 @@ def probe_many(
     ``stamps`` (from ``file_stamps``) saves stat-ing the files a second time.
     """
     import dataclasses
-    import json
 
     if stamps is None:
         stamps = file_stamps(sorted({path for path, _ in sources}))
-    cache_path = Path(os.environ.get("PERCELL_PROBE_CACHE", PROBE_CACHE))
-    try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache_path, cache = _load_probes()
     out, changed = {}, False
     for path, scene in sources:
         key = source_id(path, scene)
@@ -342,8 +356,26 @@ def probe_many(
         cache[key] = [stamp, dataclasses.asdict(out[key])]
         changed = True
     if changed:
-        try:
-            write_file_atomic(cache_path, json.dumps(cache).encode())
-        except OSError:
-            pass  # a read-only working directory only costs speed
+        _save_probes(cache_path, cache)
+    return out
+
+
+def scenes_of(paths: list[str]) -> dict[str, tuple[str, ...]]:
+    """The scenes of each vendor file, remembered like probes (the workflow
+    is parsed on every invocation, and opening a file through bioio costs
+    seconds)."""
+    stamps = file_stamps(paths)
+    cache_path, cache = _load_probes()
+    out, changed = {}, False
+    for path in paths:
+        key = f"{path}[scenes]"
+        hit = cache.get(key)
+        if hit and hit[0] == list(stamps[path]):
+            out[path] = tuple(hit[1])
+            continue
+        out[path] = formats.list_scenes(path)
+        cache[key] = [list(stamps[path]), list(out[path])]
+        changed = True
+    if changed:
+        _save_probes(cache_path, cache)
     return out

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 
 from percell.errors import ConfigError
-from percell.sheets import pattern_to_regex, read_sample_sheet, scan_directory
+from percell.sheets import (
+    COLUMNS,
+    check_sheet,
+    expand_scenes,
+    pattern_to_regex,
+    read_sample_sheet,
+    scan_directory,
+)
 
 
 def test_scan_yields_the_same_rows_as_a_sheet(tmp_path):
@@ -81,3 +89,43 @@ def test_relative_paths_are_relative_to_the_sheet(tmp_path):
     sheet = tmp_path / "sub" / "s.tsv"
     sheet.write_text("condition\tregion\tchannel\tpath\nc\tr\tDAPI\timg.tif\n")
     assert read_sample_sheet(sheet).path[0] == str(tmp_path / "sub" / "img.tif")
+
+
+def _sheet(rows):
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS).fillna("")
+    return check_sheet(df.astype(str), "test")
+
+
+def test_every_scene_of_a_file_without_scene_becomes_a_region():
+    sheet = _sheet(
+        [
+            {"condition": "c", "region": "r", "path": "a.czi"},
+            {"condition": "c", "region": "q", "path": "a.czi", "scene": "B2"},
+            {"condition": "c", "region": "t", "channel": "DAPI", "path": "t.tif"},
+        ]
+    )
+    calls = []
+
+    def scenes_of(paths):
+        calls.append(paths)
+        return {"a.czi": ("B2", "C3")}
+
+    out = expand_scenes(sheet, lambda p: p.endswith(".czi"), scenes_of)
+    assert calls == [["a.czi"]]  # only files whose row leaves the scene open
+    got = sorted(zip(out["region"], out["scene"].fillna(""), strict=True))
+    assert got == [("q", "B2"), ("r_B2", "B2"), ("r_C3", "C3"), ("t", "")]
+
+
+def test_scene_names_that_are_not_valid_names_give_indexed_regions():
+    sheet = _sheet([{"condition": "c", "region": "r", "path": "a.lif"}])
+    out = expand_scenes(
+        sheet, lambda p: True, lambda paths: {"a.lif": ("Series 1", "Series 2")}
+    )
+    assert out["region"].tolist() == ["r_s0", "r_s1"]
+    assert out["scene"].tolist() == ["Series 1", "Series 2"]
+
+
+def test_a_file_of_one_scene_keeps_its_row():
+    sheet = _sheet([{"condition": "c", "region": "r", "path": "a.nd2"}])
+    out = expand_scenes(sheet, lambda p: True, lambda paths: {"a.nd2": ("only",)})
+    assert out["region"].tolist() == ["r"] and out["scene"].tolist() == [None]
