@@ -260,6 +260,8 @@ class Config(Contract):
     channels: tuple[Channel, ...]
     pixel_size_um: Number | None = None
     z_step_um: Number | None = None
+    file_timepoints: tuple[str, ...] | None = None
+    channel_map: dict[str, str] = {}
     timepoints: dict[str, Number] = {}
     grouping: GroupingSettings = GroupingSettings()
     import_: StepSettings = Field(default=StepSettings(), alias="import")
@@ -286,6 +288,7 @@ class SourceFile(Contract):
     channel: str | None
     z: int | None = None
     scene: str | None = None
+    t: int | None = None
 
 
 class FieldSpec(Contract):
@@ -351,6 +354,8 @@ class ImportParams(Contract):
     #: for a plate read from disk: a digest of every field file's size and
     #: mtime, standing in for the files as inputs
     sources: str | None = None
+    #: a vendor file's channel name -> the configured channel it is
+    channel_map: dict[str, str] = {}
 
     @property
     def channel_names(self) -> list[str]:

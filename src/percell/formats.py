@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,19 +37,21 @@ def is_vendor_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in PLUGINS
 
 
-def _open(path: str | Path) -> Any:
-    """The file as a ``bioio.BioImage`` read by its format's plugin.
+def _open(path: str | Path, suffix: str | None = None) -> Any:
+    """The file as a ``bioio.BioImage`` read by its format's plugin (chosen
+    by ``suffix``, default the path's own).
 
     Raises:
         SourceImageError: the plugin is not installed (naming the extra),
             or the file cannot be opened.
     """
-    module, extra = PLUGINS[Path(path).suffix.lower()]
+    suffix = suffix or Path(path).suffix.lower()
+    module, extra = PLUGINS[suffix]
     if importlib.util.find_spec(module) is None or not importlib.util.find_spec(
         "bioio"
     ):
         raise SourceImageError(
-            f"{path}: reading {Path(path).suffix} files needs the bioio plugin "
+            f"{path}: reading {suffix} files needs the bioio plugin "
             f"{module.replace('_', '-')}, which is not installed: "
             f"pip install 'percell[{extra}]'"
         )
@@ -59,28 +62,41 @@ def _open(path: str | Path) -> Any:
         return BioImage(path, reader=reader)
     except Exception as exc:  # the plugins raise many types on corrupt files
         raise SourceImageError(
-            f"{path}: not a readable {Path(path).suffix} file "
-            f"({type(exc).__name__}: {exc})"
+            f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})"
         ) from None
 
 
-def list_scenes(path: str) -> tuple[str, ...]:
-    """The scenes (positions, series) a vendor file holds, by name."""
-    if not Path(path).exists():
-        raise SourceImageError(f"{path}: file not found")
-    image = _open(path)
+def plate_images(path: str | Path) -> tuple[str, ...] | None:
+    """The images of an NGFF plate (``row/column/field`` paths, in the
+    plate's well order), or None where ``path`` is not a plate. bioio reads
+    one image at a time, so each field of a plate is a scene here."""
+    if Path(path).suffix.lower() != ".zarr" or not Path(path).is_dir():
+        return None
+    import zarr
+
+    def ngff(attrs: Any, key: str) -> Any:  # NGFF 0.4 at the top, 0.5 under "ome"
+        return attrs.get(key) or attrs.get("ome", {}).get(key)
+
     try:
-        return tuple(str(s) for s in image.scenes)
+        root = zarr.open_group(str(path), mode="r")
+        plate = ngff(root.attrs, "plate")
+        if not plate:
+            return None
+        images = []
+        for well in plate["wells"]:
+            for image in ngff(root[well["path"]].attrs, "well")["images"]:
+                images.append(f"{well['path']}/{image['path']}")
     except Exception as exc:
         raise SourceImageError(
-            f"{path}: its scenes cannot be read ({type(exc).__name__}: {exc})"
+            f"{path}: an NGFF plate whose wells cannot be read "
+            f"({type(exc).__name__}: {exc})"
         ) from None
+    return tuple(images)
 
 
-def _select_scene(image: Any, path: str, scene: str | None) -> str:
-    """Make ``scene`` (a name, or an index as digits) the image's scene;
-    without one, the file must hold a single scene."""
-    scenes = [str(s) for s in image.scenes]
+def _choose(path: str, scenes: Sequence[str], scene: str | None) -> str:
+    """The scene a row asks for (a name, or an index as digits); a row may
+    leave it out only where the file holds one scene."""
     if scene is None:
         if len(scenes) > 1:
             raise SourceImageError(
@@ -90,44 +106,71 @@ def _select_scene(image: Any, path: str, scene: str | None) -> str:
             )
         return scenes[0]
     if scene in scenes:
-        chosen = scene
-    elif scene.isdigit() and int(scene) < len(scenes):
-        chosen = scenes[int(scene)]
-    else:
+        return scene
+    if scene.isdigit() and int(scene) < len(scenes):
+        return scenes[int(scene)]
+    raise SourceImageError(
+        f"{path}: no scene {scene!r}; the file holds "
+        f"{', '.join(scenes)} (or indices 0..{len(scenes) - 1})"
+    )
+
+
+def _open_scene(path: str, scene: str | None) -> tuple[Any, str]:
+    """The image of one scene of a file, and that scene's name."""
+    if not Path(path).exists():
+        raise SourceImageError(f"{path}: file not found")
+    images = plate_images(path)
+    if images is not None:
+        chosen = _choose(path, images, scene)
+        return _open(f"{path}/{chosen}", ".zarr"), chosen
+    image = _open(path)
+    try:
+        scenes = [str(s) for s in image.scenes]
+    except Exception as exc:
         raise SourceImageError(
-            f"{path}: no scene {scene!r}; the file holds "
-            f"{', '.join(scenes)} (or indices 0..{len(scenes) - 1})"
-        )
-    image.set_scene(chosen)
-    return chosen
+            f"{path}: its scenes cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+    chosen = _choose(path, scenes, scene)
+    if chosen != str(image.current_scene):
+        image.set_scene(chosen)
+    return image, chosen
+
+
+def file_contents(path: str) -> tuple[tuple[str, int], ...]:
+    """Each scene of a vendor file with its number of timepoints."""
+    images = plate_images(path)
+    if images is None:
+        image = _open_scene(path, "0")[0]
+        scenes = [str(s) for s in image.scenes]
+    else:
+        scenes = list(images)
+    out = []
+    for scene in scenes:
+        image = _open_scene(path, scene)[0]
+        try:
+            out.append((scene, int(image.dims.T)))
+        except Exception as exc:
+            raise SourceImageError(
+                f"{path}: scene {scene} cannot be read ({type(exc).__name__}: {exc})"
+            ) from None
+    return tuple(out)
 
 
 def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo:
     """What the importer needs of one scene of a vendor file or OME-Zarr."""
     from percell.sources import SUPPORTED_DTYPES, SourceInfo
 
-    if not Path(path).exists():
-        raise SourceImageError(f"{path}: file not found")
-    image = _open(path)
+    image, chosen = _open_scene(path, scene)
     try:
-        chosen = _select_scene(image, path, scene)
         dims = image.dims
         dtype = np.dtype(image.dtype)
         names = tuple(str(c) for c in image.channel_names or ())
         sizes = image.physical_pixel_sizes
-    except SourceImageError:
-        raise
     except Exception as exc:
         raise SourceImageError(
             f"{path}: its metadata cannot be read ({type(exc).__name__}: {exc})"
         ) from None
-    n_t, n_c, n_z = int(dims.T), int(dims.C), int(dims.Z)
-    if n_t > 1:
-        raise SourceImageError(
-            f"{path}: scene {chosen} holds {n_t} timepoints; percell imports one "
-            "timepoint per file (export each timepoint to its own file and give "
-            "it a timepoint in the sample sheet)"
-        )
+    n_c, n_z = int(dims.C), int(dims.Z)
     if dtype.str not in SUPPORTED_DTYPES:
         raise SourceImageError(
             f"{path}: unsupported pixel type {dtype} (expected one of uint8, "
@@ -145,6 +188,7 @@ def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo
         stored_axes=axes,
         scene=chosen,
         channel_names=names,
+        timepoints=int(dims.T),
     )
 
 
@@ -166,9 +210,7 @@ class VendorReader:
         self._image: Any = None
 
     def __enter__(self) -> VendorReader:
-        self._image = _open(self.info.path)
-        if self.info.scene is not None:
-            self._image.set_scene(self.info.scene)
+        self._image = _open_scene(self.info.path, self.info.scene)[0]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -182,7 +224,9 @@ class VendorReader:
             if plane is None:
                 try:
                     plane = np.asarray(
-                        self._image.get_image_dask_data("YX", T=0, C=c, Z=z).compute()
+                        self._image.get_image_dask_data(
+                            "YX", T=self.info.t or 0, C=c, Z=z
+                        ).compute()
                     )
                 except Exception as exc:
                     raise SourceImageError(

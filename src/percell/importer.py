@@ -12,7 +12,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +66,12 @@ def _plan_group(params: ImportParams) -> list[_Planned]:
             infos = []
         else:
             infos = [
-                probe_source(f.path, f.channel is None, f.scene) for f in region.files
+                replace(probe_source(f.path, f.channel is None, f.scene), t=f.t)
+                for f in region.files
             ]
-            plan = plan_region(region.key, region.files, infos, names)
+            plan = plan_region(
+                region.key, region.files, infos, names, params.channel_map
+            )
         pixel_size = pixel_size_or_error(
             params.pixel_size_um,
             plan.pixel_size_um,

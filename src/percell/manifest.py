@@ -43,12 +43,12 @@ from percell.formats import is_vendor_file
 from percell.plan import plan_region
 from percell.plate_files import parse_names, split_well
 from percell.plate_layout import plate_attrs, well_attrs
-from percell.sheets import expand_scenes, read_sample_sheet, scan_directory
+from percell.sheets import expand_files, read_sample_sheet, scan_directory
 from percell.sources import (
     SourceInfo,
+    contents_of,
     file_stamps,
     probe_many,
-    scenes_of,
     source_id,
 )
 from percell.wells import plan_well, plate_regions, wells_from_files
@@ -101,7 +101,11 @@ class Manifest:
         cfg = self.config
         # ``sources`` only where files are not inputs: left out, it stays out
         # of the params (see Contract.to_params)
-        extra = {} if self.stamps is None else {"sources": self._sources_digest(group)}
+        extra: dict[str, Any] = {}
+        if self.stamps is not None:
+            extra["sources"] = self._sources_digest(group)
+        if cfg.channel_map:  # left out when unused, as ``sources``
+            extra["channel_map"] = cfg.channel_map
         return ImportParams(
             group=group,
             regions=tuple(self.groups[group]),
@@ -273,7 +277,7 @@ def sheet_for(cfg: Config) -> tuple[pd.DataFrame, bool]:
 def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
     """A region per condition × timepoint × region of the sheet."""
     sheet, generated = sheet_for(cfg)
-    sheet = expand_scenes(sheet, is_vendor_file, scenes_of)
+    sheet = expand_files(sheet, is_vendor_file, contents_of, cfg.file_timepoints)
     channel_names = cfg.channel_names
     unknown = sorted(set(sheet["channel"].dropna()) - set(channel_names))
     if unknown:
@@ -294,6 +298,7 @@ def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
                     channel=None if r.channel is None else str(r.channel),
                     z=None if r.z is None or pd.isna(r.z) else int(r.z),
                     scene=None if r.scene is None else str(r.scene),
+                    t=None if r.t is None or pd.isna(r.t) else int(r.t),
                 )
                 for r in rows.itertuples()
             ),
@@ -398,6 +403,7 @@ def check_sources(manifest: Manifest) -> None:
             r.files,
             [infos[source_id(f.path, f.scene)] for f in r.files],
             manifest.channel_names,
+            manifest.config.channel_map,
         )
         pixel_size_or_error(
             configured, plan.pixel_size_um, f"region {r.key}", r.files[0].path

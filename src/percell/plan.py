@@ -10,7 +10,7 @@ A region's rows take one of three forms, and a region may not mix them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +56,7 @@ def plan_region(
     files: Sequence[SourceFile],
     infos: Sequence[SourceInfo],
     channel_names: Sequence[str],
+    channel_map: Mapping[str, str] | None = None,
 ) -> RegionPlan:
     """Check that a region's files fit together and plan its image.
 
@@ -64,10 +65,12 @@ def plan_region(
         files: The region's sheet rows (dicts with channel, z, path).
         infos: Probe results of those files, in the same order.
         channel_names: Configured channels in display order.
+        channel_map: A file's channel name -> the configured channel it is.
 
     Raises:
         SourceImageError: naming the region and the files that do not fit.
     """
+    _check_timepoints(label, files, infos)
     multi = [f for f in files if f.channel is None]
     if multi and len(files) > 1:
         raise SourceImageError(
@@ -77,7 +80,7 @@ def plan_region(
     planes: list[Plane] = []
     if multi:
         info = infos[0]
-        source_c = _file_channels(label, info, channel_names)
+        source_c = _file_channels(label, info, channel_names, channel_map or {})
         n_z = info.size("Z")
         planes = [
             Plane(c, z, 0, source_c[c], z)
@@ -103,21 +106,47 @@ def plan_region(
     )
 
 
+def _check_timepoints(
+    label: str, files: Sequence[SourceFile], infos: Sequence[SourceInfo]
+) -> None:
+    """A file of several timepoints is read at the one its row names."""
+    for f, info in zip(files, infos, strict=True):
+        where = f"{info.path}" + (f" (scene {info.scene})" if info.scene else "")
+        if f.t is None and info.timepoints > 1:
+            raise SourceImageError(
+                f"region {label}: {where} holds {info.timepoints} timepoints; "
+                "name them with file_timepoints in the config (one region per "
+                "timepoint), or give the row's timepoint and t (its index in "
+                "the file)"
+            )
+        if f.t is not None and f.t >= info.timepoints:
+            raise SourceImageError(
+                f"region {label}: {where} has no timepoint t={f.t} (it holds "
+                f"{info.timepoints})"
+            )
+
+
 def _file_channels(
-    label: str, info: SourceInfo, channel_names: Sequence[str]
+    label: str,
+    info: SourceInfo,
+    channel_names: Sequence[str],
+    channel_map: Mapping[str, str],
 ) -> list[int]:
     """Where each configured channel is in a multi-channel file: by name
-    where the file names its channels (a vendor file), else by position."""
+    where the file names its channels (a vendor file; ``channel_map``
+    renames them), else by position."""
     named = [n for n in info.channel_names if not _generic_channel_name(n)]
     if named:
-        missing = [n for n in channel_names if n not in info.channel_names]
+        renamed = [channel_map.get(n, n) for n in info.channel_names]
+        missing = [n for n in channel_names if n not in renamed]
         if missing:
             raise SourceImageError(
                 f"region {label}: {info.path} has channels "
                 f"{', '.join(info.channel_names)}, not {', '.join(missing)}: "
-                "name the configured channels as the file does"
+                "name the configured channels as the file does, or map the "
+                "file's names to them with channel_map"
             )
-        return [info.channel_names.index(n) for n in channel_names]
+        return [renamed.index(n) for n in channel_names]
     if "C" not in info.axes or info.size("C") != len(channel_names):
         raise SourceImageError(
             f"region {label}: {info.path} has axes {info.axes} shape {info.shape}, "

@@ -1,7 +1,7 @@
 """Sample sheets: read from a TSV/CSV, or built by scanning a directory.
 
 Either way the result is one validated table with a row per raw image file
-and the columns condition, timepoint, region, channel, path, z, scene.
+and the columns condition, timepoint, region, channel, path, z, scene, t.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from percell.config import validate
 from percell.errors import ConfigError
 from percell.names import check_name, is_valid_name
 
-COLUMNS = ["condition", "timepoint", "region", "channel", "path", "z", "scene"]
+COLUMNS = ["condition", "timepoint", "region", "channel", "path", "z", "scene", "t"]
 _FIELDS = ("condition", "timepoint", "region", "channel", "z")
 
 
@@ -60,10 +60,10 @@ def _row_dict(row: pd.Series) -> dict:
             or value is None
             or (isinstance(value, float) and pd.isna(value))
         ):
-            if col in ("timepoint", "channel", "z", "scene"):
+            if col in ("timepoint", "channel", "z", "scene", "t"):
                 out[col] = None
             continue
-        if col == "z":
+        if col in ("z", "t"):
             try:
                 out[col] = int(value)
             except (TypeError, ValueError):
@@ -87,7 +87,7 @@ def check_sheet(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if not rows:
         raise ConfigError(f"{source}: the sample sheet has no rows")
     out = pd.DataFrame(rows, columns=COLUMNS)
-    key = ["condition", "timepoint", "region", "channel", "z", "scene"]
+    key = ["condition", "timepoint", "region", "channel", "z", "scene", "t"]
     filled = out[key].map(lambda v: "" if v is None else str(v))
     dup = out[filled.duplicated(keep=False)]
     if not dup.empty:
@@ -161,32 +161,78 @@ def scan_directory(
     return check_sheet(df, f"scan of {directory}")
 
 
-def expand_scenes(
+def expand_files(
     sheet: pd.DataFrame,
-    is_multiscene_file: Callable[[str], bool],
-    scenes_of: Callable[[list[str]], dict[str, tuple[str, ...]]],
+    is_vendor_file: Callable[[str], bool],
+    contents_of: Callable[[list[str]], dict[str, tuple[tuple[str, int], ...]]],
+    file_timepoints: Sequence[str] | None,
 ) -> pd.DataFrame:
-    """Every scene of a file its row leaves the scene of: one row per scene,
-    the region named ``<region>_<scene>`` (``<region>_s<index>`` when the
-    file's scene names are not all valid, distinct names). A file holding
-    one scene keeps its row as it is."""
-    pairs = zip(sheet["path"], sheet["scene"], strict=True)
-    open_rows = {
-        i
-        for i, (path, scene) in enumerate(pairs)
-        if scene is None and is_multiscene_file(path)
-    }
-    if not open_rows:
+    """Rows for what vendor files hold beyond one image.
+
+    - A row that leaves the scene of a file of several scenes empty becomes
+      one row per scene, its region named ``<region>_<scene>`` (characters
+      a name may not hold become ``_``; ``<region>_s<index>`` where the
+      names still are not valid, distinct names).
+    - A row that leaves both ``timepoint`` and ``t`` empty, for a scene of
+      several timepoints, becomes one row per timepoint when
+      ``file_timepoints`` names them (in the file's order); without that
+      setting the import refuses the file, with this advice.
+    """
+    vendor = sorted({p for p in sheet["path"] if is_vendor_file(p)})
+    if not vendor:
         return sheet
-    scenes = scenes_of(sorted({sheet["path"].iloc[i] for i in open_rows}))
+    contents = contents_of(vendor)
     rows = []
-    for i, row in enumerate(sheet.to_dict("records")):
-        names = scenes.get(row["path"], ()) if i in open_rows else ()
-        if len(names) <= 1:
-            rows.append(row)
-            continue
-        named = all(is_valid_name(n) for n in names) and len(set(names)) == len(names)
-        for index, name in enumerate(names):
-            suffix = name if named else f"s{index}"
-            rows.append({**row, "region": f"{row['region']}_{suffix}", "scene": name})
+    for row in sheet.to_dict("records"):
+        for scene_row in _scene_rows(row, contents.get(row["path"])):
+            rows.extend(_timepoint_rows(scene_row, contents, file_timepoints))
+    if len(rows) == len(sheet):
+        return sheet
     return check_sheet(pd.DataFrame(rows, columns=COLUMNS), "the sample sheet")
+
+
+def _scene_rows(row: dict, contents: tuple[tuple[str, int], ...] | None) -> list[dict]:
+    if not contents or len(contents) == 1 or row["scene"] is not None:
+        return [row]
+    names = [scene for scene, _ in contents]
+    safe = [re.sub(r"[^A-Za-z0-9._-]", "_", n) for n in names]
+    if not all(is_valid_name(n) for n in safe) or len(set(safe)) < len(safe):
+        safe = [f"s{i}" for i in range(len(names))]
+    return [
+        {**row, "region": f"{row['region']}_{suffix}", "scene": name}
+        for name, suffix in zip(names, safe, strict=True)
+    ]
+
+
+def _timepoint_rows(
+    row: dict,
+    contents: dict[str, tuple[tuple[str, int], ...]],
+    file_timepoints: Sequence[str] | None,
+) -> list[dict]:
+    scenes = contents.get(row["path"])
+    if not scenes or row["timepoint"] is not None or _given(row["t"]):
+        return [row]
+    scene = row["scene"]
+    by_name = dict(scenes)
+    if scene is None:
+        count = scenes[0][1]
+    elif scene in by_name:
+        count = by_name[scene]
+    elif str(scene).isdigit() and int(scene) < len(scenes):
+        count = scenes[int(scene)][1]
+    else:
+        return [row]  # no such scene: the probe says so, naming the file
+    if count <= 1 or file_timepoints is None:
+        return [row]
+    if count != len(file_timepoints):
+        raise ConfigError(
+            f"{row['path']}: holds {count} timepoints, but file_timepoints "
+            f"names {len(file_timepoints)} ({', '.join(file_timepoints)})"
+        )
+    return [
+        {**row, "timepoint": name, "t": t} for t, name in enumerate(file_timepoints)
+    ]
+
+
+def _given(value: object) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)

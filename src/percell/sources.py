@@ -45,6 +45,8 @@ class SourceInfo:
         stored_axes: Axes in the file's own order ("ZCYX" for ImageJ stacks).
         scene: The scene read, in a file that holds scenes (``formats``).
         channel_names: The file's own channel names, where it has them.
+        timepoints: Timepoints the scene holds (vendor files).
+        t: The timepoint read, in a scene of several (set per sheet row).
     """
 
     path: str
@@ -56,6 +58,8 @@ class SourceInfo:
     stored_axes: str = ""
     scene: str | None = None
     channel_names: tuple[str, ...] = ()
+    timepoints: int = 1
+    t: int | None = None
 
     @property
     def height(self) -> int:
@@ -360,21 +364,21 @@ def probe_many(
     return out
 
 
-def scenes_of(paths: list[str]) -> dict[str, tuple[str, ...]]:
-    """The scenes of each vendor file, remembered like probes (the workflow
-    is parsed on every invocation, and opening a file through bioio costs
-    seconds)."""
+def contents_of(paths: list[str]) -> dict[str, tuple[tuple[str, int], ...]]:
+    """Each vendor file's scenes with their timepoints, remembered like
+    probes (the workflow is parsed on every invocation, and opening a file
+    through bioio costs seconds)."""
     stamps = file_stamps(paths)
     cache_path, cache = _load_probes()
     out, changed = {}, False
     for path in paths:
-        key = f"{path}[scenes]"
+        key = f"{path}[contents]"
         hit = cache.get(key)
         if hit and hit[0] == list(stamps[path]):
-            out[path] = tuple(hit[1])
+            out[path] = tuple((str(s), int(t)) for s, t in hit[1])
             continue
-        out[path] = formats.list_scenes(path)
-        cache[key] = [list(stamps[path]), list(out[path])]
+        out[path] = formats.file_contents(path)
+        cache[key] = [list(stamps[path]), [list(x) for x in out[path]]]
         changed = True
     if changed:
         _save_probes(cache_path, cache)

@@ -11,7 +11,7 @@ from percell.errors import ConfigError
 from percell.sheets import (
     COLUMNS,
     check_sheet,
-    expand_scenes,
+    expand_files,
     pattern_to_regex,
     read_sample_sheet,
     scan_directory,
@@ -96,6 +96,11 @@ def _sheet(rows):
     return check_sheet(df.astype(str), "test")
 
 
+def contents(mapping):
+    """A stand-in for reading the files: {path: ((scene, timepoints), ...)}."""
+    return lambda paths: {p: mapping[p] for p in paths}
+
+
 def test_every_scene_of_a_file_without_scene_becomes_a_region():
     sheet = _sheet(
         [
@@ -104,28 +109,47 @@ def test_every_scene_of_a_file_without_scene_becomes_a_region():
             {"condition": "c", "region": "t", "channel": "DAPI", "path": "t.tif"},
         ]
     )
-    calls = []
+    asked = []
 
-    def scenes_of(paths):
-        calls.append(paths)
-        return {"a.czi": ("B2", "C3")}
+    def contents_of(paths):
+        asked.append(paths)
+        return {"a.czi": (("B2", 1), ("C3", 1))}
 
-    out = expand_scenes(sheet, lambda p: p.endswith(".czi"), scenes_of)
-    assert calls == [["a.czi"]]  # only files whose row leaves the scene open
+    out = expand_files(sheet, lambda p: p.endswith(".czi"), contents_of, None)
+    assert asked == [["a.czi"]]  # only vendor files are opened
     got = sorted(zip(out["region"], out["scene"].fillna(""), strict=True))
     assert got == [("q", "B2"), ("r_B2", "B2"), ("r_C3", "C3"), ("t", "")]
 
 
-def test_scene_names_that_are_not_valid_names_give_indexed_regions():
+def test_scene_names_become_valid_names_or_indices():
     sheet = _sheet([{"condition": "c", "region": "r", "path": "a.lif"}])
-    out = expand_scenes(
-        sheet, lambda p: True, lambda paths: {"a.lif": ("Series 1", "Series 2")}
-    )
+    series = contents({"a.lif": (("Series 1", 1), ("Series/2", 1))})
+    out = expand_files(sheet, lambda p: True, series, None)
+    assert out["region"].tolist() == ["r_Series_1", "r_Series_2"]
+    assert out["scene"].tolist() == ["Series 1", "Series/2"]
+    clash = contents({"a.lif": (("a b", 1), ("a:b", 1))})
+    out = expand_files(sheet, lambda p: True, clash, None)
     assert out["region"].tolist() == ["r_s0", "r_s1"]
-    assert out["scene"].tolist() == ["Series 1", "Series 2"]
 
 
-def test_a_file_of_one_scene_keeps_its_row():
+def test_a_file_of_one_scene_and_one_timepoint_keeps_its_row():
     sheet = _sheet([{"condition": "c", "region": "r", "path": "a.nd2"}])
-    out = expand_scenes(sheet, lambda p: True, lambda paths: {"a.nd2": ("only",)})
+    out = expand_files(sheet, lambda p: True, contents({"a.nd2": (("x", 1),)}), None)
     assert out["region"].tolist() == ["r"] and out["scene"].tolist() == [None]
+
+
+def test_timepoints_inside_a_file_become_the_named_timepoints():
+    sheet = _sheet(
+        [
+            {"condition": "c", "region": "r", "path": "a.czi", "scene": "1"},
+            {"condition": "d", "region": "r", "path": "b.czi"},
+        ]
+    )
+    files = contents({"a.czi": (("p0", 1), ("p1", 3)), "b.czi": (("only", 3),)})
+    out = expand_files(sheet, lambda p: True, files, ["t0", "t5", "t9"])
+    got = sorted(zip(out["condition"], out["timepoint"], out["t"], strict=True))
+    assert got == [(c, f"t{n}", t) for c in "cd" for t, n in enumerate((0, 5, 9))]
+    with pytest.raises(ConfigError, match=r"a\.czi: holds 3 timepoints, but file_"):
+        expand_files(sheet, lambda p: True, files, ["t0", "t1"])
+    # without the setting the rows stay; the import refuses them, with advice
+    assert len(expand_files(sheet, lambda p: True, files, None)) == 2

@@ -158,11 +158,58 @@ def test_ome_zarr_input_written_by_ome_zarr_py(tmp_path):
     np.testing.assert_array_equal(got, image)  # unnamed channels: by position
 
 
+def write_timelapse_czi(path: Path, channels: tuple[str, ...], n_t: int) -> dict:
+    """One scene, 2-D, ``n_t`` timepoints; returns {(t, channel): pixels}."""
+    rng = np.random.default_rng(5)
+    pixels = {}
+    with pyczi.create_czi(str(path), exist_ok=True) as czi:
+        for t in range(n_t):
+            for c, channel in enumerate(channels):
+                plane = rng.integers(0, 4000, SHAPE[1:]).astype(np.uint16)
+                pixels[(t, channel)] = plane
+                czi.write(data=plane, plane={"C": c, "Z": 0, "T": t})
+        czi.write_metadata(channel_names=dict(enumerate(channels)), scale_x=0.5e-6)
+    return pixels
+
+
+def test_timepoints_inside_a_czi_and_a_channel_map(tmp_path):
+    czi = tmp_path / "timelapse.czi"
+    pixels = write_timelapse_czi(czi, ("EGFP", "Hoechst"), 3)
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"condition\tregion\tpath\nctrl\tr1\t{czi}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    config = base_config({"sample_sheet": str(sheet)})
+    config["pixel_size_um"] = None
+    config["file_timepoints"] = ["t00", "t10", "t20"]
+    config["channel_map"] = {"Hoechst": "DAPI", "EGFP": "GFP"}
+    write_config(work, config)
+    run_workflow(work, "--until", "pyramid")
+    images = work / "out/exp.percell/images.zarr"
+    for t, name in enumerate(("t00", "t10", "t20")):
+        got = np.asarray(zarr.open_group(images / "ctrl" / name / "r1", mode="r")["0"])
+        np.testing.assert_array_equal(got[0], pixels[(t, "Hoechst")])  # DAPI
+        np.testing.assert_array_equal(got[1], pixels[(t, "EGFP")])  # GFP
+
+    # without file_timepoints the file is refused, with the way out
+    del config["file_timepoints"]
+    write_config(work, config)
+    before = tree_digest(work / "out")
+    proc = run_workflow(work, check=False)
+    assert proc.returncode != 0
+    assert re.search(
+        r"timelapse\.czi \(scene Image:0\) holds 3 timepoints; name them with "
+        r"file_timepoints",
+        proc.stderr + proc.stdout,
+    ), proc.stderr[-3000:]
+    assert tree_digest(work / "out") == before
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
         ("no-such-scene", r"plate\.czi: no scene 'wellC'; the file holds wellA, wellB"),
-        ("channels", r"plate\.czi has channels GFP, RFP, not DAPI"),
+        ("channels", r"plate\.czi has channels GFP, RFP, not DAPI: name the"),
         ("corrupt", r"broken\.czi: not a readable \.czi file"),
         ("plugin", r"x\.nd2: reading \.nd2 files needs the bioio plugin bioio-nd2"),
     ],
