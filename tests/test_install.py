@@ -112,3 +112,43 @@ def test_conda_environments_install_this_version_of_the_package():
         pip = next(d["pip"] for d in deps if isinstance(d, dict))
         (percell,) = [p for p in pip if p.startswith("percell")]
         assert re.fullmatch(rf"percell(\[[a-z,]+\])?=={re.escape(version)}", percell)
+
+
+def test_a_vendor_file_without_its_plugin_names_the_extra(installed, tmp_path):
+    """A plain install has no bioio plugin; a CZI in a sample sheet stops the
+    run before any job, naming the file and the extra that reads it."""
+    czi = tmp_path / "scan.czi"
+    czi.write_bytes(b"ZISRAWFILE" + b"\0" * 100)
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"condition\tregion\tpath\nctrl\tr1\t{czi}\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    cfg = {
+        "experiment": {"name": "x", "path": "out/x.percell"},
+        "input": {"sample_sheet": str(sheet)},
+        "channels": [{"name": "DAPI"}],
+    }
+    (project / "config.yaml").write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [
+            str(installed / "bin/snakemake"),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            "config.yaml",
+            "--cores",
+            "1",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode != 0
+    assert (
+        f"{czi}: reading .czi files needs the bioio plugin bioio-czi, which is "
+        "not installed: pip install 'percell[czi]'" in proc.stderr
+    ), proc.stderr[-3000:]
+    assert not (project / "out").exists()
