@@ -91,23 +91,31 @@ def _normalise_axes(axes: str, shape: tuple[int, ...], multichannel: bool) -> st
     )
 
 
-def _ome_physical_sizes(xml: str | None) -> tuple[float | None, float | None]:
-    """PhysicalSizeX and PhysicalSizeZ of the first OME image, in µm."""
+def _ome_metadata(
+    xml: str | None,
+) -> tuple[float | None, float | None, tuple[str, ...]]:
+    """PhysicalSizeX and PhysicalSizeZ of the first OME image, in µm, and its
+    channels' names (empty where a channel has none)."""
     if not xml:
-        return None, None
+        return None, None, ()
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
-        return None, None
+        return None, None, ()
     for elem in root.iter():
         if elem.tag.endswith("}Pixels") or elem.tag == "Pixels":
+            names = tuple(
+                c.get("Name", "")
+                for c in elem
+                if c.tag.endswith("}Channel") or c.tag == "Channel"
+            )
             unit = elem.get("PhysicalSizeXUnit", "µm")
             if unit not in ("µm", "um", "micrometer"):
-                return None, None
+                return None, None, names
             sx = elem.get("PhysicalSizeX")
             sz = elem.get("PhysicalSizeZ")
-            return (float(sx) if sx else None, float(sz) if sz else None)
-    return None, None
+            return (float(sx) if sx else None, float(sz) if sz else None, names)
+    return None, None, ()
 
 
 def probe_source(
@@ -142,7 +150,7 @@ def probe_source(
             dtype = np.dtype(series.dtype)
             axes = _normalise_axes(series.axes, shape, multichannel)
             _check_not_truncated(tf, p)
-            pixel_size, z_step = _ome_physical_sizes(tf.ome_metadata)
+            pixel_size, z_step, names = _ome_metadata(tf.ome_metadata)
             if pixel_size is None and tf.is_imagej:
                 pixel_size = _imagej_pixel_size(tf)
     except SourceImageError as exc:
@@ -159,7 +167,18 @@ def probe_source(
     stored_axes = axes
     if axes == "ZCYX":
         axes, shape = "CZYX", (shape[1], shape[0], shape[2], shape[3])
-    return SourceInfo(str(p), axes, shape, dtype.str, pixel_size, z_step, stored_axes)
+    if not any(names):  # unnamed channels are read in the configured order
+        names = ()
+    return SourceInfo(
+        str(p),
+        axes,
+        shape,
+        dtype.str,
+        pixel_size,
+        z_step,
+        stored_axes,
+        channel_names=names,
+    )
 
 
 def _check_not_truncated(tf: tifffile.TiffFile, p: Path) -> None:

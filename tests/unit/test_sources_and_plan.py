@@ -202,3 +202,34 @@ def test_probe_many_remembers_unchanged_files(tmp_path, monkeypatch):
     b.write_bytes(b"not a tiff")
     with pytest.raises(SourceImageError, match=r"b\.tif: not a readable TIFF"):
         sources.probe_many([(str(b), None)], {str(b)})
+
+
+def test_ome_tiff_channel_names_are_matched_by_name(tmp_path):
+    data = rand((2, 40, 50))
+    path = tmp_path / "named.ome.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        ome=True,
+        metadata={"axes": "CYX", "Channel": {"Name": ["GFP", "DAPI"]}},
+    )
+    info = probe_source(path, multichannel=True)
+    assert info.channel_names == ("GFP", "DAPI")
+    files = [SourceFile(path=str(path), channel=None)]
+    plan = plan_region("c/r", files, [info], ["DAPI", "GFP"])
+    assert [(p.c, p.source_c) for p in plan.planes] == [(0, 1), (1, 0)]
+    with pytest.raises(SourceImageError, match="has channels GFP, DAPI, not RFP"):
+        plan_region("c/r", files, [info], ["DAPI", "RFP"])
+    renamed = plan_region("c/r", files, [info], ["DAPI", "RFP"], {"GFP": "RFP"})
+    assert [p.source_c for p in renamed.planes] == [1, 0]
+
+
+def test_ome_tiff_without_channel_names_is_read_in_the_configured_order(tmp_path):
+    path = tmp_path / "plain.ome.tif"
+    tifffile.imwrite(path, rand((2, 40, 50)), ome=True, metadata={"axes": "CYX"})
+    info = probe_source(path, multichannel=True)
+    assert info.channel_names == ()
+    plan = plan_region(
+        "c/r", [SourceFile(path=str(path), channel=None)], [info], ["A", "B"]
+    )
+    assert [p.source_c for p in plan.planes] == [0, 1]
