@@ -197,10 +197,13 @@ KEEP_PLANES = 10
 
 
 class VendorReader:
-    """Rows of one plane of a vendor file's scene. The plugins decode whole
-    planes, so the last planes read are kept: the importer asks for a band
-    of rows of each z plane of a chunk in turn, then for the next band (one
-    plane for a 2-D image, at most ``KEEP_PLANES`` for a stack)."""
+    """Rows of one plane of a vendor file's scene.
+
+    Where the plugin's lazy array is chunked along rows (OME-Zarr), a band
+    reads only its chunks. Where a chunk is a whole plane (CZI, ND2, LIF),
+    the last planes read are kept: the importer asks for a band of rows of
+    each z plane of a chunk in turn, then for the next band (one plane for a
+    2-D image, at most ``KEEP_PLANES`` for a stack)."""
 
     def __init__(self, info: SourceInfo) -> None:
         self.info = info
@@ -219,23 +222,24 @@ class VendorReader:
 
     def read(self, c: int, z: int, y0: int, y1: int) -> np.ndarray:
         """Rows ``y0:y1`` of channel ``c``, plane ``z`` (indices in the file)."""
-        with self._lock:
-            plane = self._planes.get((c, z))
-            if plane is None:
-                try:
-                    plane = np.asarray(
-                        self._image.get_image_dask_data(
-                            "YX", T=self.info.t or 0, C=c, Z=z
-                        ).compute()
-                    )
-                except Exception as exc:
-                    raise SourceImageError(
-                        f"{self.info.path}: reading channel {c}, z {z} of scene "
-                        f"{self.info.scene} failed ({type(exc).__name__}: {exc})"
-                    ) from None
+        try:
+            with self._lock:
+                plane = self._planes.get((c, z))
+                if plane is not None:
+                    self._planes.move_to_end((c, z))
+                    return plane[y0:y1]
+                lazy = self._image.get_image_dask_data(
+                    "YX", T=self.info.t or 0, C=c, Z=z
+                )
+                if len(lazy.chunks[0]) > 1:  # chunked rows (OME-Zarr): the band's
+                    return np.asarray(lazy[y0:y1].compute())
+                plane = np.asarray(lazy.compute())
                 self._planes[(c, z)] = plane
                 if len(self._planes) > self._keep:
                     self._planes.popitem(last=False)
-            else:
-                self._planes.move_to_end((c, z))
-        return plane[y0:y1]
+                return plane[y0:y1]
+        except Exception as exc:
+            raise SourceImageError(
+                f"{self.info.path}: reading channel {c}, z {z} of scene "
+                f"{self.info.scene} failed ({type(exc).__name__}: {exc})"
+            ) from None

@@ -142,6 +142,7 @@ def test_ome_zarr_input_written_by_ome_zarr_py(tmp_path):
         coordinate_transformations=[[{"type": "scale", "scale": [1, 0.4, 0.4]}]],
         scale_factors=(),
         fmt=FormatV04(),
+        storage_options={"chunks": (1, 32, 64)},  # read by chunks of rows
     )
     sheet = tmp_path / "samples.tsv"
     sheet.write_text(
