@@ -70,6 +70,11 @@ def level0(experiment: Path, region: str) -> np.ndarray:
     return np.asarray(zarr.open_group(groups[0], mode="r")["0"][:])
 
 
+def vendor_config(sheet: Path, **extra: object) -> dict:
+    """A config reading ``sheet``, the pixel size left to the files."""
+    return {**base_config({"sample_sheet": str(sheet)}), "pixel_size_um": None, **extra}
+
+
 def sheet_of(path: Path, rows: list[str]) -> Path:
     path.write_text("condition\tregion\tpath\tscene\n" + "\n".join(rows) + "\n")
     return path
@@ -91,9 +96,7 @@ def czi_experiment(tmp_path_factory):
     )
     work = root / "work"
     work.mkdir()
-    config = base_config({"sample_sheet": str(sheet)})
-    config["pixel_size_um"] = None  # from the file
-    write_config(work, config)
+    write_config(work, vendor_config(sheet))
     run_workflow(work)
     return {"work": work, "experiment": work / "out/exp.percell", "pixels": pixels}
 
@@ -150,9 +153,7 @@ def test_ome_zarr_input_written_by_ome_zarr_py(tmp_path):
     )
     work = tmp_path / "work"
     work.mkdir()
-    config = base_config({"sample_sheet": str(sheet)})
-    config["pixel_size_um"] = None
-    write_config(work, config)
+    write_config(work, vendor_config(sheet))
     run_workflow(work, "--until", "pyramid")
     got = level0(work / "out/exp.percell", "r1")
     np.testing.assert_array_equal(got, image)  # unnamed channels: by position
@@ -192,9 +193,7 @@ def test_ome_zarr_plate_fields_become_regions(tmp_path):
     )
     work = tmp_path / "work"
     work.mkdir()
-    config = base_config({"sample_sheet": str(sheet)})
-    config["pixel_size_um"] = None
-    write_config(work, config)
+    write_config(work, vendor_config(sheet))
     run_workflow(work, "--until", "pyramid")
     experiment = work / "out/exp.percell"
     for scene, image in pixels.items():
@@ -224,10 +223,11 @@ def test_timepoints_inside_a_czi_and_a_channel_map(tmp_path):
     sheet.write_text(f"condition\tregion\tpath\nctrl\tr1\t{czi}\n")
     work = tmp_path / "work"
     work.mkdir()
-    config = base_config({"sample_sheet": str(sheet)})
-    config["pixel_size_um"] = None
-    config["file_timepoints"] = ["t00", "t10", "t20"]
-    config["channel_map"] = {"Hoechst": "DAPI", "EGFP": "GFP"}
+    config = vendor_config(
+        sheet,
+        file_timepoints=["t00", "t10", "t20"],
+        channel_map={"Hoechst": "DAPI", "EGFP": "GFP"},
+    )
     write_config(work, config)
     run_workflow(work, "--until", "pyramid")
     images = work / "out/exp.percell/images.zarr"
@@ -278,9 +278,7 @@ def test_bad_vendor_input_stops_before_any_job(
         Path(path).write_bytes(b"\0" * 4096)
         scene = ""
     sheet = sheet_of(tmp_path / "samples.tsv", [f"ctrl\tr1\t{path}\t{scene}"])
-    config = base_config({"sample_sheet": str(sheet)})
-    config["pixel_size_um"] = None
-    write_config(work, config)
+    write_config(work, vendor_config(sheet))
     proc = run_workflow(work, check=False)
     assert proc.returncode != 0
     assert re.search(expected, proc.stderr + proc.stdout), proc.stderr[-3000:]
