@@ -14,14 +14,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from percell.errors import SourceImageError
-
-if TYPE_CHECKING:
-    from percell.sources import SourceInfo
+from percell.source_info import SUPPORTED_DTYPES, SourceInfo
 
 #: file suffix -> (bioio plugin module, percell extra that installs it)
 PLUGINS = {
@@ -158,8 +156,6 @@ def file_contents(path: str) -> tuple[tuple[str, int], ...]:
 
 def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo:
     """What the importer needs of one scene of a vendor file or OME-Zarr."""
-    from percell.sources import SUPPORTED_DTYPES, SourceInfo
-
     image, chosen = _open_scene(path, scene)
     try:
         dims = image.dims

@@ -25,7 +25,8 @@ from percell.contracts import Channel, ImportedRegion, ImportParams, Region
 from percell.errors import SourceImageError
 from percell.plan import RegionPlan, plan_region
 from percell.sentinel import write_sentinel
-from percell.sources import SourceInfo, open_source, probe_source
+from percell.source_info import SourceInfo
+from percell.sources import open_source, probe_source
 from percell.storage import (
     IMAGE_COMPRESSOR,
     Staging,

@@ -44,13 +44,8 @@ from percell.plan import plan_region
 from percell.plate_files import parse_names, split_well
 from percell.plate_layout import plate_attrs, well_attrs
 from percell.sheets import expand_files, read_sample_sheet, scan_directory
-from percell.sources import (
-    SourceInfo,
-    contents_of,
-    file_stamps,
-    probe_many,
-    source_id,
-)
+from percell.source_info import SourceInfo
+from percell.sources import contents_of, file_stamps, probe_many, source_id
 from percell.wells import plan_well, plate_regions, wells_from_files
 
 

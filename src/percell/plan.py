@@ -17,7 +17,7 @@ import numpy as np
 
 from percell.contracts import SourceFile
 from percell.errors import SourceImageError
-from percell.sources import SourceInfo
+from percell.source_info import SourceInfo
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -22,56 +22,8 @@ import zarr
 
 from percell import formats
 from percell.errors import SourceImageError
+from percell.source_info import SUPPORTED_DTYPES, PlaneReader, SourceInfo
 from percell.storage import write_file_atomic
-
-#: dtypes a PerCell 3 image may hold; anything else is refused at probe time.
-SUPPORTED_DTYPES = frozenset(
-    np.dtype(t).str for t in ("u1", "u2", "u4", "i1", "i2", "i4", "f4", "f8")
-)
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """What a probe learns from a file's header without reading its pixels.
-
-    Attributes:
-        path: The file.
-        axes: Axes of the stored series after normalisation: a subset of "CZYX"
-            in that order, e.g. "YX", "ZYX", "CYX", "CZYX".
-        shape: Shape in the order of ``axes``.
-        dtype: Pixel type, as a numpy dtype string.
-        pixel_size_um: Pixel size from OME or ImageJ metadata, if present.
-        z_step_um: Z step from OME metadata, if present.
-        stored_axes: Axes in the file's own order ("ZCYX" for ImageJ stacks).
-        scene: The scene read, in a file that holds scenes (``formats``).
-        channel_names: The file's own channel names, where it has them.
-        timepoints: Timepoints the scene holds (vendor files).
-        t: The timepoint read, in a scene of several (set per sheet row).
-    """
-
-    path: str
-    axes: str
-    shape: tuple[int, ...]
-    dtype: str
-    pixel_size_um: float | None = None
-    z_step_um: float | None = None
-    stored_axes: str = ""
-    scene: str | None = None
-    channel_names: tuple[str, ...] = ()
-    timepoints: int = 1
-    t: int | None = None
-
-    @property
-    def height(self) -> int:
-        return self.shape[-2]
-
-    @property
-    def width(self) -> int:
-        return self.shape[-1]
-
-    def size(self, axis: str) -> int:
-        """Length of ``axis`` ("C" or "Z"), 1 when the file lacks it."""
-        return self.shape[self.axes.index(axis)] if axis in self.axes else 1
 
 
 def _normalise_axes(axes: str, shape: tuple[int, ...], multichannel: bool) -> str:
@@ -272,18 +224,6 @@ class SourceReader:
         """Index of plane (c, z) in the file's own axis order."""
         idx = {"C": c, "Z": z}
         return tuple(idx[a] for a in self.info.stored_axes[:-2])
-
-
-class PlaneReader(Protocol):
-    """What the importer reads a source with (a context manager)."""
-
-    def __enter__(self) -> PlaneReader: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-    def read(self, c: int, z: int, y0: int, y1: int) -> np.ndarray:
-        """Rows ``y0:y1`` of channel ``c``, plane ``z`` (indices in the file)."""
-        ...
 
 
 def open_source(info: SourceInfo) -> PlaneReader:

@@ -39,7 +39,8 @@ from percell.plate_files import (
     timepoint_name,
 )
 from percell.plate_layout import read_plate_map, read_table, row_index
-from percell.sources import SourceInfo, open_source, probe_source
+from percell.source_info import SourceInfo
+from percell.sources import open_source, probe_source
 
 log = logging.getLogger(__name__)
 
