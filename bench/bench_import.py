@@ -18,8 +18,8 @@ process so that peak memory is measured separately:
 - raw: the same pixels and 2×2-mean pyramid as uncompressed ``.npy`` files
   (a floor for what the disk allows);
 - percell-czi: percell again, from the same pixels written as a CZI by
-  Zeiss's libCZI and read through bioio (needs ``percell[czi]`` and
-  ``pylibczirw``; left out without them).
+  Zeiss's libCZI, probed through bioio and read by bands with libCZI
+  (needs ``percell[czi]``; left out without it).
 
 It prints MB/s (level-0 megabytes per second of wall time, reading included),
 peak RSS, and percell's speed as a ratio to ome-zarr-py. Targets: ratio ≥ 2,
@@ -238,7 +238,7 @@ def print_ratios(results: dict[str, dict], threads: int) -> None:
         czi = results["percell-czi"]["seconds"]
         anchor = results["ome-zarr-py*"]["seconds"]
         print(
-            f"percell from the CZI (bioio): {anchor / czi:.2f}x faster than "
+            f"percell from the CZI: {anchor / czi:.2f}x faster than "
             f"ome-zarr-py* from the TIFF; {czi / ours:.2f}x percell's time "
             "from the TIFF"
         )

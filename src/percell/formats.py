@@ -113,14 +113,14 @@ def _choose(path: str, scenes: Sequence[str], scene: str | None) -> str:
     )
 
 
-def _open_scene(path: str, scene: str | None) -> tuple[Any, str]:
-    """The image of one scene of a file, and that scene's name."""
+def _open_scene(path: str, scene: str | None) -> tuple[Any, str, int]:
+    """The image of one scene of a file, that scene's name and index."""
     if not Path(path).exists():
         raise SourceImageError(f"{path}: file not found")
     images = plate_images(path)
     if images is not None:
         chosen = _choose(path, images, scene)
-        return _open(f"{path}/{chosen}", ".zarr"), chosen
+        return _open(f"{path}/{chosen}", ".zarr"), chosen, images.index(chosen)
     image = _open(path)
     try:
         scenes = [str(s) for s in image.scenes]
@@ -131,7 +131,7 @@ def _open_scene(path: str, scene: str | None) -> tuple[Any, str]:
     chosen = _choose(path, scenes, scene)
     if chosen != str(image.current_scene):
         image.set_scene(chosen)
-    return image, chosen
+    return image, chosen, scenes.index(chosen)
 
 
 def file_contents(path: str) -> tuple[tuple[str, int], ...]:
@@ -156,9 +156,10 @@ def file_contents(path: str) -> tuple[tuple[str, int], ...]:
 
 def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo:
     """What the importer needs of one scene of a vendor file or OME-Zarr."""
-    image, chosen = _open_scene(path, scene)
+    image, chosen, index = _open_scene(path, scene)
     try:
         dims = image.dims
+        samples = int(dims.S) if "S" in dims.order else 1
         dtype = np.dtype(image.dtype)
         names = tuple(str(c) for c in image.channel_names or ())
         sizes = image.physical_pixel_sizes
@@ -167,6 +168,11 @@ def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo
             f"{path}: its metadata cannot be read ({type(exc).__name__}: {exc})"
         ) from None
     n_c, n_z = int(dims.C), int(dims.Z)
+    if samples > 1:
+        raise SourceImageError(
+            f"{path}: scene {chosen} is a colour (RGB) image; percell reads "
+            "fluorescence channels, one grey value per pixel"
+        )
     if dtype.str not in SUPPORTED_DTYPES:
         raise SourceImageError(
             f"{path}: unsupported pixel type {dtype} (expected one of uint8, "
@@ -183,6 +189,7 @@ def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo
         z_step_um=float(sizes.Z) if sizes.Z and n_z > 1 else None,
         stored_axes=axes,
         scene=chosen,
+        scene_index=index,
         channel_names=names,
         timepoints=int(dims.T),
     )
@@ -239,3 +246,68 @@ class VendorReader:
                 f"{self.info.path}: reading channel {c}, z {z} of scene "
                 f"{self.info.scene} failed ({type(exc).__name__}: {exc})"
             ) from None
+
+
+class CziBandReader:
+    """Rows of one plane of a CZI scene, read as a region of interest by
+    Zeiss's libCZI (pylibczirw, which bioio-czi installs): a band decodes only
+    the subblocks it touches, so memory follows the band, as for a TIFF.
+    bioio still probes the file (scenes, channels, pixel size)."""
+
+    def __init__(self, info: SourceInfo) -> None:
+        self.info = info
+        self._lock = threading.Lock()
+        self._stack: Any = None
+        self._czi: Any = None
+        self._scene: int | None = None
+        self._x = self._y = 0
+
+    def __enter__(self) -> CziBandReader:
+        from contextlib import ExitStack
+
+        from pylibCZIrw import czi as pyczi
+
+        self._stack = ExitStack()
+        try:
+            self._czi = self._stack.enter_context(pyczi.open_czi(self.info.path))
+            rects = self._czi.scenes_bounding_rectangle
+            if rects:  # the scene's place in the file's coordinates
+                self._scene = sorted(rects)[self.info.scene_index or 0]
+                rect = rects[self._scene]
+            else:
+                rect = self._czi.total_bounding_rectangle
+            self._x, self._y = rect.x, rect.y
+        except Exception as exc:
+            self._stack.close()
+            raise SourceImageError(
+                f"{self.info.path}: cannot be opened by libCZI "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def read(self, c: int, z: int, y0: int, y1: int) -> np.ndarray:
+        """Rows ``y0:y1`` of channel ``c``, plane ``z`` (indices in the file)."""
+        roi = (self._x, self._y + y0, self.info.width, y1 - y0)
+        plane = {"C": c, "Z": z, "T": self.info.t or 0}
+        try:
+            with self._lock:
+                band = self._czi.read(roi=roi, plane=plane, scene=self._scene)
+        except Exception as exc:
+            raise SourceImageError(
+                f"{self.info.path}: reading rows {y0}-{y1} of channel {c}, z {z} "
+                f"failed ({type(exc).__name__}: {exc})"
+            ) from None
+        return np.ascontiguousarray(band[..., 0], dtype=self.info.dtype)
+
+
+def open_vendor(info: SourceInfo) -> VendorReader | CziBandReader:
+    """The reader of a vendor file's scene: libCZI's bands for a CZI, bioio's
+    planes for the rest."""
+    if Path(info.path).suffix.lower() == ".czi" and importlib.util.find_spec(
+        "pylibCZIrw"
+    ):
+        return CziBandReader(info)
+    return VendorReader(info)

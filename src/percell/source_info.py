@@ -28,6 +28,7 @@ class SourceInfo:
         z_step_um: Z step from OME metadata, if present.
         stored_axes: Axes in the file's own order ("ZCYX" for ImageJ stacks).
         scene: The scene read, in a file that holds scenes (``formats``).
+        scene_index: Its position among the file's scenes.
         channel_names: The file's own channel names, where it has them.
         timepoints: Timepoints the scene holds (vendor files).
         t: The timepoint read, in a scene of several (set per sheet row).
@@ -41,6 +42,7 @@ class SourceInfo:
     z_step_um: float | None = None
     stored_axes: str = ""
     scene: str | None = None
+    scene_index: int | None = None
     channel_names: tuple[str, ...] = ()
     timepoints: int = 1
     t: int | None = None

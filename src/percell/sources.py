@@ -229,7 +229,7 @@ class SourceReader:
 def open_source(info: SourceInfo) -> PlaneReader:
     """The reader of a probed source: tifffile for TIFF, bioio for the rest."""
     if formats.is_vendor_file(info.path):
-        return formats.VendorReader(info)
+        return formats.open_vendor(info)
     return SourceReader(info)
 
 
