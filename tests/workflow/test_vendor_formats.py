@@ -284,3 +284,23 @@ def test_bad_vendor_input_stops_before_any_job(
     assert re.search(expected, proc.stderr + proc.stdout), proc.stderr[-3000:]
     assert "rule " not in proc.stdout  # no job ran
     assert tree_digest(work / "out") == before
+
+
+def test_a_scan_imports_every_scene_of_each_file(tmp_path, monkeypatch):
+    """``scan`` builds the same sheet: each CZI it finds becomes a region per
+    scene (planned as the workflow plans it, at parse time)."""
+    from percell.manifest import build_manifest
+
+    monkeypatch.setenv("PERCELL_PROBE_CACHE", str(tmp_path / "probes.json"))
+    for condition in ("ctrl", "drug"):
+        (tmp_path / "raw" / condition).mkdir(parents=True)
+        write_czi(tmp_path / "raw" / condition / "dish1.czi", ("DAPI", "GFP"))
+    scan = {"directory": str(tmp_path / "raw"), "pattern": "{condition}/{region}.czi"}
+    config = {**base_config({"scan": scan}), "pixel_size_um": None}
+    manifest = build_manifest(config)
+    keys = sorted(r.key for r in manifest.regions())
+    assert keys == [
+        f"{c}/dish1_{s}" for c in ("ctrl", "drug") for s in ("wellA", "wellB")
+    ]
+    scenes = {r.key: r.files[0].scene for r in manifest.regions()}
+    assert scenes["drug/dish1_wellB"] == "wellB"
