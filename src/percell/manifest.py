@@ -269,6 +269,23 @@ def sheet_for(cfg: Config) -> tuple[pd.DataFrame, bool]:
     ), False
 
 
+def _source_file(row: Any) -> SourceFile:
+    """A sheet row's file. ``scene`` and ``t`` are given only where the row
+    has them, so they stay out of the params of every other file (and an
+    existing experiment's import params do not change)."""
+    vendor: dict[str, Any] = {}
+    if row.scene is not None:
+        vendor["scene"] = str(row.scene)
+    if row.t is not None and not pd.isna(row.t):
+        vendor["t"] = int(row.t)
+    return SourceFile(
+        path=str(row.path),
+        channel=None if row.channel is None else str(row.channel),
+        z=None if row.z is None or pd.isna(row.z) else int(row.z),
+        **vendor,
+    )
+
+
 def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
     """A region per condition × timepoint × region of the sheet."""
     sheet, generated = sheet_for(cfg)
@@ -287,16 +304,7 @@ def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
     ):
         timepoint = None if tp is None or pd.isna(tp) else str(tp)
         files = sorted(
-            (
-                SourceFile(
-                    path=str(r.path),
-                    channel=None if r.channel is None else str(r.channel),
-                    z=None if r.z is None or pd.isna(r.z) else int(r.z),
-                    scene=None if r.scene is None else str(r.scene),
-                    t=None if r.t is None or pd.isna(r.t) else int(r.t),
-                )
-                for r in rows.itertuples()
-            ),
+            (_source_file(r) for r in rows.itertuples()),
             key=lambda f: (
                 channel_names.index(f.channel) if f.channel else -1,
                 f.z or 0,

@@ -39,3 +39,20 @@ def test_384_wells_become_24_import_jobs(tmp_path):
     manifest = build_manifest(yaml.safe_load(yaml.safe_dump(config)))
     assert len(manifest.groups) == 24
     assert sum(len(r) for r in manifest.groups.values()) == 384
+
+
+def test_import_params_of_tiff_files_name_no_scene_or_timepoint_index(tmp_path):
+    """Scenes and file timepoints (vendor files) are left out of a TIFF's
+    params, so an experiment made before they existed does not re-import."""
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16))
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text(f"condition\tregion\tchannel\tpath\nc\tr\tDAPI\t{path}\n")
+    config = base_config({"sample_sheet": str(sheet)})
+    config["channels"] = [{"name": "DAPI"}]
+    manifest = build_manifest(yaml.safe_load(yaml.safe_dump(config)))
+    params = manifest.import_params(next(iter(manifest.groups))).to_params()
+    assert params["regions"][0]["files"] == [
+        {"path": str(path), "channel": "DAPI", "z": None}
+    ]
+    assert "channel_map" not in params
