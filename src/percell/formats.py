@@ -2,9 +2,11 @@
 
 TIFF and OME-TIFF stay with tifffile (``sources``): it reads bands of rows
 without decoding whole planes. CZI (Zeiss), ND2 (Nikon), LIF (Leica) and
-OME-Zarr images are opened with bioio and the plugin for their format, each
-an optional extra of percell. A file may hold several scenes (positions,
-series); a sheet row picks one by name or index.
+OME-Zarr images are probed with bioio and the plugin for their format, each
+an optional extra of percell, and read in bounded pieces: a CZI by bands
+through libCZI, an OME-Zarr by its chunks, the others plane by plane. A file
+may hold several scenes (positions, series, a plate's fields) and
+timepoints; a sheet row picks one of each.
 """
 
 from __future__ import annotations
@@ -137,20 +139,22 @@ def _open_scene(path: str, scene: str | None) -> tuple[Any, str, int]:
 def file_contents(path: str) -> tuple[tuple[str, int], ...]:
     """Each scene of a vendor file with its number of timepoints."""
     images = plate_images(path)
-    if images is None:
-        image = _open_scene(path, "0")[0]
-        scenes = [str(s) for s in image.scenes]
-    else:
-        scenes = list(images)
     out = []
-    for scene in scenes:
-        image = _open_scene(path, scene)[0]
-        try:
-            out.append((scene, int(image.dims.T)))
-        except Exception as exc:
-            raise SourceImageError(
-                f"{path}: scene {scene} cannot be read ({type(exc).__name__}: {exc})"
-            ) from None
+    try:
+        if images is None:  # one file, its scenes selected in turn
+            image = _open_scene(path, "0")[0]
+            for scene in [str(s) for s in image.scenes]:
+                image.set_scene(scene)
+                out.append((scene, int(image.dims.T)))
+        else:  # a plate: each field is an image of its own
+            for scene in images:
+                out.append((scene, int(_open_scene(path, scene)[0].dims.T)))
+    except SourceImageError:
+        raise
+    except Exception as exc:
+        raise SourceImageError(
+            f"{path}: its scenes cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
     return tuple(out)
 
 
