@@ -233,3 +233,13 @@ def test_ome_tiff_without_channel_names_is_read_in_the_configured_order(tmp_path
         "c/r", [SourceFile(path=str(path), channel=None)], [info], ["A", "B"]
     )
     assert [p.source_c for p in plan.planes] == [0, 1]
+
+
+def test_a_colour_czi_is_refused_by_name(tmp_path):
+    pyczi = pytest.importorskip("pylibCZIrw.czi")
+    path = tmp_path / "brightfield.czi"
+    with pyczi.create_czi(str(path)) as czi:  # one Bgr24 plane
+        czi.write(data=np.zeros((20, 30, 3), np.uint8), plane={"C": 0, "Z": 0, "T": 0})
+        czi.write_metadata()
+    with pytest.raises(SourceImageError, match=r"brightfield\.czi: scene .* colour"):
+        probe_source(path, multichannel=True)
