@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -475,6 +476,18 @@ def upsert_segmentation_run(
     return _last_id(cur)
 
 
+#: cells whose rows are bound and written at once
+CELLS_PER_BATCH = 20_000
+
+
+def cell_batches(n_cells: int) -> Iterator[slice]:
+    """Slices of at most ``CELLS_PER_BATCH`` cells. A region's rows become
+    Python values to be bound, so memory follows the slice, not the region
+    (a well of 800,000 cells held 3 GB at once)."""
+    for start in range(0, n_cells, CELLS_PER_BATCH):
+        yield slice(start, start + CELLS_PER_BATCH)
+
+
 def insert_cells(conn: sqlite3.Connection, table: pd.DataFrame) -> np.ndarray:
     """Insert the rows of a cells DataFrame (columns CELL_COLUMNS).
 
@@ -486,8 +499,7 @@ def insert_cells(conn: sqlite3.Connection, table: pd.DataFrame) -> np.ndarray:
     """
     start = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM cells").fetchone()[0]
     ids = np.arange(start, start + len(table), dtype=np.int64)
-    for first in range(0, len(table), CELLS_PER_BATCH):  # memory follows a slice
-        part = slice(first, first + CELLS_PER_BATCH)
+    for part in cell_batches(len(table)):
         rows = table.iloc[part]
         columns = [ids[part].tolist()] + [_column(rows[c]) for c in CELL_COLUMNS]
         insert_rows(conn, "cells", ["id", *CELL_COLUMNS], columns)
@@ -799,10 +811,6 @@ def update_cell_geometry(
     )
 
 
-#: cells whose measurements are bound and written at once
-CELLS_PER_BATCH = 20_000
-
-
 def upsert_measurements(
     conn: sqlite3.Connection,
     cell_ids: np.ndarray,
@@ -818,11 +826,7 @@ def upsert_measurements(
     without the conflict check."""
     n_cells, n_channels, n_metrics = values.shape
     if n_cells > CELLS_PER_BATCH:
-        # in slices of cells: the rows become Python values to be bound, so
-        # memory follows the slice, not the region (a well of 800,000 cells
-        # held 3 GB at once)
-        for start in range(0, n_cells, CELLS_PER_BATCH):
-            part = slice(start, start + CELLS_PER_BATCH)
+        for part in cell_batches(n_cells):
             upsert_measurements(
                 conn, cell_ids[part], channel_ids, metrics, values[part], new_cells
             )
@@ -870,9 +874,8 @@ def upsert_cell_masks(
     table: pd.DataFrame,
 ) -> None:
     """Per-cell statistics of threshold masks, updated in place."""
-    if len(cell_ids) > CELLS_PER_BATCH:  # bound memory, as upsert_measurements
-        for start in range(0, len(cell_ids), CELLS_PER_BATCH):
-            part = slice(start, start + CELLS_PER_BATCH)
+    if len(cell_ids) > CELLS_PER_BATCH:
+        for part in cell_batches(len(cell_ids)):
             upsert_cell_masks(conn, cell_ids[part], run_ids[part], table.iloc[part])
         return
     cols = ["cell_id", "threshold_run_id", *MASK_COLUMNS]
