@@ -78,7 +78,11 @@ class LabelIndex:
         counts[wanted] = per_label[self.ids[wanted]]
         self.order, self.starts = group_by_cell(flat, lut, counts)
         self.counts = counts
-        self.area = counts.astype(np.float64)
+
+    @property
+    def area(self) -> np.ndarray:
+        """Pixels per cell, as the tables hold it (float)."""
+        return self.counts.astype(np.float64)
 
 
 def intensity_metrics(
