@@ -94,6 +94,15 @@ def plate_images(path: str | Path) -> tuple[str, ...] | None:
     return tuple(images)
 
 
+def find_scene(scenes: Sequence[str], scene: str) -> str | None:
+    """The scene a sheet names: by name, else by index (digits), else None."""
+    if scene in scenes:
+        return scene
+    if scene.isdigit() and int(scene) < len(scenes):
+        return scenes[int(scene)]
+    return None
+
+
 def _choose(path: str, scenes: Sequence[str], scene: str | None) -> str:
     """The scene a row asks for (a name, or an index as digits); a row may
     leave it out only where the file holds one scene."""
@@ -105,10 +114,9 @@ def _choose(path: str, scenes: Sequence[str], scene: str | None) -> str:
                 "(a name, or an index from 0)"
             )
         return scenes[0]
-    if scene in scenes:
-        return scene
-    if scene.isdigit() and int(scene) < len(scenes):
-        return scenes[int(scene)]
+    found = find_scene(scenes, scene)
+    if found is not None:
+        return found
     raise SourceImageError(
         f"{path}: no scene {scene!r}; the file holds "
         f"{', '.join(scenes)} (or indices 0..{len(scenes) - 1})"

@@ -14,6 +14,7 @@ import pandas as pd
 
 from percell.config import validate
 from percell.errors import ConfigError
+from percell.formats import find_scene
 from percell.names import check_name, is_valid_name
 
 COLUMNS = ["condition", "timepoint", "region", "channel", "path", "z", "scene", "t"]
@@ -210,18 +211,14 @@ def _timepoint_rows(
     file_timepoints: Sequence[str] | None,
 ) -> list[dict]:
     scenes = contents.get(row["path"])
-    if not scenes or row["timepoint"] is not None or _given(row["t"]):
+    if not scenes or row["timepoint"] is not None or pd.notna(row["t"]):
         return [row]
-    scene = row["scene"]
-    by_name = dict(scenes)
+    timepoints = dict(scenes)
+    names = list(timepoints)
+    scene = names[0] if row["scene"] is None else find_scene(names, row["scene"])
     if scene is None:
-        count = scenes[0][1]
-    elif scene in by_name:
-        count = by_name[scene]
-    elif str(scene).isdigit() and int(scene) < len(scenes):
-        count = scenes[int(scene)][1]
-    else:
         return [row]  # no such scene: the probe says so, naming the file
+    count = timepoints[scene]
     if count <= 1 or file_timepoints is None:
         return [row]
     if count != len(file_timepoints):
@@ -232,7 +229,3 @@ def _timepoint_rows(
     return [
         {**row, "timepoint": name, "t": t} for t, name in enumerate(file_timepoints)
     ]
-
-
-def _given(value: object) -> bool:
-    return value is not None and not (isinstance(value, float) and value != value)
