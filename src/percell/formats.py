@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from percell.errors import SourceImageError
-from percell.source_info import SUPPORTED_DTYPES, SourceInfo
+from percell.source_info import SUPPORTED_DTYPES, SourceInfo, file_channel_names
 
 #: file suffix -> (bioio plugin module, percell extra that installs it)
 PLUGINS = {
@@ -173,7 +173,7 @@ def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo
         dims = image.dims
         samples = int(dims.S) if "S" in dims.order else 1
         dtype = np.dtype(image.dtype)
-        names = tuple(str(c) for c in image.channel_names or ())
+        names = file_channel_names([str(c) for c in image.channel_names or ()])
         sizes = image.physical_pixel_sizes
     except Exception as exc:
         raise SourceImageError(

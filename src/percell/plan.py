@@ -133,10 +133,9 @@ def _file_channels(
     channel_map: Mapping[str, str],
 ) -> list[int]:
     """Where each configured channel is in a multi-channel file: by name
-    where the file names its channels (a vendor file; ``channel_map``
-    renames them), else by position."""
-    named = [n for n in info.channel_names if not _generic_channel_name(n)]
-    if named:
+    where the file names its channels (``channel_map`` renames them), else by
+    position."""
+    if info.channel_names:
         renamed = [channel_map.get(n, n) for n in info.channel_names]
         missing = [n for n in channel_names if n not in renamed]
         if missing:
@@ -154,11 +153,6 @@ def _file_channels(
             "as CYX or CZYX"
         )
     return list(range(len(channel_names)))
-
-
-def _generic_channel_name(name: str) -> bool:
-    """A name a reader makes up for an unnamed channel ("Channel:0:1")."""
-    return name.startswith("Channel:") or name == ""
 
 
 def _plan_per_channel(

@@ -3,6 +3,7 @@ TIFF path (``sources``) and the bioio path (``formats``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,6 +13,15 @@ import numpy as np
 SUPPORTED_DTYPES = frozenset(
     np.dtype(t).str for t in ("u1", "u2", "u4", "i1", "i2", "i4", "f4", "f8")
 )
+
+
+def file_channel_names(names: Sequence[str]) -> tuple[str, ...]:
+    """The names a file gives its channels, or () where it gives none: an
+    unnamed channel is empty, or named by its reader ("Channel:0:1"), and
+    such a file is read in the configured channel order."""
+    names = tuple(names)
+    made_up = all(n == "" or n.startswith("Channel:") for n in names)
+    return () if made_up else names
 
 
 @dataclass(frozen=True)
@@ -29,7 +39,8 @@ class SourceInfo:
         stored_axes: Axes in the file's own order ("ZCYX" for ImageJ stacks).
         scene: The scene read, in a file that holds scenes (``formats``).
         scene_index: Its position among the file's scenes.
-        channel_names: The file's own channel names, where it has them.
+        channel_names: The file's own channel names, empty where it names
+            none (see ``file_channel_names``).
         timepoints: Timepoints the scene holds (vendor files).
         t: The timepoint read, in a scene of several (set per sheet row).
     """

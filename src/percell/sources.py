@@ -22,7 +22,12 @@ import zarr
 
 from percell import formats
 from percell.errors import SourceImageError
-from percell.source_info import SUPPORTED_DTYPES, PlaneReader, SourceInfo
+from percell.source_info import (
+    SUPPORTED_DTYPES,
+    PlaneReader,
+    SourceInfo,
+    file_channel_names,
+)
 from percell.storage import write_file_atomic
 
 
@@ -119,8 +124,6 @@ def probe_source(
     stored_axes = axes
     if axes == "ZCYX":
         axes, shape = "CZYX", (shape[1], shape[0], shape[2], shape[3])
-    if not any(names):  # unnamed channels are read in the configured order
-        names = ()
     return SourceInfo(
         str(p),
         axes,
@@ -129,7 +132,7 @@ def probe_source(
         pixel_size,
         z_step,
         stored_axes,
-        channel_names=names,
+        channel_names=file_channel_names(names),
     )
 
 
