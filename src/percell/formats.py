@@ -11,6 +11,7 @@ timepoints; a sheet row picks one of each.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import threading
 from collections import OrderedDict
@@ -66,10 +67,13 @@ def _open(path: str | Path, suffix: str | None = None) -> Any:
         ) from None
 
 
-def plate_images(path: str | Path) -> tuple[str, ...] | None:
+@functools.lru_cache(maxsize=8)
+def plate_images(path: str) -> tuple[str, ...] | None:
     """The images of an NGFF plate (``row/column/field`` paths, in the
     plate's well order), or None where ``path`` is not a plate. bioio reads
-    one image at a time, so each field of a plate is a scene here."""
+    one image at a time, so each field of a plate is a scene here. Kept
+    for the process: every field's probe asks, and the answer reads every
+    well's metadata."""
     if Path(path).suffix.lower() != ".zarr" or not Path(path).is_dir():
         return None
     import zarr
@@ -156,7 +160,7 @@ def file_contents(path: str) -> tuple[tuple[str, int], ...]:
                 out.append((scene, int(image.dims.T)))
         else:  # a plate: each field is an image of its own
             for scene in images:
-                out.append((scene, int(_open_scene(path, scene)[0].dims.T)))
+                out.append((scene, int(_open(f"{path}/{scene}", ".zarr").dims.T)))
     except SourceImageError:
         raise
     except Exception as exc:
