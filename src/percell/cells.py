@@ -1,9 +1,14 @@
-"""Per-cell geometry from a label image, in the PerCell 3 ``cells`` columns.
+"""Per-cell geometry and shape from a label image.
 
-Centroid and bounding box are in level-0 pixels, x = column, y = row;
-circularity = 4πA/P² with scikit-image's perimeter. For 3-D labels the area is
-the voxel count, centroid and box are those of the object's y/x extent, and
-perimeter and circularity are left empty.
+``COLUMNS`` are the PerCell 3 ``cells`` columns: centroid and bounding box in
+level-0 pixels, x = column, y = row; circularity = 4πA/P² with scikit-image's
+perimeter. ``SHAPE_COLUMNS`` are the further shape features of the
+``percell_cell_shape`` table, scikit-image's ``regionprops`` values under its
+names: eccentricity, solidity, the major and minor axis lengths (pixels),
+orientation (radians, between the row axis and the major axis) and extent
+(area / bounding-box area). For 3-D labels the area is the voxel count,
+centroid and box are those of the object's y/x extent, and perimeter,
+circularity and the shape features are left empty.
 """
 
 from __future__ import annotations
@@ -27,15 +32,34 @@ COLUMNS = [
     "circularity",
 ]
 
+#: regionprops properties beyond the ``cells`` columns (2-D only)
+SHAPE_COLUMNS = [
+    "eccentricity",
+    "solidity",
+    "major_axis_length",
+    "minor_axis_length",
+    "orientation",
+    "extent",
+]
+
 
 def cell_table(
     labels: np.ndarray, pixel_size_um: float, offset: tuple[int, int] = (0, 0)
 ) -> pd.DataFrame:
-    """One row per label id > 0 in ``labels``; ``offset`` = (y, x) of its origin."""
+    """One row per label id > 0 in ``labels`` (``COLUMNS`` then
+    ``SHAPE_COLUMNS``); ``offset`` = (y, x) of its origin."""
     oy, ox = offset
     if labels.ndim == 2:
         props = regionprops_table(
-            labels, properties=("label", "area", "centroid", "bbox", "perimeter")
+            labels,
+            properties=(
+                "label",
+                "area",
+                "centroid",
+                "bbox",
+                "perimeter",
+                *SHAPE_COLUMNS,
+            ),
         )
         area = props["area"].astype(float)
         perimeter = props["perimeter"].astype(float)
@@ -53,6 +77,7 @@ def cell_table(
                 "area_pixels": area,
                 "perimeter": perimeter,
                 "circularity": circ,
+                **{c: props[c].astype(float) for c in SHAPE_COLUMNS},
             }
         )
     else:
@@ -76,7 +101,8 @@ def cell_table(
                 "area_pixels": np.asarray(area, float),
                 "perimeter": np.nan,
                 "circularity": np.nan,
+                **dict.fromkeys(SHAPE_COLUMNS, np.nan),
             }
         )
     df["area_um2"] = df["area_pixels"] * pixel_size_um**2
-    return df[COLUMNS]
+    return df[COLUMNS + SHAPE_COLUMNS]

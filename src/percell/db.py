@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from percell.cells import COLUMNS as CELL_GEOMETRY
+from percell.cells import SHAPE_COLUMNS
 from percell.contracts import Channel
 from percell.errors import ExperimentError
 
@@ -178,6 +179,19 @@ CREATE TABLE IF NOT EXISTS percell_orphan_tags (
     bbox_w INTEGER,
     bbox_h INTEGER,
     orphaned_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS percell_cell_shape (
+    cell_id INTEGER PRIMARY KEY REFERENCES cells(id),
+    area_pixels REAL NOT NULL,
+    area_um2 REAL,
+    perimeter REAL,
+    circularity REAL,
+    eccentricity REAL,
+    solidity REAL,
+    major_axis_length REAL,
+    minor_axis_length REAL,
+    orientation REAL,
+    extent REAL
 );
 CREATE TABLE IF NOT EXISTS percell_fields (
     region_id INTEGER NOT NULL REFERENCES regions(id),
@@ -751,7 +765,12 @@ def delete_cells(conn: sqlite3.Connection, cell_ids: list[int]) -> None:
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)")
     conn.execute("DELETE FROM doomed")
     insert_rows(conn, "doomed", ["id"], [list(cell_ids)])
-    for table in ("measurements", "cell_tags", "percell_cell_masks"):
+    for table in (
+        "measurements",
+        "cell_tags",
+        "percell_cell_masks",
+        "percell_cell_shape",
+    ):
         conn.execute(f"DELETE FROM {table} WHERE cell_id IN (SELECT id FROM doomed)")
     conn.execute("DELETE FROM cells WHERE id IN (SELECT id FROM doomed)")
     conn.execute("DELETE FROM doomed")
@@ -864,6 +883,35 @@ def upsert_measurements(
         if new_cells
         else "ON CONFLICT(cell_id, channel_id, metric) DO UPDATE SET "
         "value = excluded.value WHERE value IS NOT excluded.value",
+    )
+
+
+#: the columns of ``percell_cell_shape`` after cell_id
+SHAPE_TABLE_COLUMNS = [
+    "area_pixels",
+    "area_um2",
+    "perimeter",
+    "circularity",
+    *SHAPE_COLUMNS,
+]
+
+
+def upsert_cell_shapes(
+    conn: sqlite3.Connection, cell_ids: np.ndarray, table: pd.DataFrame
+) -> None:
+    """Shape features of cells (``SHAPE_TABLE_COLUMNS``), written in place."""
+    if len(cell_ids) > CELLS_PER_BATCH:
+        for part in cell_batches(len(cell_ids)):
+            upsert_cell_shapes(conn, cell_ids[part], table.iloc[part])
+        return
+    updates = ", ".join(f"{c} = excluded.{c}" for c in SHAPE_TABLE_COLUMNS)
+    insert_rows(
+        conn,
+        "percell_cell_shape",
+        ["cell_id", *SHAPE_TABLE_COLUMNS],
+        [np.asarray(cell_ids).tolist()]
+        + [_column(table[c]) for c in SHAPE_TABLE_COLUMNS],
+        conflict=f"ON CONFLICT(cell_id) DO UPDATE SET {updates}",
     )
 
 

@@ -1,7 +1,9 @@
 """The per-cell export: one wide table, one row per cell, to CSV and Parquet.
 
-Columns: condition, timepoint, region, cell id and label, geometry, then
-``<channel>_<metric>`` for every channel and metric, and
+Columns: condition, timepoint, region, cell id and label, geometry, the shape
+features of ``percell_cell_shape``, then ``<channel>_<metric>`` for every
+channel and metric (``<channel>_<compartment>_<metric>`` for nuclei and
+cytoplasm), and
 ``<run>_<statistic>`` for every threshold run's mask statistics.
 """
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from percell import layout
+from percell.cells import SHAPE_COLUMNS
 from percell.errors import ExperimentError
 from percell.storage import staged_file
 
@@ -31,11 +34,14 @@ def cell_table(experiment: str | Path) -> pd.DataFrame:
             """SELECT c.id AS cell_id, co.name AS condition, t.name AS timepoint,
                       r.name AS region, c.label_value, c.centroid_x, c.centroid_y,
                       c.bbox_x, c.bbox_y, c.bbox_w, c.bbox_h, c.area_pixels,
-                      c.area_um2, c.perimeter, c.circularity
+                      c.area_um2, c.perimeter, c.circularity, {shape}
                FROM cells c JOIN regions r ON r.id = c.region_id
+               LEFT JOIN percell_cell_shape s ON s.cell_id = c.id
                JOIN conditions co ON co.id = r.condition_id
                LEFT JOIN timepoints t ON t.id = r.timepoint_id
-               ORDER BY c.id""",
+               ORDER BY c.id""".format(
+                shape=", ".join(f"s.{c}" for c in SHAPE_COLUMNS)
+            ),
             conn,
         )
         measurements = pd.read_sql_query(

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from percell import db, layout
+from percell.cells import SHAPE_COLUMNS
 from percell.contracts import (
     ImportedRegion,
     Measured,
@@ -251,7 +252,10 @@ class _Registration:
             conn, channel_id, run.model_name, run.parameters_json()
         )
         db.set_segmentation_channel(conn, channel_id)
-        cell_digests = _row_digests(table, list(db.CELL_GEOMETRY))
+        # tables staged before shape features existed have none
+        has_shape = set(db.SHAPE_TABLE_COLUMNS) <= set(table.columns)
+        described = list(db.CELL_GEOMETRY) + (list(SHAPE_COLUMNS) if has_shape else [])
+        cell_digests = _row_digests(table, described)
         by_key = dict(tuple(table.groupby("key", sort=False)))
         for region in seg.regions:
             key = region.key
@@ -268,6 +272,8 @@ class _Registration:
                 if cells_changed:  # e.g. a new pixel size: new areas in µm²
                     old = db.workflow_cells(conn, region_id)
                     db.update_cell_geometry(conn, old["id"].tolist(), cells)
+                    if has_shape:
+                        db.upsert_cell_shapes(conn, old["id"].to_numpy(), cells)
                 self.counts["cells_kept"] += len(cells)
                 continue
             # matches relate the label image the database describes only if
@@ -296,6 +302,8 @@ class _Registration:
         new["region_id"] = region_id
         new["segmentation_id"] = seg_id
         ids = db.insert_cells(conn, new)
+        if set(db.SHAPE_TABLE_COLUMNS) <= set(new.columns):
+            db.upsert_cell_shapes(conn, ids, new)
         self.replaced.add(key)
         self.counts["cells_replaced"] += len(new)
         if not tags:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.measure import regionprops_table
 
-from percell.cells import cell_table
+from percell.cells import SHAPE_COLUMNS, cell_table
 from percell.demo import synthetic_cells
 from percell.pyramid import nearest_2x2
 from percell.tiling import tile_grid
@@ -109,6 +109,29 @@ def test_cell_table_matches_regionprops():
     )
 
 
+def test_tiled_shape_features_equal_regionprops_of_the_whole_image(tmp_path):
+    image, _ = held_out(8, shape=(700, 650))
+    labels, cells = segment_in_memory(image, watershed_for(image), tmp_path, 200, 32)
+    ref = regionprops_table(
+        labels, properties=("label", "area", "perimeter", *SHAPE_COLUMNS)
+    )
+    assert len(cells) == len(ref["label"]) > 100
+    np.testing.assert_array_equal(cells.label_value, ref["label"])
+    np.testing.assert_array_equal(cells.area_pixels, ref["area"])
+    np.testing.assert_allclose(cells.perimeter, ref["perimeter"], rtol=1e-12)
+    for column in SHAPE_COLUMNS:
+        np.testing.assert_allclose(
+            cells[column], ref[column], rtol=1e-9, atol=1e-12, err_msg=column
+        )
+    # a known shape: a 10 x 40 bar lying along x
+    bar = np.zeros((30, 60), np.int32)
+    bar[10:20, 10:50] = 1
+    row = cell_table(bar, 1.0).iloc[0]
+    assert row.extent == 1.0 and row.solidity == 1.0
+    assert row.major_axis_length > 3 * row.minor_axis_length
+    assert abs(abs(row.orientation) - np.pi / 2) < 1e-9
+
+
 def test_3d_cell_table_counts_voxels():
     labels = np.zeros((4, 20, 30), np.int32)
     labels[1:3, 5:10, 10:20] = 7
@@ -121,6 +144,7 @@ def test_3d_cell_table_counts_voxels():
         10,
     )
     assert np.isnan(row.perimeter)
+    assert all(np.isnan(row[c]) for c in SHAPE_COLUMNS)
 
 
 def test_watershed_3d_stack():

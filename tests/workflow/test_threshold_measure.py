@@ -14,6 +14,7 @@ import zarr
 from skimage import filters
 from skimage.measure import regionprops_table
 
+from percell.cells import SHAPE_COLUMNS
 from percell.storage import open_group
 from percell.thresholds import smooth_band
 from tests.conftest import (
@@ -129,6 +130,41 @@ def test_measurements_equal_regionprops(measured):
     assert n_metrics == (7,)
 
 
+def test_shape_table_equals_regionprops_of_the_label_image(measured):
+    exp = measured["experiment"]
+    conn = sqlite3.connect(exp / "experiment.db")
+    cond, tp, region = REGIONS[0]
+    labels = open_group(exp / "labels.zarr" / cond / tp / region)["0"][:]
+    shape_columns = list(SHAPE_COLUMNS)
+    ref = regionprops_table(
+        labels, properties=("label", "area", "perimeter", *shape_columns)
+    )
+    table = pd.read_sql_query(
+        f"""SELECT c.label_value, s.area_pixels, s.perimeter, s.circularity,
+                   {", ".join("s." + c for c in shape_columns)}
+            FROM percell_cell_shape s JOIN cells c ON c.id = s.cell_id
+            JOIN regions r ON r.id = c.region_id JOIN conditions co
+            ON co.id = r.condition_id WHERE co.name = ? AND r.name = ?
+            ORDER BY c.label_value""",
+        conn,
+        params=(cond, region),
+    )
+    np.testing.assert_array_equal(table.label_value, ref["label"])
+    np.testing.assert_array_equal(table.area_pixels, ref["area"])
+    np.testing.assert_allclose(
+        table.circularity, 4 * np.pi * ref["area"] / ref["perimeter"] ** 2
+    )
+    for column in shape_columns:
+        np.testing.assert_allclose(table[column], ref[column], err_msg=column)
+    # every cell has its shape row, and none is left without a cell
+    n_cells, with_shape, shapes = conn.execute(
+        "SELECT (SELECT count(*) FROM cells), (SELECT count(*) FROM "
+        "percell_cell_shape WHERE cell_id IN (SELECT id FROM cells)), "
+        "(SELECT count(*) FROM percell_cell_shape)"
+    ).fetchone()
+    assert n_cells == with_shape == shapes > 0
+
+
 def test_export_has_one_row_per_cell(measured):
     work, exp = measured["work"], measured["experiment"]
     csv = pd.read_csv(work / "out/exp_cells.csv")
@@ -146,6 +182,7 @@ def test_export_has_one_row_per_cell(measured):
         "GFP_fraction_inside",
         "GFPli_positive",
         "GFPli_mean_outside",
+        *SHAPE_COLUMNS,
     ):
         assert column in csv.columns
     assert csv.cell_id.is_unique
