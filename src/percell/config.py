@@ -211,9 +211,11 @@ def check_segmentation(
     seg: SegmentationConfig, channel_names: list[str], source: str = "config"
 ) -> None:
     """Checks of ``segmentation`` the schema cannot express."""
+    comp = seg.compartments
     for key, name in (
         ("channel", seg.channel),
         ("nucleus_channel", seg.nucleus_channel),
+        ("compartments.channel", comp.channel if comp else None),
     ):
         if name is not None and name not in channel_names:
             raise ConfigError(
@@ -229,6 +231,11 @@ def check_segmentation(
         raise ConfigError(
             f"{source}: segmentation.tile_overlap {overlap} is less than two "
             f"diameters ({2 * seg.diameter:g} px): cells on tile borders could be cut"
+        )
+    if comp is not None and comp.cells == "watershed" and comp.channel is None:
+        raise ConfigError(
+            f"{source}: segmentation.compartments: cells: watershed needs the "
+            "cytoplasm channel to grow the cells in (compartments.channel)"
         )
     if seg.method == "cellpose":
         check_model_setting(seg.model, source)

@@ -66,6 +66,24 @@ class Channel(Contract):
     emission_nm: Number | None = None
 
 
+#: the label images beside the whole cells when cells are grown from nuclei,
+#: in the order a segment tile stacks them after the cells
+COMPARTMENTS: tuple[Literal["nucleus", "cytoplasm"], ...] = ("nucleus", "cytoplasm")
+
+
+class CompartmentSettings(Contract):
+    """``segmentation.compartments``: cells grown from the segmented nuclei
+    (``percell.compartments``)."""
+
+    cells: Literal["expand", "watershed"] = "expand"
+    distance: Number = 10
+    distance_unit: Literal["pixels", "um"] = "pixels"
+    #: the cytoplasm channel a watershed grows the cells in
+    channel: str | None = None
+    threshold_method: Literal["otsu", "li", "triangle"] = "otsu"
+    compactness: Number = 0.05
+
+
 class SegmentationSettings(Contract):
     """The ``segmentation`` section without its resources: what a segment
     job's output depends on."""
@@ -88,12 +106,15 @@ class SegmentationSettings(Contract):
     smoothing_sigma: Number = 1.0
     threshold_method: Literal["otsu", "li", "triangle"] = "otsu"
     overwrite_edited_labels: bool = False
+    compartments: CompartmentSettings | None = None
 
     def run_parameters(self) -> dict[str, Any]:
         """The settings that define a segmentation run (stored in the
         database): not those that steer resources or reruns, and for the
         watershed none of cellpose's."""
         params = self.model_dump(mode="json", exclude={"overwrite_edited_labels"})
+        if self.compartments is None:  # as before compartments existed
+            params.pop("compartments")
         if self.method != "cellpose":
             for key in (
                 "model",
@@ -160,9 +181,10 @@ class SegmentationConfig(SegmentationSettings):
     resources: Resources = Resources()
 
     def settings(self) -> SegmentationSettings:
-        return SegmentationSettings.model_validate(
-            self.model_dump(exclude={"resources"})
-        )
+        data = self.model_dump(exclude={"resources"})
+        if data["compartments"] is None:  # unset: params read as before it existed
+            del data["compartments"]
+        return SegmentationSettings.model_validate(data)
 
 
 class ExperimentSettings(Contract):
@@ -390,6 +412,21 @@ class MeasureParams(Contract):
 
     channels: tuple[str, ...]
     runs: tuple[MaskRun, ...]
+    #: label images measured beside the whole cells (``compartments.COMPARTMENTS``)
+    compartments: tuple[Literal["nucleus", "cytoplasm"], ...] = ()
+
+    def metrics(self, cell_metrics: tuple[str, ...]) -> list[str]:
+        """Every metric name measured per channel: the whole cell's, then
+        ``<compartment>_<metric>`` for each compartment."""
+        return list(cell_metrics) + [
+            compartment_metric(c, m) for c in self.compartments for m in cell_metrics
+        ]
+
+
+def compartment_metric(compartment: str, metric: str) -> str:
+    """The ``measurements.metric`` of a compartment's metric: the whole cell
+    keeps PerCell 3's names, a compartment's are prefixed (nucleus_area)."""
+    return f"{compartment}_{metric}"
 
 
 class TimepointSpec(Contract):

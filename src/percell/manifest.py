@@ -24,6 +24,7 @@ import pandas as pd
 from percell import layout
 from percell.config import check_timepoints, load_config, pixel_size_or_error
 from percell.contracts import (
+    COMPARTMENTS,
     Config,
     HierarchyParams,
     ImportParams,
@@ -136,12 +137,16 @@ class Manifest:
 
     def measure_params(self) -> MeasureParams:
         """What a measure job depends on: channels and the runs' mask settings."""
+        seg = self.segmentation
+        # compartments is given only where configured: params read as before
+        extra = {"compartments": COMPARTMENTS} if seg and seg.compartments else {}
         return MeasureParams(
             channels=tuple(self.channel_names),
             runs=tuple(
                 MaskRun(name=r.name, channel=r.channel, min_fraction=r.min_fraction)
                 for r in self.thresholds.values()
             ),
+            **extra,
         )
 
     def hierarchy_params(self) -> HierarchyParams:

@@ -31,12 +31,14 @@ from percell.cell_kernels import (
     count_labels,
     group_by_cell,
 )
+from percell.compartments import compartment_path
 from percell.contracts import (
     ImportedRegion,
     MaskRun,
     Measured,
     MeasuredRegion,
     MeasureParams,
+    compartment_metric,
 )
 from percell.errors import ExperimentError
 from percell.label_digest import label_state
@@ -302,6 +304,25 @@ def _wide(
     return pd.DataFrame(columns, index=pd.Index(index.ids, name="label_value"))
 
 
+def _compartment_metrics(
+    labels: zarr.Array[Any],
+    image: zarr.Array[Any],
+    channels: Sequence[str],
+    compartment: str,
+    threads: int,
+) -> pd.DataFrame:
+    """The wide table of one compartment's label image, its columns named
+    ``<channel>|<compartment>_<metric>``."""
+    wide, _ = measure_region(labels, image, channels, (), threads)
+    return wide.rename(
+        columns={
+            f"{ch}|{m}": f"{ch}|{compartment_metric(compartment, m)}"
+            for ch in channels
+            for m in METRICS
+        }
+    )
+
+
 def check_labels_as_segmented(experiment: str | Path, key: str) -> None:
     """Refuse to measure a label image edited since the segment step wrote it:
     its cells would no longer be the ones in experiment.db."""
@@ -330,7 +351,8 @@ def measure_group(
     """Measure every cell of every region of a group; stage tables; sentinel last.
 
     Stages ``<sentinel>.measurements.parquet`` (one row per cell, a column
-    ``<channel>|<metric>`` per channel and metric) and
+    ``<channel>|<metric>`` per channel and metric, the metrics of
+    ``params.metrics``) and
     ``<sentinel>.masks.parquet`` (one row per cell and threshold run).
     """
     experiment = Path(layout.experiment_of_sentinel(sentinel))
@@ -348,6 +370,13 @@ def measure_group(
             for run in params.runs
         ]
         wide, stats = measure_region(labels, image, channel_names, masks, threads)
+        for name in params.compartments:
+            part = array_of(open_group(compartment_path(experiment, key, name)))
+            wide = wide.merge(
+                _compartment_metrics(part, image, channel_names, name, threads),
+                on="label_value",
+                how="left",  # a cell without this compartment: NaN, no row
+            )
         wide.insert(0, "key", key)
         wide_tables.append(wide)
         if params.runs:

@@ -432,7 +432,8 @@ class _Registration:
         )
         if not (wide_changed or masks_changed or forced):
             return
-        columns = [f"{ch}|{m}" for ch in channels for m in METRICS]
+        metrics = params.metrics(METRICS)
+        columns = [f"{ch}|{m}" for ch in channels for m in metrics]
         wide, wide_digests, wide_rows = None, {}, {}
         if wide_changed or forced:
             wide = pd.read_parquet(wide_file)
@@ -472,13 +473,13 @@ class _Registration:
                 values = (
                     part[columns]
                     .to_numpy(np.float64)[order]
-                    .reshape(len(part), len(channels), len(METRICS))
+                    .reshape(len(part), len(channels), len(metrics))
                 )
                 db.upsert_measurements(
                     conn,
                     ids[order],
                     channel_ids,
-                    list(METRICS),
+                    metrics,
                     values,
                     new_cells=self.bulk or key in self.replaced,
                 )

@@ -22,7 +22,16 @@ import pandas as pd
 import zarr
 
 from percell import layout, ngff
+from percell.compartments import (
+    SUBGROUP,
+    cells_from_nuclei,
+    context_pixels,
+    distance_pixels,
+    stack_compartments,
+)
 from percell.contracts import (
+    COMPARTMENTS,
+    CompartmentSettings,
     ImportedRegion,
     ResolvedModel,
     SegmentationRun,
@@ -45,7 +54,7 @@ from percell.storage import (
     open_group,
 )
 from percell.tiling import Tile, segment_tiled
-from percell.watershed import region_threshold, watershed_segment
+from percell.watershed import region_threshold, smooth, watershed_segment
 
 if TYPE_CHECKING:  # cellpose is optional: loaded only for method cellpose
     from percell.cellpose_adapter import CellposeSegmenter
@@ -77,6 +86,35 @@ def _threshold_sample(image_group: zarr.Group, channel: int) -> np.ndarray:
         if max(array_of(image_group, path).shape[-2:]) >= 512:
             chosen = path
     return np.asarray(array_of(image_group, chosen)[channel])
+
+
+def _grow_cells(
+    nuclei: Callable[[np.ndarray], np.ndarray],
+    channels: list[int],
+    comp: CompartmentSettings,
+    distance_px: float,
+    cytoplasm: tuple[int, float, float, float] | None,
+) -> tuple[Callable[[np.ndarray], np.ndarray], list[int]]:
+    """The tile method and its channels for compartments: ``nuclei`` finds the
+    nuclei in ``channels``, then each tile returns the stack (cells, nucleus,
+    cytoplasm). ``cytoplasm``: for a watershed, the channel's index, its
+    threshold, the smoothing sigma and the compactness."""
+    if cytoplasm is None:
+
+        def expand(tile: np.ndarray) -> np.ndarray:
+            found = nuclei(tile)
+            return stack_compartments(cells_from_nuclei(found, distance_px), found)
+
+        return expand, channels
+    index, threshold, sigma, compactness = cytoplasm
+
+    def grow(tile: np.ndarray) -> np.ndarray:
+        found = nuclei(tile[:-1])
+        signal = smooth(tile[-1], sigma)
+        cells = cells_from_nuclei(found, distance_px, signal, threshold, compactness)
+        return stack_compartments(cells, found)
+
+    return grow, [*channels, index]
 
 
 def check_labels_unedited(experiment: Path, key: str, overwrite: bool) -> str | None:
@@ -128,6 +166,10 @@ def segment_region(
     pixel_size = float(record.pixel_size_um)
     diameter_px = diameter_pixels(seg, pixel_size)
     overlap = tile_overlap_pixels(seg, diameter_px)
+    comp = seg.compartments
+    if comp is not None:  # a cell reaches beyond its nucleus: more context
+        distance_px = distance_pixels(comp, pixel_size)
+        overlap += context_pixels(distance_px)
     has_z = level0.ndim == 4
     run: Callable[[np.ndarray], np.ndarray]
     if seg.method == "watershed":
@@ -155,6 +197,23 @@ def segment_region(
         cellpose.diameter_px = diameter_px
         run = cellpose
 
+    if comp is not None:
+        cytoplasm = None
+        if comp.cells == "watershed":
+            assert comp.channel is not None  # checked with the config
+            index = list(channel_names).index(comp.channel)
+            sample = _threshold_sample(image, index)
+            value = region_threshold(sample, seg.smoothing_sigma, comp.threshold_method)
+            log.info("region %s: cytoplasm threshold %.1f", key, value)
+            if value <= 0:
+                raise ExperimentError(
+                    f"region {key}: the {comp.channel} channel's "
+                    f"{comp.threshold_method} threshold is {value:g}: no cytoplasm "
+                    "to grow cells in (segmentation.compartments.channel)"
+                )
+            cytoplasm = (index, value, float(seg.smoothing_sigma), comp.compactness)
+        run, channels = _grow_cells(run, channels, comp, distance_px, cytoplasm)
+
     def read_tile(tile: Tile) -> np.ndarray:
         window = (slice(*tile.pad_y), slice(*tile.pad_x))
         return np.stack([np.asarray(level0[(c, ..., *window)]) for c in channels])
@@ -172,8 +231,19 @@ def segment_region(
         tiles = seg.tile_size
         chunks = ((LABEL_CHUNK_Z,) if has_z else ()) + (LABEL_CHUNK_YX,) * 2
     labels = create_array(group, "0", shape, chunks, np.int32, LABEL_COMPRESSOR)
+    layers = []
+    if comp is not None:
+        sub = open_group(built / SUBGROUP, mode="w")
+        sub.attrs.put({"labels": list(COMPARTMENTS)})
+        for name in COMPARTMENTS:
+            layer = open_group(built / SUBGROUP / name, mode="w")
+            layers.append(
+                create_array(layer, "0", shape, chunks, np.int32, LABEL_COMPRESSOR)
+            )
     start = time.monotonic()
-    cells = segment_tiled(read_tile, run, labels, tiles, overlap, pixel_size, label=key)
+    cells = segment_tiled(
+        read_tile, run, labels, tiles, overlap, pixel_size, label=key, layers=layers
+    )
     digest = labels_digest(built)
     matches = pd.DataFrame({"old_label": [], "new_label": [], "iou": []})
     if previous is not None and previous != digest:
@@ -188,6 +258,11 @@ def segment_region(
         }
     )
     build_levels(built, n_levels, nearest_2x2, LABEL_COMPRESSOR, label=key)
+    for name in COMPARTMENTS if comp is not None else ():
+        path = built / SUBGROUP / name
+        source = layout.relative_image_path(layout.LABELS, key, f"{SUBGROUP}/{name}")
+        open_group(path, mode="r+").attrs.put(ngff.label_attrs(attrs_of(image), source))
+        build_levels(path, n_levels, nearest_2x2, LABEL_COMPRESSOR, label=key)
     log.info("region %s: %d cells in %.1f s", key, len(cells), time.monotonic() - start)
     cells.insert(0, "key", key)
     matches.insert(0, "key", key)

@@ -12,7 +12,7 @@ core lies wholly inside the padded tile, so no cell is cut at a tile border.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,17 +85,23 @@ def segment_tiled(
     overlap: int,
     pixel_size_um: float,
     label: str = "",
+    layers: Sequence[zarr.Array] = (),
 ) -> pd.DataFrame:
     """Segment every tile, paste kept objects into ``labels``, measure them.
 
     Args:
         read_tile: Returns the input of ``segment`` for a tile's padded window.
-        segment: Method: image tile → label tile (ids local to the tile).
+        segment: Method: image tile → label tile (ids local to the tile); with
+            ``layers``, a stack: the cells, then one label tile per layer whose
+            objects carry their cell's id (a cell's nucleus, its cytoplasm).
         labels: The region's int32 label array, zero-filled; (Y, X) or (Z, Y, X).
         tile_size: Edge of a core in pixels, or (y, x): a plate's field.
         overlap: Context margin in pixels on every side of a core.
         pixel_size_um: For areas in µm².
         label: The region, for progress messages.
+        layers: Zero-filled int32 arrays shaped like ``labels``, one per
+            further layer of the stack: each gets the parts of the cells
+            pasted into ``labels``, under the same ids.
 
     Returns:
         One row per cell (see ``percell.cells.cell_table``), label ids 1..n.
@@ -106,6 +112,9 @@ def segment_tiled(
     tables = []
     for i, tile in enumerate(tiles, start=1):
         local = np.asarray(segment(read_tile(tile)))
+        parts = []
+        if layers:  # a stack: cells first, then the layers
+            local, parts = local[0], list(local[1:])
         keep = _kept_objects(local, tile)
         window = (..., slice(*tile.pad_y), slice(*tile.pad_x))
         current = np.asarray(labels[window])
@@ -122,6 +131,10 @@ def segment_tiled(
             new = np.where(current == 0, lut[local], 0).astype(np.int32)
             next_id += keep.size
             labels[window] = np.where(new > 0, new, current)
+            for layer, part in zip(layers, parts, strict=True):
+                # a layer's pixel is kept where its cell was pasted
+                pasted = np.where((part > 0) & (part == local), new, 0)
+                layer[window] = np.where(pasted > 0, pasted, layer[window])
             table = cell_table(
                 new, pixel_size_um, offset=(tile.pad_y[0], tile.pad_x[0])
             )
