@@ -1,0 +1,130 @@
+"""Cells grown from nuclei: against scikit-image, tiled against untiled."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage import segmentation
+
+from percell.compartments import cells_from_nuclei, stack_compartments
+from percell.demo import synthetic_cells
+from percell.storage import LABEL_COMPRESSOR, create_array, open_group
+from percell.tiling import segment_tiled
+from percell.watershed import region_threshold, smooth, watershed_segment
+
+
+def _nuclei_method(dapi):
+    return functools.partial(
+        watershed_segment,
+        diameter_px=16,
+        threshold=region_threshold(dapi, 1.0),
+        sigma=1.0,
+        min_size=30,
+    )
+
+
+def _tiled(tmp_path, name, image, method, tile_size, overlap):
+    """Segment (C, Y, X) ``image`` in tiles into cells, nucleus, cytoplasm."""
+    arrays = []
+    for layer in ("cells", "nucleus", "cytoplasm"):
+        group = open_group(tmp_path / name / layer, mode="w")
+        arrays.append(
+            create_array(
+                group, "0", image.shape[1:], (256, 256), np.int32, LABEL_COMPRESSOR
+            )
+        )
+
+    def read_tile(tile):
+        return image[:, slice(*tile.pad_y), slice(*tile.pad_x)]
+
+    cells = segment_tiled(
+        read_tile, method, arrays[0], tile_size, overlap, 1.0, layers=arrays[1:]
+    )
+    return [a[:] for a in arrays], cells
+
+
+def assert_same_partition(a, b):
+    """``a`` and ``b`` are the same objects, whatever their ids."""
+    np.testing.assert_array_equal(a > 0, b > 0)
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
+    assert pairs.shape[1] == np.unique(a[a > 0]).size == np.unique(b[b > 0]).size
+
+
+@pytest.fixture(scope="module")
+def region():
+    dapi, gfp, _, truth = synthetic_cells((700, 760), np.random.default_rng(21))
+    return np.stack([dapi, gfp]), truth
+
+
+def test_expanded_cells_in_tiles_equal_expand_labels_of_the_whole_image(
+    tmp_path, region
+):
+    image, _ = region
+    nuclei = _nuclei_method(image[0])
+
+    def method(tile):
+        found = nuclei(tile[0])
+        return stack_compartments(cells_from_nuclei(found, 7.0), found)
+
+    (cells, nucleus, cytoplasm), table = _tiled(
+        tmp_path, "expand", image, method, 200, 32 + 14
+    )
+    # the reference: scikit-image on the whole nucleus image
+    np.testing.assert_array_equal(cells, segmentation.expand_labels(nucleus, 7.0))
+    assert len(table) == len(np.unique(nucleus)) - 1 > 150
+    np.testing.assert_array_equal(np.unique(cells), np.unique(nucleus))
+    # a nucleus and its cytoplasm share the cell's label; together they are it
+    assert ((nucleus == 0) | (nucleus == cells)).all()
+    np.testing.assert_array_equal(cytoplasm, np.where(nucleus > 0, 0, cells))
+    # cells straddle the 200-px tile borders
+    assert np.unique(cells[:, 199:201]).size > 5
+
+
+def test_watershed_grown_cells_in_tiles_equal_the_untiled_run(tmp_path, region):
+    image, truth = region
+    nuclei = _nuclei_method(image[0])
+    threshold = region_threshold(image[1], 1.0)
+
+    def method(tile):
+        found = nuclei(tile[0])
+        signal = smooth(tile[1], 1.0)
+        return stack_compartments(
+            cells_from_nuclei(found, 12.0, signal, threshold), found
+        )
+
+    (cells, nucleus, cyto), _ = _tiled(tmp_path, "tiled", image, method, 200, 56)
+    (whole, whole_nucleus, _), _ = _tiled(tmp_path, "whole", image, method, 4096, 0)
+    # the same cells, numbered in another order
+    assert_same_partition(cells, whole)
+    assert_same_partition(nucleus, whole_nucleus)
+    ids = np.unique(nucleus)[1:]
+    np.testing.assert_array_equal(np.unique(cells)[1:], ids)
+    # every cell holds its nucleus whole and reaches at most 12 px beyond it
+    assert ((nucleus == 0) | (nucleus == cells)).all()
+    beyond = ndimage.distance_transform_edt(nucleus == 0)[(cells > 0)]
+    assert beyond.max() <= 12
+    # touching cells part between their nuclei: each has its own cytoplasm,
+    # and a cell is about as large as the synthetic one (radius 2 x nucleus)
+    with_cytoplasm = np.unique(cyto)[1:]
+    assert with_cytoplasm.size >= 0.98 * ids.size
+    cell_area = np.bincount(cells.ravel())[ids]
+    nucleus_area = np.bincount(nucleus.ravel())[ids]
+    assert 2.5 < np.median(cell_area / nucleus_area) < 4.5
+    # the cytoplasm lies where the cytoplasm channel is bright
+    gfp = image[1]
+    assert np.median(gfp[cyto > 0]) > 4 * np.median(gfp[cells == 0])
+    assert truth.max() > 100
+
+
+def test_a_dim_gap_between_nucleus_and_cytoplasm_stays_inside_the_cell():
+    """A stain kept out of the nucleus leaves a dim ring around it: the
+    cytoplasm beyond the ring is still the cell's, and the ring too."""
+    yy, xx = np.mgrid[:80, :80]
+    r = np.hypot(yy - 40, xx - 40)
+    nuclei = (r <= 8).astype(np.int32)
+    cytoplasm = np.where((r > 11) & (r <= 20), 100.0, 0.0)
+    cells = cells_from_nuclei(nuclei, 25.0, cytoplasm, 50.0)
+    np.testing.assert_array_equal(cells > 0, r <= 20)

@@ -1,0 +1,218 @@
+"""The README's config/compartments-demo.yaml through the whole chain: nuclei
+grown into cells, three label images per region, metrics per compartment."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+import zarr
+from ome_zarr_models.v04 import Image, ImageLabel
+from skimage.measure import regionprops_table
+
+from percell.storage import open_group
+from tests.conftest import REPO, run_workflow, tree_digest, write_config
+from tests.workflow.test_reruns import planned_jobs
+
+KEYS = ["ctrl/t0/r1", "ctrl/t0/r2", "drug/t0/r1", "drug/t0/r2"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    work = tmp_path_factory.mktemp("compartments")
+    cfg = yaml.safe_load((REPO / "config/compartments-demo.yaml").read_text())
+    cfg["experiment"]["path"] = "out/comp.percell"
+    write_config(work, cfg)
+    run_workflow(work)
+    return {"work": work, "experiment": work / "out/comp.percell", "config": cfg}
+
+
+@pytest.fixture
+def demo_copy(demo, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(demo["work"], work, symlinks=True)
+    return {"work": work, "experiment": work / "out/comp.percell"}
+
+
+def _labels(exp, key, compartment=None):
+    path = exp / "labels.zarr" / key
+    if compartment:
+        path = path / "labels" / compartment
+    return open_group(path)["0"][:]
+
+
+def test_three_label_images_share_each_cells_label(demo):
+    exp = demo["experiment"]
+    conn = sqlite3.connect(exp / "experiment.db")
+    for key in KEYS:
+        cells = _labels(exp, key)
+        nucleus = _labels(exp, key, "nucleus")
+        cytoplasm = _labels(exp, key, "cytoplasm")
+        assert cells.dtype == nucleus.dtype == cytoplasm.dtype == np.int32
+        ids = np.unique(cells)[1:]
+        assert ids.size > 50
+        np.testing.assert_array_equal(np.unique(nucleus)[1:], ids)
+        assert ((nucleus == 0) | (nucleus == cells)).all()
+        np.testing.assert_array_equal(cytoplasm, np.where(nucleus > 0, 0, cells))
+        assert np.unique(cytoplasm)[1:].size >= 0.95 * ids.size
+        n_db = conn.execute(
+            "SELECT count(*) FROM cells c JOIN regions r ON r.id = c.region_id "
+            "WHERE r.zarr_path = ?",
+            (f"images.zarr/{key}",),
+        ).fetchone()[0]
+        assert n_db == ids.size  # the cells table holds the whole cells
+
+
+def test_compartments_are_valid_ngff_labels_of_the_image(demo):
+    exp = demo["experiment"]
+    key = KEYS[0]
+    group = zarr.open_group(str(exp / "labels.zarr" / key), mode="r")
+    ImageLabel.from_zarr(group)  # the PerCell 3 label image, as before
+    assert group["labels"].attrs["labels"] == ["nucleus", "cytoplasm"]
+    for name in ("nucleus", "cytoplasm"):
+        label = ImageLabel.from_zarr(group["labels"][name])
+        source = label.attributes.image_label.source.image
+        resolved = (exp / "labels.zarr" / key / "labels" / name / source).resolve()
+        assert resolved == (exp / "images.zarr" / key).resolve()
+        levels = label.attributes.multiscales[0].datasets
+        assert len(levels) == len(group.attrs["multiscales"][0]["datasets"])
+    Image.from_zarr(zarr.open_group(str(exp / "images.zarr" / key), mode="r"))
+
+
+@pytest.mark.parametrize("compartment", ["nucleus", "cytoplasm"])
+def test_compartment_metrics_equal_regionprops(demo, compartment):
+    exp = demo["experiment"]
+    conn = sqlite3.connect(exp / "experiment.db")
+    key = KEYS[1]
+    labels = _labels(exp, key, compartment)
+    image = open_group(exp / "images.zarr" / key)["0"][:]
+    for c, channel in enumerate(("DAPI", "GFP", "RFP")):
+        ref = regionprops_table(
+            labels,
+            image[c],
+            properties=("label", "area", "intensity_mean", "intensity_max"),
+        )
+        ref_median = [
+            np.median(image[c][labels == i]) for i in ref["label"][:20].tolist()
+        ]
+        table = pd.read_sql_query(
+            """SELECT c.label_value, m.metric, m.value FROM measurements m
+               JOIN cells c ON c.id = m.cell_id
+               JOIN channels ch ON ch.id = m.channel_id
+               JOIN regions r ON r.id = c.region_id
+               WHERE ch.name = ? AND r.zarr_path = ? AND m.metric LIKE ?""",
+            conn,
+            params=(channel, f"images.zarr/{key}", f"{compartment}_%"),
+        ).pivot(index="label_value", columns="metric", values="value")
+        np.testing.assert_array_equal(table.index, ref["label"])
+        np.testing.assert_array_equal(table[f"{compartment}_area"], ref["area"])
+        np.testing.assert_allclose(
+            table[f"{compartment}_mean_intensity"], ref["intensity_mean"], rtol=1e-12
+        )
+        np.testing.assert_array_equal(
+            table[f"{compartment}_max_intensity"], ref["intensity_max"]
+        )
+        np.testing.assert_array_equal(
+            table[f"{compartment}_median_intensity"].iloc[:20], ref_median
+        )
+
+
+def test_export_has_a_column_per_channel_compartment_and_metric(demo):
+    table = pd.read_csv(demo["work"] / "out/comp_cells.csv")
+    metrics = (
+        "mean_intensity",
+        "max_intensity",
+        "min_intensity",
+        "integrated_intensity",
+        "std_intensity",
+        "median_intensity",
+        "area",
+    )
+    for channel in ("DAPI", "GFP", "RFP"):
+        for metric in metrics:
+            for prefix in ("", "nucleus_", "cytoplasm_"):
+                assert f"{channel}_{prefix}{metric}" in table.columns
+    # the cytoplasm is where GFP is, the nucleus where DAPI is
+    assert (
+        table.GFP_cytoplasm_mean_intensity > table.GFP_nucleus_mean_intensity
+    ).mean() > 0.95
+    assert (
+        table.DAPI_nucleus_mean_intensity > table.DAPI_cytoplasm_mean_intensity
+    ).all()
+    # a cell's area is its nucleus's plus its cytoplasm's
+    np.testing.assert_array_equal(
+        table.GFP_area,
+        table.GFP_nucleus_area + table.GFP_cytoplasm_area.fillna(0),
+    )
+    run = (
+        sqlite3.connect(demo["experiment"] / "experiment.db")
+        .execute("SELECT parameters FROM segmentation_runs")
+        .fetchone()[0]
+    )
+    assert '"compartments"' in run and '"cells": "watershed"' in run
+
+
+def test_changing_the_distance_regrows_cells_and_keeps_the_images(demo_copy):
+    work, exp = demo_copy["work"], demo_copy["experiment"]
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["segmentation"]["compartments"]["distance"] = 6
+    write_config(work, config)
+    jobs = planned_jobs(work)
+    assert {k: jobs[k] for k in ("segment", "measure", "register")} == {
+        "segment": 2,
+        "measure": 2,
+        "register": 1,
+    }
+    assert "import_images" not in jobs and "threshold" not in jobs
+    images = tree_digest(exp / "images.zarr")
+    before = _labels(exp, KEYS[1])
+    run_workflow(work)
+    assert tree_digest(exp / "images.zarr") == images
+    after = _labels(exp, KEYS[1])
+    nucleus = _labels(exp, KEYS[1], "nucleus")
+    assert (after > 0).sum() < (before > 0).sum()
+    assert ((nucleus == 0) | (nucleus == after)).all()
+    conn = sqlite3.connect(exp / "experiment.db")
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            {"cells": "membrane"},
+            r"segmentation\.compartments\.cells: 'membrane' is not one of "
+            r"\['expand', 'watershed'\]",
+        ),
+        (
+            {"cells": "watershed", "channel": None},
+            r"segmentation\.compartments: cells: watershed needs the cytoplasm "
+            r"channel",
+        ),
+        (
+            {"channel": "CY5"},
+            r"segmentation\.compartments\.channel: unknown channel 'CY5'",
+        ),
+        ({"distance": -3}, r"segmentation\.compartments\.distance: -3 is less than"),
+        ({"nuclei": True}, r"segmentation\.compartments: .*'nuclei'"),
+    ],
+)
+def test_bad_compartment_settings_name_the_key(demo_copy, edit, message):
+    import re
+
+    work, exp = demo_copy["work"], demo_copy["experiment"]
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["segmentation"]["compartments"].update(edit)
+    config["segmentation"]["compartments"] = {
+        k: v for k, v in config["segmentation"]["compartments"].items() if v is not None
+    }
+    write_config(work, config)
+    before = tree_digest(exp)
+    proc = run_workflow(work, check=False)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), proc.stderr[-3000:]
+    assert tree_digest(exp) == before
