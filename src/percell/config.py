@@ -146,6 +146,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     if dupes:
         raise ConfigError(f"{source}: channels: duplicate channel names {dupes}")
     check_threshold_runs(config["thresholds"], names, source)
+    check_background(config["background"], names, source)
     inp = config["input"]
     if "plate" in inp:
         plates = inp["plate"] if isinstance(inp["plate"], list) else [inp["plate"]]
@@ -180,6 +181,32 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
                     f"{source}: input.scan.pattern {pattern!r} lacks {needed}"
                 )
     return config
+
+
+#: the parameter each background method needs
+BACKGROUND_PARAMETER = {
+    "constant": "value",
+    "percentile": "percentile",
+    "rolling_ball": "radius",
+}
+
+
+def check_background(
+    background: dict[str, dict], channel_names: list[str], source: str = "config"
+) -> None:
+    """Checks of ``background`` the schema cannot express."""
+    for channel, setting in background.items():
+        if channel not in channel_names:
+            raise ConfigError(
+                f"{source}: background.{channel}: unknown channel {channel!r} "
+                f"(channels: {', '.join(channel_names)})"
+            )
+        needed = BACKGROUND_PARAMETER[setting["method"]]
+        if setting.get(needed) is None:
+            raise ConfigError(
+                f"{source}: background.{channel}: method {setting['method']} "
+                f"needs {needed}"
+            )
 
 
 def check_threshold_runs(

@@ -167,6 +167,15 @@ class Resources(Contract):
     gpu: int = 0
 
 
+class BackgroundSettings(Contract):
+    """One channel's ``background`` (``percell.background``)."""
+
+    method: Literal["constant", "percentile", "rolling_ball"]
+    value: Number | None = None
+    percentile: Number | None = None
+    radius: Number | None = None
+
+
 class StepSettings(Contract):
     resources: Resources = Resources()
 
@@ -284,6 +293,7 @@ class Config(Contract):
     z_step_um: Number | None = None
     file_timepoints: tuple[str, ...] | None = None
     channel_map: dict[str, str] = {}
+    background: dict[str, BackgroundSettings] = {}
     timepoints: dict[str, Number] = {}
     grouping: GroupingSettings = GroupingSettings()
     import_: StepSettings = Field(default=StepSettings(), alias="import")
@@ -378,6 +388,8 @@ class ImportParams(Contract):
     sources: str | None = None
     #: a vendor file's channel name -> the configured channel it is
     channel_map: dict[str, str] = {}
+    #: channel name -> the background subtracted from it at import
+    background: dict[str, BackgroundSettings] = {}
 
     @property
     def channel_names(self) -> list[str]:
@@ -487,6 +499,19 @@ class FieldRecord(Contract):
     source_files: tuple[str, ...]
 
 
+class BackgroundRecord(Contract):
+    """What was subtracted from a channel of a region at import."""
+
+    channel: str
+    method: str
+    parameters: dict[str, Any]
+    #: the value subtracted (constant, percentile); None for an image
+    value: Number | None
+    subtracted_min: Number
+    subtracted_max: Number
+    subtracted_mean: Number
+
+
 class ImportedRegion(Contract):
     """A region as import wrote it: what every later step starts from."""
 
@@ -504,6 +529,7 @@ class ImportedRegion(Contract):
     chunk_yx: tuple[int, int] | None = None
     well: WellLayout | None = None
     fields: tuple[FieldRecord, ...] | None = None
+    background: tuple[BackgroundRecord, ...] | None = None
 
 
 class PyramidRegion(Contract):

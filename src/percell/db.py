@@ -193,6 +193,17 @@ CREATE TABLE IF NOT EXISTS percell_cell_shape (
     orientation REAL,
     extent REAL
 );
+CREATE TABLE IF NOT EXISTS percell_background (
+    region_id INTEGER NOT NULL REFERENCES regions(id),
+    channel_id INTEGER NOT NULL REFERENCES channels(id),
+    method TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    value REAL,
+    subtracted_min REAL NOT NULL,
+    subtracted_max REAL NOT NULL,
+    subtracted_mean REAL NOT NULL,
+    PRIMARY KEY (region_id, channel_id)
+);
 CREATE TABLE IF NOT EXISTS percell_fields (
     region_id INTEGER NOT NULL REFERENCES regions(id),
     field INTEGER NOT NULL,
@@ -442,6 +453,32 @@ def replace_region_fields(
         [[region_id] * len(fields)]
         + [[f[c] for f in fields] for c in FIELD_COLUMNS]
         + [[json.dumps(f["source_files"]) for f in fields]],
+    )
+
+
+def replace_region_background(
+    conn: sqlite3.Connection, region_id: int, records: list[dict[str, Any]]
+) -> None:
+    """What import subtracted from each channel of a region (``BackgroundRecord``
+    as plain data); a region without background subtraction has no rows."""
+    conn.execute("DELETE FROM percell_background WHERE region_id = ?", (region_id,))
+    conn.executemany(
+        "INSERT INTO percell_background (region_id, channel_id, method, "
+        "parameters, value, subtracted_min, subtracted_max, subtracted_mean) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                region_id,
+                channel_id(conn, r["channel"]),
+                r["method"],
+                json.dumps(r["parameters"], sort_keys=True),
+                r["value"],
+                r["subtracted_min"],
+                r["subtracted_max"],
+                r["subtracted_mean"],
+            )
+            for r in records
+        ],
     )
 
 

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from percell import layout, ngff
+from percell.background import subtract_background
 from percell.chunks import BlockIO
 from percell.config import pixel_size_or_error
-from percell.contracts import Channel, ImportedRegion, ImportParams, Region
+from percell.contracts import ImportedRegion, ImportParams, Region
 from percell.errors import SourceImageError
 from percell.plan import RegionPlan, plan_region
 from percell.sentinel import write_sentinel
@@ -107,9 +108,7 @@ def import_group(
     # written: a file that fails half-way leaves the whole group as it was
     with Staging() as staged:
         for item in planned:
-            records.append(
-                _import_region(staged, experiment, item, params.channels, threads)
-            )
+            records.append(_import_region(staged, experiment, item, params, threads))
     inputs = [f.path for r in params.regions for f in r.files]
     write_sentinel(sentinel, "import", params.group, params, inputs, records)
     return records
@@ -119,7 +118,7 @@ def _import_region(
     staged: Staging,
     experiment: Path,
     item: _Planned,
-    channels: tuple[Channel, ...],
+    settings: ImportParams,
     threads: int,
 ) -> ImportedRegion:
     """Write one region's level 0 aside; return its record."""
@@ -134,6 +133,13 @@ def _import_region(
     except SourceImageError as exc:
         raise SourceImageError(f"region {region.key}: {exc}") from None
     group = open_group(built, mode="r+")
+    background = None
+    if settings.background:
+        records, ranges = subtract_background(
+            group, settings.channel_names, settings.background, label=region.key
+        )
+        background = tuple(records)
+        windows = _windows_after(np.dtype(plan.dtype), windows, ranges)
     group.attrs.put(
         ngff.image_attrs(
             region.region,
@@ -141,7 +147,7 @@ def _import_region(
             item.pixel_size_um,
             item.z_step_um,
             plan.has_z,
-            channels,
+            settings.channels,
             windows,
         )
     )
@@ -158,8 +164,10 @@ def _import_region(
     # plate wells also record their field layout (set only for wells, so a
     # free-form region's record has no such keys)
     well: dict[str, Any] = {}
+    if background is not None:  # (set only where configured, as ``well``)
+        well["background"] = background
     if isinstance(plan, WellPlan) and region.well is not None:
-        well = {
+        well |= {
             "chunk_yx": plan.chunk_yx,
             "well": region.well.layout(),
             "fields": tuple(field_records(plan)),
@@ -178,6 +186,17 @@ def _import_region(
         source_files=tuple(str(Path(f.path).resolve()) for f in region.files),
         **well,
     )
+
+
+def _windows_after(
+    dtype: np.dtype,
+    windows: list[tuple[float, ...]],
+    ranges: dict[int, tuple[float, float]],
+) -> list[tuple[float, ...]]:
+    """Display windows with the corrected channels' new data ranges."""
+    lo = [ranges.get(c, w[2:])[0] for c, w in enumerate(windows)]
+    hi = [ranges.get(c, w[2:])[1] for c, w in enumerate(windows)]
+    return ngff.display_windows(dtype, lo, hi)
 
 
 def write_well(

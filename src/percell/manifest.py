@@ -102,6 +102,8 @@ class Manifest:
             extra["sources"] = self._sources_digest(group)
         if cfg.channel_map:  # left out when unused, as ``sources``
             extra["channel_map"] = cfg.channel_map
+        if cfg.background:
+            extra["background"] = cfg.background
         return ImportParams(
             group=group,
             regions=tuple(self.groups[group]),

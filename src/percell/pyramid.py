@@ -229,13 +229,16 @@ def build_levels(
 
 
 def share_level0(group: Path, target: Path) -> None:
-    """A copy of ``group`` at ``target`` holding only level 0, whose chunks are
+    """A copy of ``group`` at ``target`` holding level 0 and what import put
+    beside it (a background image), not the other levels; their chunks are
     hard links (never written again, so sharing them is safe); the metadata
     files are copied, since zarr rewrites them in place."""
     for name in (".zgroup", ".zattrs"):
         if (group / name).exists():
             shutil.copy2(group / name, target / name)
-    link_tree(group / "0", target / "0")
+    for child in group.iterdir():
+        if child.is_dir() and (child.name == "0" or not child.name.isdigit()):
+            link_tree(child, target / child.name)
 
 
 def pyramid_group(

@@ -214,11 +214,15 @@ class _Registration:
                 zarr_path=rec.zarr_path,
             )
             fields = [f.to_params() for f in rec.fields] if rec.fields else None
-            files = (list(rec.source_files), fields)
+            files: tuple = (list(rec.source_files), fields)
+            background = [b.to_params() for b in rec.background or ()]
+            if background:  # (digests of regions without one stay as they were)
+                files = (*files, background)
             if self.changed(f"import:{rec.key}", _digest(region_id, files)):
                 db.replace_region_sources(conn, region_id, list(rec.source_files))
                 if fields is not None:
                     db.replace_region_fields(conn, region_id, fields)
+                db.replace_region_background(conn, region_id, background)
             region_ids[rec.key] = region_id
         return region_ids
 

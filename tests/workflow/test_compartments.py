@@ -9,10 +9,12 @@ import sqlite3
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import yaml
 import zarr
 from ome_zarr_models.v04 import Image, ImageLabel
 from skimage.measure import regionprops_table
+from skimage.restoration import rolling_ball
 
 from percell.storage import open_group
 from tests.conftest import REPO, run_workflow, tree_digest, write_config
@@ -156,6 +158,58 @@ def test_export_has_a_column_per_channel_compartment_and_metric(demo):
     assert '"compartments"' in run and '"cells": "watershed"' in run
 
 
+def test_background_is_subtracted_at_import_and_recorded(demo):
+    work, exp = demo["work"], demo["experiment"]
+    conn = sqlite3.connect(exp / "experiment.db")
+    key = KEYS[3]
+    level0 = open_group(exp / "images.zarr" / key)["0"][:]
+    raw = {
+        ch: tifffile.imread(work / f"resources/compartments-demo/{key}_{ch}.tif")
+        for ch in ("DAPI", "GFP", "RFP")
+    }
+
+    def minus(image, background):
+        return np.clip(np.rint(image.astype(np.float64) - background), 0, 65535)
+
+    np.testing.assert_array_equal(level0[0], minus(raw["DAPI"], 150))
+    gfp_value = float(np.percentile(raw["GFP"], 10))
+    np.testing.assert_array_equal(level0[1], minus(raw["GFP"], gfp_value))
+    ball = rolling_ball(raw["RFP"].astype(np.float64), radius=10)
+    np.testing.assert_array_equal(level0[2], minus(raw["RFP"], ball))
+    kept = open_group(exp / "images.zarr" / key)["background/RFP"][:]
+    np.testing.assert_allclose(kept, ball.astype(np.float32))
+    rows = conn.execute(
+        "SELECT ch.name, b.method, b.value, b.subtracted_mean FROM "
+        "percell_background b JOIN channels ch ON ch.id = b.channel_id "
+        "JOIN regions r ON r.id = b.region_id WHERE r.zarr_path = ? "
+        "ORDER BY ch.display_order",
+        (f"images.zarr/{key}",),
+    ).fetchall()
+    assert [r[:2] for r in rows] == [
+        ("DAPI", "constant"),
+        ("GFP", "percentile"),
+        ("RFP", "rolling_ball"),
+    ]
+    assert rows[0][2] == 150 and rows[1][2] == pytest.approx(gfp_value)
+    assert rows[2][2] is None and rows[2][3] == pytest.approx(ball.mean(), rel=1e-5)
+
+
+def test_changing_a_background_reimports_and_keeps_the_raw_files(demo_copy):
+    work, exp = demo_copy["work"], demo_copy["experiment"]
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["background"]["DAPI"]["value"] = 100
+    write_config(work, config)
+    jobs = planned_jobs(work)
+    assert jobs["import_images"] == 2 and jobs["segment"] == 2
+    raw = tree_digest(work / "resources")
+    run_workflow(work)
+    assert tree_digest(work / "resources") == raw
+    conn = sqlite3.connect(exp / "experiment.db")
+    assert conn.execute(
+        "SELECT DISTINCT value FROM percell_background WHERE method = 'constant'"
+    ).fetchall() == [(100.0,)]
+
+
 def test_changing_the_distance_regrows_cells_and_keeps_the_images(demo_copy):
     work, exp = demo_copy["work"], demo_copy["experiment"]
     config = yaml.safe_load((work / "config.yaml").read_text())
@@ -210,6 +264,41 @@ def test_bad_compartment_settings_name_the_key(demo_copy, edit, message):
     config["segmentation"]["compartments"] = {
         k: v for k, v in config["segmentation"]["compartments"].items() if v is not None
     }
+    write_config(work, config)
+    before = tree_digest(exp)
+    proc = run_workflow(work, check=False)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), proc.stderr[-3000:]
+    assert tree_digest(exp) == before
+
+
+@pytest.mark.parametrize(
+    ("background", "message"),
+    [
+        (
+            {"CY5": {"method": "constant", "value": 3}},
+            r"background\.CY5: unknown channel 'CY5'",
+        ),
+        (
+            {"GFP": {"method": "rolling_ball"}},
+            r"background\.GFP: method rolling_ball needs radius",
+        ),
+        (
+            {"GFP": {"method": "tophat", "radius": 3}},
+            r"background\.GFP\.method: 'tophat' is not one of",
+        ),
+        (
+            {"GFP": {"method": "percentile", "percentile": 120}},
+            r"background\.GFP\.percentile: 120 is greater than",
+        ),
+    ],
+)
+def test_bad_background_settings_name_the_key(demo_copy, background, message):
+    import re
+
+    work, exp = demo_copy["work"], demo_copy["experiment"]
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["background"] = background
     write_config(work, config)
     before = tree_digest(exp)
     proc = run_workflow(work, check=False)
