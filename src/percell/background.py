@@ -30,20 +30,13 @@ import zarr
 
 from percell.chunks import BlockIO
 from percell.contracts import BackgroundRecord, BackgroundSettings
+from percell.dtypes import cast_to
 from percell.storage import IMAGE_COMPRESSOR, array_of, create_array
 
 log = logging.getLogger(__name__)
 
 #: the sub-group of a region's image group holding rolling-ball backgrounds
 SUBGROUP = "background"
-
-
-def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float values back in the image's dtype: rounded and clipped for ints."""
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        values = np.clip(np.rint(values), info.min, info.max)
-    return values.astype(dtype)
 
 
 def _rows(io: BlockIO, c: int, zi: tuple, lo: int, hi: int) -> np.ndarray:
@@ -125,7 +118,7 @@ def subtract_background(
                     kept[(*zi, slice(y0, y1), slice(None))] = background.astype(
                         np.float32
                     )
-                out = _to_dtype(raw.astype(np.float64) - background, dtype)
+                out = cast_to(raw.astype(np.float64) - background, dtype)
                 io.write((c, *zi, y0, 0), out.reshape((1,) * (1 + len(zi)) + out.shape))
                 lo, hi = min(lo, float(out.min())), max(hi, float(out.max()))
                 sub_lo = min(sub_lo, float(background.min()))

@@ -147,6 +147,12 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
         raise ConfigError(f"{source}: channels: duplicate channel names {dupes}")
     check_threshold_runs(config["thresholds"], names, source)
     check_background(config["background"], names, source)
+    for name in (config["illumination"] or {}).get("channels") or []:
+        if name not in names:
+            raise ConfigError(
+                f"{source}: illumination.channels: unknown channel {name!r} "
+                f"(channels: {', '.join(names)})"
+            )
     inp = config["input"]
     if "plate" in inp:
         plates = inp["plate"] if isinstance(inp["plate"], list) else [inp["plate"]]

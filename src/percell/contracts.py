@@ -176,6 +176,19 @@ class BackgroundSettings(Contract):
     radius: Number | None = None
 
 
+class IlluminationSettings(Contract):
+    """``illumination``: BaSiC flat-fields fitted per scope, applied at import."""
+
+    #: channels corrected (None: every channel)
+    channels: tuple[str, ...] | None = None
+    #: auto: each plate, or each condition of free-form input
+    scope: Literal["auto", "plate", "condition", "experiment"] = "auto"
+    sample_fields: int = 50
+    working_size: int = 128
+    smoothness: Number = 1.0
+    seed: int = 0
+
+
 class StepSettings(Contract):
     resources: Resources = Resources()
 
@@ -294,6 +307,7 @@ class Config(Contract):
     file_timepoints: tuple[str, ...] | None = None
     channel_map: dict[str, str] = {}
     background: dict[str, BackgroundSettings] = {}
+    illumination: IlluminationSettings | None = None
     timepoints: dict[str, Number] = {}
     grouping: GroupingSettings = GroupingSettings()
     import_: StepSettings = Field(default=StepSettings(), alias="import")
@@ -390,10 +404,39 @@ class ImportParams(Contract):
     channel_map: dict[str, str] = {}
     #: channel name -> the background subtracted from it at import
     background: dict[str, BackgroundSettings] = {}
+    #: region key -> the illumination scope whose flat-fields correct it
+    illumination: dict[str, str] = {}
 
     @property
     def channel_names(self) -> list[str]:
         return [c.name for c in self.channels]
+
+
+class IlluminationSample(Contract):
+    """One field an illumination job reads: a free-form region, or a well's
+    field."""
+
+    label: str
+    files: tuple[SourceFile, ...]
+
+
+class IlluminationParams(Contract):
+    """What an illumination job depends on: its scope, the settings and the
+    sampled fields."""
+
+    scope: str
+    settings: IlluminationSettings
+    channels: tuple[Channel, ...]
+    channel_map: dict[str, str] = {}
+    samples: tuple[IlluminationSample, ...]
+    #: for a plate read from disk: a digest of the sampled files' stamps
+    sources: str | None = None
+
+    @property
+    def corrected(self) -> list[str]:
+        """The channels corrected, in display order."""
+        chosen = self.settings.channels
+        return [c.name for c in self.channels if chosen is None or c.name in chosen]
 
 
 class DemoRegionParams(Contract):
@@ -530,6 +573,16 @@ class ImportedRegion(Contract):
     well: WellLayout | None = None
     fields: tuple[FieldRecord, ...] | None = None
     background: tuple[BackgroundRecord, ...] | None = None
+
+
+class Illumination(Contract):
+    """An illumination job's output: where its flat-fields are."""
+
+    scope: str
+    channels: tuple[str, ...]
+    shape: tuple[int, int]
+    path: str
+    fields: int
 
 
 class PyramidRegion(Contract):

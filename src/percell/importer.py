@@ -24,6 +24,7 @@ from percell.chunks import BlockIO
 from percell.config import pixel_size_or_error
 from percell.contracts import ImportedRegion, ImportParams, Region
 from percell.errors import SourceImageError
+from percell.illumination import check_field_shape, divide, load_profiles
 from percell.plan import RegionPlan, plan_region
 from percell.sentinel import write_sentinel
 from percell.source_info import SourceInfo
@@ -125,11 +126,19 @@ def _import_region(
     start = time.monotonic()
     region, plan = item.region, item.plan
     built = staged.directory(layout.image_path(experiment, region.key))
+    scope = settings.illumination.get(region.key)
+    flat = {}
+    if scope is not None:  # flat-fields by channel index, divided out below
+        flat = load_profiles(experiment, scope, settings.channel_names)
+        field = plan.fields[0].plan.shape[-2:] if isinstance(plan, WellPlan) else None
+        check_field_shape(flat, field or plan.shape[-2:], f"region {region.key}")
     try:
         if isinstance(plan, WellPlan):
-            windows = write_well(built, plan, label=region.key)
+            windows = write_well(built, plan, label=region.key, flat=flat)
         else:
-            windows = write_image(built, plan, item.infos, threads, label=region.key)
+            windows = write_image(
+                built, plan, item.infos, threads, label=region.key, flat=flat
+            )
     except SourceImageError as exc:
         raise SourceImageError(f"region {region.key}: {exc}") from None
     group = open_group(built, mode="r+")
@@ -200,13 +209,17 @@ def _windows_after(
 
 
 def write_well(
-    target: Path, plan: WellPlan, label: str = ""
+    target: Path,
+    plan: WellPlan,
+    label: str = "",
+    flat: dict[int, np.ndarray] | None = None,
 ) -> list[tuple[float, ...]]:
-    """Write level 0 of one well, stitched field by field: a chunk per field."""
+    """Write level 0 of one well, stitched field by field: a chunk per field;
+    ``flat``: flat-fields (field-sized) by channel index, divided out."""
     group = open_group(target, mode="w")
     chunks = (1, 1, *plan.chunk_yx) if plan.has_z else (1, *plan.chunk_yx)
     arr = create_array(group, "0", plan.shape, chunks, plan.dtype, IMAGE_COMPRESSOR)
-    return stitch_well(BlockIO(arr), plan, label=label)
+    return stitch_well(BlockIO(arr), plan, label=label, flat=flat or {})
 
 
 def write_image(
@@ -215,8 +228,10 @@ def write_image(
     infos: list[SourceInfo],
     threads: int = 1,
     label: str = "",
+    flat: dict[int, np.ndarray] | None = None,
 ) -> list[tuple[float, ...]]:
-    """Write level 0 of one region into a new group at ``target``.
+    """Write level 0 of one region into a new group at ``target``; ``flat``:
+    flat-fields (image-sized) by channel index, divided out.
 
     Returns the display window (min, max, start, end) of each channel: the
     dtype's range as min/max for integers, the data's range as start/end.
@@ -237,6 +252,7 @@ def write_image(
     ]
     lo = np.full(plan.n_channels, np.inf)
     hi = np.full(plan.n_channels, -np.inf)
+    flat = flat or {}
     with ExitStack() as stack:
         readers = [stack.enter_context(open_source(i)) for i in infos]
 
@@ -247,7 +263,10 @@ def write_image(
             planes = []
             for z in range(z0, z1):
                 p = by_cz[(c, z)]
-                planes.append(readers[p.source].read(p.source_c, p.source_z, y0, y1))
+                rows = readers[p.source].read(p.source_c, p.source_z, y0, y1)
+                if c in flat:
+                    rows = divide(rows, flat[c][y0:y1], np.dtype(plan.dtype))
+                planes.append(rows)
             block = np.stack(planes) if plan.has_z else planes[0]
             start = (c, z0, y0, 0) if plan.has_z else (c, y0, 0)
             blocks.write(start, block[np.newaxis])

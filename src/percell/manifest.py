@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+import random
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ from percell.contracts import (
     COMPARTMENTS,
     Config,
     HierarchyParams,
+    IlluminationParams,
+    IlluminationSample,
     ImportParams,
     MaskRun,
     MeasureParams,
@@ -104,6 +107,10 @@ class Manifest:
             extra["channel_map"] = cfg.channel_map
         if cfg.background:
             extra["background"] = cfg.background
+        if cfg.illumination is not None:
+            extra["illumination"] = {
+                r.key: self.illumination_scope(r) for r in self.groups[group]
+            }
         return ImportParams(
             group=group,
             regions=tuple(self.groups[group]),
@@ -115,12 +122,82 @@ class Manifest:
 
     def _sources_digest(self, group: str) -> str:
         """One digest of the (path, size, mtime) of every file of a group."""
+        return self._stamps_digest(self.source_files_of(group))
+
+    def _stamps_digest(self, paths: Iterable[str]) -> str:
+        """One digest of the (path, size, mtime) of files."""
         assert self.stamps is not None
         h = hashlib.sha256()
-        for path in sorted(self.source_files_of(group)):
+        for path in sorted(paths):
             size, mtime = self.stamps[path]
             h.update(f"{path}\0{size}\0{mtime}\n".encode())
         return h.hexdigest()
+
+    def illumination_scope(self, region: Region) -> str:
+        """The scope whose flat-fields correct ``region``: its plate, its
+        condition, or ``all``."""
+        settings = self.config.illumination
+        scope = settings.scope if settings else "auto"
+        if scope == "experiment":
+            return "all"
+        if region.well is not None and scope in ("auto", "plate"):
+            return region.well.plate
+        return region.condition
+
+    def illumination_scopes(self) -> dict[str, list[Region]]:
+        """Scope → its regions (empty when illumination is off)."""
+        if self.config.illumination is None:
+            return {}
+        scopes: dict[str, list[Region]] = {}
+        for r in self.regions():
+            scopes.setdefault(self.illumination_scope(r), []).append(r)
+        return scopes
+
+    def illumination_params(self, scope: str) -> IlluminationParams:
+        """A scope's fitting job: a seeded sample of its fields (a free-form
+        region is a field; a well has its own), at most ``sample_fields``."""
+        settings = self.config.illumination
+        assert settings is not None
+        samples = []
+        for r in self.illumination_scopes()[scope]:
+            if r.well is None:
+                samples.append(IlluminationSample(label=r.key, files=r.files))
+            else:
+                samples += [
+                    IlluminationSample(label=f"{r.key}/field{f.field}", files=f.files)
+                    for f in r.well.fields
+                ]
+        if len(samples) > settings.sample_fields:
+            rng = random.Random(f"{settings.seed}:{scope}")
+            picked = sorted(rng.sample(range(len(samples)), settings.sample_fields))
+            samples = [samples[i] for i in picked]
+        extra: dict[str, Any] = {}
+        if self.config.channel_map:
+            extra["channel_map"] = self.config.channel_map
+        if self.stamps is not None:  # files are not inputs: their stamps are
+            paths = {f.path for sample in samples for f in sample.files}
+            extra["sources"] = self._stamps_digest(paths)
+        return IlluminationParams(
+            scope=scope,
+            settings=settings,
+            channels=self.config.channels,
+            samples=tuple(samples),
+            **extra,
+        )
+
+    def illumination_files(self, scope: str) -> list[str]:
+        """The files an illumination job reads (none listed for plates read
+        with stamps, as for import)."""
+        if self.stamps is not None:
+            return []
+        params = self.illumination_params(scope)
+        return sorted({f.path for s in params.samples for f in s.files})
+
+    def group_scopes(self, group: str) -> list[str]:
+        """The illumination scopes of a group's regions."""
+        if self.config.illumination is None:
+            return []
+        return sorted({self.illumination_scope(r) for r in self.groups[group]})
 
     @property
     def segmentation(self) -> SegmentationSettings | None:
@@ -404,17 +481,31 @@ def check_sources(manifest: Manifest) -> None:
     multichannel = {f.path for r in regions for f in r.files if f.channel is None}
     infos: dict[str, SourceInfo] = probe_many(sources, multichannel, stamps)
     configured = manifest.config.pixel_size_um
+    # one flat-field per illumination scope: its fields must share a size
+    field_sizes: dict[str, tuple[tuple[int, ...], str]] = {}
     for r in regions:
         if r.well is not None:
-            plan_well(r, manifest.channel_names, configured, infos)
-            continue
-        plan = plan_region(
-            r.key,
-            r.files,
-            [infos[source_id(f.path, f.scene)] for f in r.files],
-            manifest.channel_names,
-            manifest.config.channel_map,
-        )
-        pixel_size_or_error(
-            configured, plan.pixel_size_um, f"region {r.key}", r.files[0].path
-        )
+            well = plan_well(r, manifest.channel_names, configured, infos)
+            size, label = well.fields[0].plan.shape[-2:], f"{r.key} (its fields)"
+        else:
+            plan = plan_region(
+                r.key,
+                r.files,
+                [infos[source_id(f.path, f.scene)] for f in r.files],
+                manifest.channel_names,
+                manifest.config.channel_map,
+            )
+            pixel_size_or_error(
+                configured, plan.pixel_size_um, f"region {r.key}", r.files[0].path
+            )
+            size, label = plan.shape[-2:], r.key
+        if manifest.config.illumination is not None:
+            scope = manifest.illumination_scope(r)
+            first = field_sizes.setdefault(scope, (size, label))
+            if first[0] != size:
+                raise ConfigError(
+                    f"illumination scope {scope}: field {label} is "
+                    f"{size[0]}x{size[1]} px but {first[1]} is {first[0][0]}x"
+                    f"{first[0][1]} px; one flat-field needs fields of one size "
+                    "(set illumination.scope so that each scope holds one size)"
+                )

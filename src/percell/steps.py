@@ -17,6 +17,7 @@ from percell import demo, layout
 from percell.contracts import (
     DemoRegionParams,
     HierarchyParams,
+    IlluminationParams,
     ImportedRegion,
     ImportParams,
     MeasureParams,
@@ -49,6 +50,13 @@ def import_images(
 
     setup_logging(log_file)
     import_group(ImportParams.read(params, "import params"), sentinel, threads=threads)
+
+
+def illumination(*, params: Mapping[str, Any], sentinel: str, log_file: str) -> None:
+    from percell.illumination import fit_scope
+
+    setup_logging(log_file)
+    fit_scope(IlluminationParams.read(params, "illumination params"), sentinel)
 
 
 def pyramid(

@@ -33,6 +33,7 @@ from percell.contracts import (
     ThresholdedRegion,
     ThresholdRun,
 )
+from percell.dtypes import cast_to
 from percell.errors import ConfigError, ExperimentError
 from percell.pyramid import build_levels, max_2x2
 from percell.sentinel import write_sentinel
@@ -62,11 +63,7 @@ def smooth_band(band: np.ndarray, sigma: float, dtype: np.dtype) -> np.ndarray:
     if sigma <= 0:
         return band
     # float64: exact for every accepted type (float32 would round 32-bit data)
-    out = ndimage.gaussian_filter(band.astype(np.float64), sigma)
-    if np.dtype(dtype).kind in "ui":
-        info = np.iinfo(dtype)
-        out = np.clip(np.rint(out), info.min, info.max)
-    return out.astype(dtype)
+    return cast_to(ndimage.gaussian_filter(band.astype(np.float64), sigma), dtype)
 
 
 def iter_planes(

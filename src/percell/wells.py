@@ -28,6 +28,7 @@ from percell.contracts import (
     SourceFile,
     WellSpec,
 )
+from percell.dtypes import cast_to
 from percell.errors import ConfigError, SourceImageError
 from percell.ngff import display_windows
 from percell.plan import RegionPlan, plan_region
@@ -427,7 +428,10 @@ def plan_well(
 
 
 def stitch_well(
-    blocks: BlockIO, plan: WellPlan, label: str = ""
+    blocks: BlockIO,
+    plan: WellPlan,
+    label: str = "",
+    flat: dict[int, np.ndarray] | None = None,
 ) -> list[tuple[float, ...]]:
     """Write every field of a well into its chunk of level 0.
 
@@ -435,6 +439,9 @@ def stitch_well(
     (less the overlap, cropped from the field's far edges). One field plane
     is in memory at a time. Missing fields stay unwritten: zarr reads them
     as the fill value 0.
+
+    ``flat``: field-sized flat-fields by channel index, divided out of
+    each field before it is written.
 
     Returns:
         The display window (min, max, start, end) of each channel.
@@ -449,6 +456,8 @@ def stitch_well(
             readers = [stack.enter_context(open_source(info)) for info in fld.infos]
             for p in fld.plan.planes:
                 plane = readers[p.source].read(p.source_c, p.source_z, 0, sy)[:, :sx]
+                if flat and p.c in flat:  # the field's flat-field, cropped alike
+                    plane = cast_to(plane / flat[p.c][:sy, :sx], plane.dtype)
                 start = (p.c, p.z, y0, x0) if plan.has_z else (p.c, y0, x0)
                 blocks.write(
                     start, plane.reshape((1,) * (len(start) - 2) + plane.shape)

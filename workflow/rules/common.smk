@@ -13,8 +13,12 @@ RUNS = sorted(MANIFEST.thresholds)
 EXPORT_PREFIX = EXP.removesuffix(".percell")
 
 
+SCOPES = sorted(MANIFEST.illumination_scopes())
+
+
 wildcard_constraints:
     group="|".join(re.escape(g) for g in GROUPS),
+    scope="|".join(re.escape(s) for s in SCOPES) or "NO_SCOPES",
     region="[A-Za-z0-9][A-Za-z0-9._-]*",
     well="[A-Za-z]{1,2}[0-9]{1,3}",
     run="|".join(re.escape(r) for r in RUNS) or "NO_RUNS",
@@ -34,6 +38,18 @@ def get_final_output():
 
 def get_sources(wildcards):
     return MANIFEST.source_files(wildcards.group)
+
+
+def get_group_illumination(wildcards):
+    return [sentinel("illumination", s) for s in MANIFEST.group_scopes(wildcards.group)]
+
+
+def get_illumination_files(wildcards):
+    return MANIFEST.illumination_files(wildcards.scope)
+
+
+def get_illumination_params(wildcards):
+    return MANIFEST.illumination_params(wildcards.scope).to_params()
 
 
 def get_import_params(wildcards):
