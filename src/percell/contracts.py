@@ -223,6 +223,8 @@ class DemoInput(Contract):
     size: int = 1024
     large_size: int = 4096
     seed: int = 0
+    #: the illumination's fall-off at the corners (0: even illumination)
+    vignette: Number = 0
 
 
 class ScanInput(Contract):
@@ -446,6 +448,7 @@ class DemoRegionParams(Contract):
     seed: int
     signal_scale: Number
     channels: tuple[str, ...]
+    vignette: Number = 0
 
 
 class PyramidParams(Contract):

@@ -78,16 +78,32 @@ def synthetic_cells(
     return out[0], out[1], out[2], labels
 
 
+def vignette_profile(shape: tuple[int, int], strength: float) -> np.ndarray:
+    """An uneven illumination: 1 at the centre, ``1 - strength`` at the corners."""
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    r2 = ((yy - (h - 1) / 2) / h) ** 2 + ((xx - (w - 1) / 2) / w) ** 2
+    return 1 - strength * r2 / r2.max()
+
+
 def write_demo_region(
-    paths: dict[str, str], size: int, seed: int, signal_scale: float = 1.0
+    paths: dict[str, str],
+    size: int,
+    seed: int,
+    signal_scale: float = 1.0,
+    vignette: float = 0.0,
 ) -> None:
     """Write one demo region: one 2-D TIFF per channel.
 
     ``paths`` maps channel names to files in display order; the first three
-    channels get nuclei, cytoplasm and puncta, any further one noise.
+    channels get nuclei, cytoplasm and puncta, any further one noise; every
+    channel is dimmed towards the corners by ``vignette``.
     """
     rng = np.random.default_rng(seed)
     images = list(synthetic_cells((size, size), rng, signal_scale=signal_scale)[:3])
+    if vignette:
+        profile = vignette_profile((size, size), vignette)
+        images = [np.rint(im * profile).astype(np.uint16) for im in images]
     for i, (_, path) in enumerate(paths.items()):
         img = (
             images[i] if i < 3 else rng.normal(100, 10, (size, size)).astype(np.uint16)

@@ -74,6 +74,7 @@ def demo_region_params(
         # the second condition doubles the cytoplasmic signal: a visible effect
         signal_scale=1.0 + cond_index,
         channels=tuple(channels),
+        **({"vignette": demo.vignette} if demo.vignette else {}),
     )
 
 

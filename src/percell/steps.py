@@ -252,7 +252,9 @@ def demo_region(
     setup_logging(log_file)
     spec = DemoRegionParams.read(params, "demo region params")
     paths = dict(zip(spec.channels, tiffs, strict=True))
-    demo.write_demo_region(paths, spec.size, spec.seed, spec.signal_scale)
+    demo.write_demo_region(
+        paths, spec.size, spec.seed, spec.signal_scale, spec.vignette
+    )
     log.info("wrote %s", ", ".join(tiffs))
 
 

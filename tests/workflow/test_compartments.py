@@ -163,9 +163,18 @@ def test_background_is_subtracted_at_import_and_recorded(demo):
     conn = sqlite3.connect(exp / "experiment.db")
     key = KEYS[3]
     level0 = open_group(exp / "images.zarr" / key)["0"][:]
+    # the demo's vignette is divided out first (the experiment's profiles)
+    flat = open_group(exp / "illumination.zarr/all")["flatfield"][:].astype(float)
     raw = {
-        ch: tifffile.imread(work / f"resources/compartments-demo/{key}_{ch}.tif")
-        for ch in ("DAPI", "GFP", "RFP")
+        ch: np.clip(
+            np.rint(
+                tifffile.imread(work / f"resources/compartments-demo/{key}_{ch}.tif")
+                / flat[c]
+            ),
+            0,
+            65535,
+        )
+        for c, ch in enumerate(("DAPI", "GFP", "RFP"))
     }
 
     def minus(image, background):
@@ -192,6 +201,24 @@ def test_background_is_subtracted_at_import_and_recorded(demo):
     ]
     assert rows[0][2] == 150 and rows[1][2] == pytest.approx(gfp_value)
     assert rows[2][2] is None and rows[2][3] == pytest.approx(ball.mean(), rel=1e-5)
+
+
+def test_the_demo_vignette_is_divided_out(demo):
+    """The demo draws a vignette (corners at 60%); the fitted flat-fields
+    find it, and the imported GFP background is even across the field."""
+    from percell.demo import vignette_profile
+
+    exp = demo["experiment"]
+    truth = vignette_profile((512, 512), 0.4)
+    truth /= truth.mean()
+    flat = open_group(exp / "illumination.zarr/all")["flatfield"][:]
+    for profile in flat:
+        assert np.abs(profile - truth).max() < 0.08
+    assert open_group(exp / "illumination.zarr/all").attrs["percell"]["channels"] == [
+        "DAPI",
+        "GFP",
+        "RFP",
+    ]
 
 
 def test_changing_a_background_reimports_and_keeps_the_raw_files(demo_copy):
