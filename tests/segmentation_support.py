@@ -4,28 +4,52 @@ from __future__ import annotations
 
 import numpy as np
 
+from percell.matching import matched_f1  # noqa: F401 (tests import it here)
 from percell.storage import LABEL_COMPRESSOR, create_array, open_group
 from percell.tiling import segment_tiled
+from percell.watershed import region_background, watershed_segment
 
 
-def matched_f1(truth: np.ndarray, predicted: np.ndarray, iou: float = 0.5) -> float:
-    """F1 of objects matched one-to-one at IoU > ``iou`` (≥ 0.5: matches are unique).
+class Watershed:
+    """The watershed of one in-memory region, as the segment step sets it up:
+    the region's background and noise once, then a method per tile that
+    takes (background, image)."""
 
-    Overlaps are counted sparsely from the (truth, predicted) pixel pairs, so it
-    works for images with many thousands of objects.
-    """
-    t = truth.ravel().astype(np.int64)
-    p = predicted.ravel().astype(np.int64)
-    size_t = np.bincount(t)
-    size_p = np.bincount(p)
-    both = (t > 0) & (p > 0)
-    pairs, overlap = np.unique(t[both] * (p.max() + 1) + p[both], return_counts=True)
-    pt, pp = np.divmod(pairs, p.max() + 1)
-    ious = overlap / (size_t[pt] + size_p[pp] - overlap)
-    tp = int((ious > iou).sum())
-    n_truth = int((size_t[1:] > 0).sum())
-    n_pred = int((size_p[1:] > 0).sum())
-    return 1.0 if n_truth + n_pred == 0 else 2 * tp / (n_truth + n_pred)
+    def __init__(self, image, diameter=16.0, min_size=30, sigma=1.0):
+        plane = image.max(axis=0) if image.ndim == 3 else image
+        middle = image[image.shape[0] // 2] if image.ndim == 3 else image
+        self.background = region_background(
+            plane, 1.0, middle[:512, :512], diameter, sigma
+        )
+        self.diameter, self.min_size, self.sigma = diameter, min_size, sigma
+
+    def window(self, tile, image):
+        return np.broadcast_to(
+            self.background.window(tile.pad_y, tile.pad_x),
+            image[..., slice(*tile.pad_y), slice(*tile.pad_x)].shape,
+        )
+
+    def __call__(self, tile):
+        return watershed_segment(
+            tile[1],
+            tile[0],
+            self.diameter,
+            self.background.noise,
+            self.sigma,
+            self.min_size,
+        )
+
+    def whole(self, image):
+        """The untiled result."""
+        behind = self.background.window((0, image.shape[-2]), (0, image.shape[-1]))
+        return watershed_segment(
+            image,
+            np.broadcast_to(behind, image.shape),
+            self.diameter,
+            self.background.noise,
+            self.sigma,
+            self.min_size,
+        )
 
 
 def segment_in_memory(
@@ -36,14 +60,18 @@ def segment_in_memory(
     overlap: int,
     name: str = "labels",
 ):
-    """Run the tiled segmentation of ``image`` (Y, X) into a zarr array."""
+    """Run the tiled segmentation of ``image`` (Y, X) into a zarr array; a
+    ``Watershed`` method gets its background as the tile's first plane."""
     group = open_group(tmp_path / name, mode="w")
     labels = create_array(
         group, "0", image.shape, (512, 512), np.int32, LABEL_COMPRESSOR
     )
 
     def read_tile(tile):
-        return image[slice(*tile.pad_y), slice(*tile.pad_x)]
+        window = image[slice(*tile.pad_y), slice(*tile.pad_x)]
+        if isinstance(method, Watershed):
+            return np.stack([method.window(tile, image), window])
+        return window
 
     cells = segment_tiled(read_tile, method, labels, tile_size, overlap, 0.5)
     return labels[:], cells

@@ -54,7 +54,13 @@ from percell.storage import (
     open_group,
 )
 from percell.tiling import Tile, segment_tiled
-from percell.watershed import region_threshold, smooth, watershed_segment
+from percell.watershed import (
+    RegionBackground,
+    region_background,
+    region_threshold,
+    smooth,
+    watershed_segment,
+)
 
 if TYPE_CHECKING:  # cellpose is optional: loaded only for method cellpose
     from percell.cellpose_adapter import CellposeSegmenter
@@ -80,12 +86,37 @@ def tile_overlap_pixels(seg: SegmentationSettings, diameter_px: float) -> int:
 
 def _threshold_sample(image_group: zarr.Group, channel: int) -> np.ndarray:
     """A plane of the smallest pyramid level at least 512 px, for a threshold."""
+    return _sample(image_group, channel)[0]
+
+
+def _sample(image_group: zarr.Group, channel: int) -> tuple[np.ndarray, float]:
+    """A channel of the smallest pyramid level at least 512 px, and the
+    level-0 pixels per pixel of it."""
     levels = level_paths(image_group)
     chosen = levels[0]
     for path in levels:
         if max(array_of(image_group, path).shape[-2:]) >= 512:
             chosen = path
-    return np.asarray(array_of(image_group, chosen)[channel])
+    level = array_of(image_group, chosen)
+    scale = array_of(image_group).shape[-1] / level.shape[-1]
+    return np.asarray(level[channel]), scale
+
+
+def watershed_background(
+    image_group: zarr.Group, channel: int, diameter_px: float, sigma: float
+) -> RegionBackground:
+    """A region's background grid and noise (``watershed.region_background``)
+    from a pyramid level and a window of level 0 at the region's centre."""
+    sample, scale = _sample(image_group, channel)
+    if sample.ndim == 3:  # a stack: where the nuclei are on any plane
+        sample = sample.max(axis=0)
+    level0 = array_of(image_group)
+    h, w = level0.shape[-2:]
+    y0, x0 = max(0, h // 2 - 256), max(0, w // 2 - 256)
+    window = (slice(y0, y0 + 512), slice(x0, x0 + 512))
+    middle = (level0.shape[1] // 2,) if level0.ndim == 4 else ()
+    crop = np.asarray(level0[(channel, *middle, *window)])
+    return region_background(sample, scale, crop, diameter_px, sigma)
 
 
 def _grow_cells(
@@ -172,24 +203,30 @@ def segment_region(
         overlap += context_pixels(distance_px)
     has_z = level0.ndim == 4
     run: Callable[[np.ndarray], np.ndarray]
+    background = None
     if seg.method == "watershed":
-        threshold = region_threshold(
-            _threshold_sample(image, channel),
-            seg.smoothing_sigma,
-            seg.threshold_method,
+        background = watershed_background(
+            image, channel, diameter_px, seg.smoothing_sigma
         )
-        log.info("region %s: watershed threshold %.1f", key, threshold)
+        log.info(
+            "region %s: watershed background %.1f..%.1f, noise %.2f",
+            key,
+            background.grid.min(),
+            background.grid.max(),
+            background.noise,
+        )
         method = functools.partial(
             watershed_segment,
             diameter_px=diameter_px,
-            threshold=threshold,
+            noise=background.noise,
             sigma=seg.smoothing_sigma,
             min_size=seg.min_size,
         )
         channels = [channel]
 
+        # a watershed tile is (background, channel[, cytoplasm])
         def run(tile: np.ndarray) -> np.ndarray:
-            return method(tile[0])
+            return method(tile[1], background=tile[0])
     else:
         if cellpose is None:
             raise ValueError("method cellpose needs a loaded CellposeSegmenter")
@@ -216,7 +253,11 @@ def segment_region(
 
     def read_tile(tile: Tile) -> np.ndarray:
         window = (slice(*tile.pad_y), slice(*tile.pad_x))
-        return np.stack([np.asarray(level0[(c, ..., *window)]) for c in channels])
+        planes = [np.asarray(level0[(c, ..., *window)]) for c in channels]
+        if background is not None:  # the region's, over this window
+            behind = background.window(tile.pad_y, tile.pad_x)
+            planes.insert(0, np.broadcast_to(behind, planes[0].shape))
+        return np.stack(planes)
 
     final = layout.label_path(experiment, key)
     built = staged.directory(final)

@@ -1,24 +1,60 @@
-"""The classical method: smoothing, threshold, distance transform, seeded watershed.
+"""The classical method: a watershed that needs no model, built for nuclei.
 
-Needs no model, so the demo and CI use it. Works on 2-D planes and 3-D stacks.
-The threshold is computed once per region (``region_threshold``) and passed to
-every tile, so tiles agree with each other and with an untiled run.
+Real fluorescence nuclei touch, differ in brightness several-fold, are
+blurred and noisy and sit on an uneven background; one global threshold and
+a distance-transform watershed (scikit-image's textbook recipe) lose the dim
+ones and merge the touching ones. So, with ``diameter`` the only size it is
+given:
+
+1. **Background.** The region's background is a coarse grid of low
+   percentiles (2 %) of blocks two diameters wide, read once per region from a
+   downsampled pyramid level and interpolated at every pixel
+   (``RegionBackground``): a dim gradient is taken out, and every tile sees
+   the same background.
+2. **Detection.** The smoothed image minus its background is the signal; its
+   noise (σ, from the region's pixels) sets the detection level, 6σ. Seeds
+   are the maxima, a quarter diameter apart, of the signal's negative
+   Laplacian of Gaussian at a quarter of the diameter (a blob detector: a dim
+   nucleus beside a bright one is still a maximum); a watershed of that
+   response from them gives each nucleus its basin.
+3. **Each nucleus its own threshold.** A pixel belongs to its nucleus if it
+   is above half that nucleus's peak signal, so a dim nucleus is as whole as
+   a bright one, and touching nuclei part along the dim seam between them.
+4. **Splitting.** A second watershed on the (lightly smoothed) distance
+   transform of those nuclei, cut along the first pass's borders, with seeds
+   a quarter diameter apart, splits what is still joined. Objects smaller
+   than 15 % of a nucleus of the configured diameter, or ``min_size``, go.
+
+``bench/bench_watershed.py`` measures it against scikit-image's textbook
+watershed on synthetic nuclei with those properties and on a real annotated
+image (matched F1 at IoU 0.5). Works on 2-D planes and 3-D stacks (each
+plane's background is the region's; smoothing and seeds in y and x).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage import filters, segmentation
+from skimage import segmentation
 from skimage.feature import peak_local_max
 
-THRESHOLDS = {
-    "otsu": filters.threshold_otsu,
-    "li": filters.threshold_li,
-    "triangle": filters.threshold_triangle,
-}
+#: detection level: signal above this many noise σ
+DETECTION_SIGMAS = 6.0
+#: a pixel is its nucleus's above this fraction of the nucleus's peak
+NUCLEUS_FRACTION = 0.5
+#: the background: this percentile of blocks of BLOCK_DIAMETERS diameters
+BACKGROUND_PERCENTILE = 2.0
+BLOCK_DIAMETERS = 2.0
+#: seeds: the Laplacian of Gaussian's scale and the seeds' spacing, in diameters
+BLOB_SCALE = 0.3
+SEED_SPACING = 0.25
+DISTANCE_SMOOTHING = 0.05
+#: objects smaller than this share of a disk of the diameter are dropped
+MIN_AREA_FRACTION = 0.15
 
 
 def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -31,58 +67,185 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def region_threshold(sample: np.ndarray, sigma: float, method: str = "otsu") -> float:
-    """The foreground threshold of a region, from a (downsampled) sample of it."""
-    threshold: Any = THRESHOLDS[method]  # scikit-image has no types
+    """A foreground threshold of a (downsampled) sample of a region by
+    ``method`` (otsu, li, triangle): the cytoplasm of grown compartments."""
+    from skimage import filters
+
+    threshold: Any = {  # scikit-image has no types
+        "otsu": filters.threshold_otsu,
+        "li": filters.threshold_li,
+        "triangle": filters.threshold_triangle,
+    }[method]
     return float(threshold(smooth(sample, sigma)))
+
+
+def smoothing_sigma(diameter_px: float, sigma: float) -> float:
+    """The smoothing of the signal: the configured sigma, at least d/12."""
+    return max(float(sigma), diameter_px / 12)
+
+
+@dataclass(frozen=True)
+class RegionBackground:
+    """A region's background and noise, the same for every tile of it.
+
+    ``grid`` holds the background at the centres of square blocks of
+    ``block`` level-0 pixels; ``noise`` is the σ of the smoothed signal.
+    """
+
+    grid: np.ndarray
+    block: float
+    noise: float
+
+    def window(self, y: tuple[int, int], x: tuple[int, int]) -> np.ndarray:
+        """The background of level-0 rows y[0]:y[1], columns x[0]:x[1]
+        (bilinear between block centres, constant beyond the outer ones)."""
+        ys = (np.arange(*y) + 0.5) / self.block - 0.5
+        xs = (np.arange(*x) + 0.5) / self.block - 0.5
+        coords = np.meshgrid(ys, xs, indexing="ij")
+        return ndimage.map_coordinates(
+            self.grid, coords, order=1, mode="nearest"
+        ).astype(np.float32)
+
+
+def region_background(
+    sample: np.ndarray,
+    scale: float,
+    crop: np.ndarray,
+    diameter_px: float,
+    sigma: float,
+) -> RegionBackground:
+    """The background grid and noise of a region.
+
+    Args:
+        sample: A 2-D downsampled plane of the region (a pyramid level; for a
+            stack, its maximum over z).
+        scale: Level-0 pixels per sample pixel.
+        crop: A 2-D window of level 0, for the noise.
+        diameter_px: The nucleus diameter in level-0 pixels.
+        sigma: The configured smoothing sigma (level-0 pixels).
+    """
+    s1 = smoothing_sigma(diameter_px, sigma)
+    block = max(8.0, BLOCK_DIAMETERS * diameter_px)
+    step = max(1, round(block / scale))  # block edge in sample pixels
+    smoothed = smooth(sample, max(s1 / scale, 0.5))
+    h, w = smoothed.shape
+    ny, nx = max(1, math.ceil(h / step)), max(1, math.ceil(w / step))
+    grid = np.empty((ny, nx), np.float64)
+    for i in range(ny):
+        for j in range(nx):
+            part = smoothed[i * step : (i + 1) * step, j * step : (j + 1) * step]
+            grid[i, j] = np.percentile(part, BACKGROUND_PERCENTILE)
+    grid = ndimage.median_filter(grid, 3, mode="nearest")
+    residual = crop.astype(np.float32) - smooth(crop, s1)
+    mad = float(np.median(np.abs(residual - np.median(residual))))
+    # the noise left in a Gaussian-smoothed image: σ / (2 √π s)
+    noise = 1.4826 * mad / (2 * math.sqrt(math.pi) * s1)
+    # an image without noise (rendered, or quantised flat) still needs a level
+    low, high = np.percentile(crop, [0.1, 99.9])
+    floor = max(1e-3 * float(high - low), 1e-6)
+    return RegionBackground(grid=grid, block=step * scale, noise=max(noise, floor))
+
+
+def _peaks(
+    surface: np.ndarray, spacing: float, mask: np.ndarray | None = None, **kwargs: Any
+) -> np.ndarray:
+    """Seed markers at the local maxima of ``surface`` (ids 1..n). A stack's
+    seeds are found on its maximum over z and run through every plane (a
+    nucleus is one column of planes, never split between them)."""
+    flat = surface.max(axis=0) if surface.ndim == 3 else surface
+    if mask is not None:
+        kwargs["labels"] = (mask.any(axis=0) if mask.ndim == 3 else mask).astype(
+            np.int32
+        )
+    found = peak_local_max(
+        flat, min_distance=max(1, int(spacing)), exclude_border=False, **kwargs
+    )
+    markers = np.zeros(flat.shape, np.int32)
+    markers[tuple(found.T)] = np.arange(1, len(found) + 1)
+    if surface.ndim == 3:
+        markers = np.broadcast_to(markers, surface.shape).copy()
+        if mask is not None:
+            markers[~mask] = 0
+    return markers
+
+
+def _laplace_yx(image: np.ndarray, scale: float) -> np.ndarray:
+    """The Laplacian of Gaussian in y and x only (each plane of a stack)."""
+    sigmas = (0,) * (image.ndim - 2) + (scale, scale)
+    lead = (0,) * (image.ndim - 2)
+    return ndimage.gaussian_filter(
+        image, sigmas, order=(*lead, 2, 0)
+    ) + ndimage.gaussian_filter(image, sigmas, order=(*lead, 0, 2))
 
 
 def watershed_segment(
     image: np.ndarray,
+    background: np.ndarray,
     diameter_px: float,
-    threshold: float,
+    noise: float,
     sigma: float = 1.0,
     min_size: int = 15,
 ) -> np.ndarray:
-    """Label the objects of one tile.
+    """Label the nuclei of one tile.
 
     Args:
         image: 2-D (Y, X) or 3-D (Z, Y, X) intensities of the channel.
-        diameter_px: Expected object diameter; seeds closer than about a third
-            of it merge.
-        threshold: Foreground threshold (on the smoothed image).
-        sigma: Gaussian smoothing in pixels.
+        background: The region's background over the same window
+            (``RegionBackground.window``), (Y, X) or broadcast to the image.
+        diameter_px: Expected nucleus diameter in pixels.
+        noise: σ of the smoothed signal (``RegionBackground.noise``).
+        sigma: Gaussian smoothing in pixels (at least d/12 is used).
         min_size: Objects smaller than this many pixels are dropped.
 
     Returns:
         int32 labels, 0 = background, ids 1..n.
     """
-    smoothed = smooth(image, sigma)
-    components, _ = ndimage.label(smoothed > threshold)
-    if min_size > 0:  # drop specks before they become seeds
-        sizes = np.bincount(components.ravel())
-        sizes[0] = 0
-        components[sizes[components] < min_size] = 0
-    mask = components > 0
-    if not mask.any():
+    d = float(diameter_px)
+    yx = (0,) * (image.ndim - 2) + (1, 1)
+    signal = smooth(image, smoothing_sigma(d, sigma)) - background
+    level = DETECTION_SIGMAS * noise
+    # blobs of the nucleus size: a dim nucleus on a bright one's shoulder is
+    # still a maximum of the negative Laplacian of Gaussian
+    blobs = -_laplace_yx(signal, d * BLOB_SCALE)
+    markers = _peaks(blobs, d * SEED_SPACING, mask=signal > level, threshold_abs=0)
+    if not markers.any():
         return np.zeros(image.shape, np.int32)
-    distance = ndimage.distance_transform_edt(mask)
-    min_distance = max(1, round(diameter_px / 3))
-    # without labels= (which loops over components): a component that gets no
-    # peak this way is seeded below
-    peaks = peak_local_max(
-        distance, min_distance=min_distance, threshold_abs=0.5, exclude_border=False
+    basins = segmentation.watershed(-blobs, markers, mask=signal > level)
+    peak = np.zeros(int(markers.max()) + 1, np.float64)
+    peak[1:] = ndimage.maximum(signal, basins, np.arange(1, markers.max() + 1))
+    basins[signal < NUCLEUS_FRACTION * peak[basins]] = 0
+    nuclei = basins > 0
+    # split what is still joined: distance to the background or to a seam
+    seams = segmentation.find_boundaries(basins, mode="inner") & nuclei
+    distance = ndimage.distance_transform_edt(nuclei & ~seams)
+    distance = ndimage.gaussian_filter(
+        distance, tuple(max(0.5, d * DISTANCE_SMOOTHING) * a for a in yx)
     )
-    markers = np.zeros(image.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    # components without a peak (tiny or flat) still get one seed each
-    seeded = np.unique(components[tuple(peaks.T)])
-    missing = np.setdiff1d(np.arange(1, components.max() + 1), seeded)
-    if missing.size:
-        spots = ndimage.maximum_position(distance, components, missing)
-        for i, spot in enumerate(spots, start=len(peaks) + 1):
-            markers[spot] = i
-    labels = segmentation.watershed(-distance, markers, mask=mask)
-    if min_size > 0:
-        sizes = np.bincount(labels.ravel())
-        labels[sizes[labels] < min_size] = 0
+    markers = _peaks(distance, d * SEED_SPACING, mask=nuclei)
+    labels = segmentation.watershed(-distance, markers, mask=nuclei)
+    smallest = max(min_size, MIN_AREA_FRACTION * math.pi * (d / 2) ** 2)
+    sizes = np.bincount(labels.ravel())
+    labels[sizes[labels] < smallest] = 0
     return labels.astype(np.int32)
+
+
+def segment_image(
+    image: np.ndarray, diameter_px: float, sigma: float = 1.0, min_size: int = 15
+) -> np.ndarray:
+    """The whole method on one in-memory image, (Y, X) or (Z, Y, X): its
+    background and noise from the image itself, then ``watershed_segment``."""
+    plane = image.max(axis=0) if image.ndim == 3 else image
+    middle = image[image.shape[0] // 2] if image.ndim == 3 else image
+    h, w = plane.shape
+    y0, x0 = max(0, h // 2 - 256), max(0, w // 2 - 256)
+    crop = middle[y0 : y0 + 512, x0 : x0 + 512]
+    background = region_background(plane, 1.0, crop, diameter_px, sigma)
+    behind = background.window((0, h), (0, w))
+    return watershed_segment(
+        image,
+        np.broadcast_to(behind, image.shape),
+        diameter_px,
+        background.noise,
+        sigma,
+        min_size,
+    )

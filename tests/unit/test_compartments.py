@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -13,17 +11,12 @@ from percell.compartments import cells_from_nuclei, stack_compartments
 from percell.demo import synthetic_cells
 from percell.storage import LABEL_COMPRESSOR, create_array, open_group
 from percell.tiling import segment_tiled
-from percell.watershed import region_threshold, smooth, watershed_segment
+from percell.watershed import region_threshold, smooth
+from tests.segmentation_support import Watershed
 
 
 def _nuclei_method(dapi):
-    return functools.partial(
-        watershed_segment,
-        diameter_px=16,
-        threshold=region_threshold(dapi, 1.0),
-        sigma=1.0,
-        min_size=30,
-    )
+    return Watershed(dapi, diameter=16, min_size=30)
 
 
 def _tiled(tmp_path, name, image, method, tile_size, overlap):
@@ -37,8 +30,11 @@ def _tiled(tmp_path, name, image, method, tile_size, overlap):
             )
         )
 
-    def read_tile(tile):
-        return image[:, slice(*tile.pad_y), slice(*tile.pad_x)]
+    nuclei = _nuclei_method(image[0])
+
+    def read_tile(tile):  # (background, DAPI, GFP), as the segment step reads
+        window = image[:, slice(*tile.pad_y), slice(*tile.pad_x)]
+        return np.concatenate([nuclei.window(tile, image[0])[np.newaxis], window])
 
     cells = segment_tiled(
         read_tile, method, arrays[0], tile_size, overlap, 1.0, layers=arrays[1:]
@@ -66,7 +62,7 @@ def test_expanded_cells_in_tiles_equal_expand_labels_of_the_whole_image(
     nuclei = _nuclei_method(image[0])
 
     def method(tile):
-        found = nuclei(tile[0])
+        found = nuclei(tile[:2])
         return stack_compartments(cells_from_nuclei(found, 7.0), found)
 
     (cells, nucleus, cytoplasm), table = _tiled(
@@ -89,8 +85,8 @@ def test_watershed_grown_cells_in_tiles_equal_the_untiled_run(tmp_path, region):
     threshold = region_threshold(image[1], 1.0)
 
     def method(tile):
-        found = nuclei(tile[0])
-        signal = smooth(tile[1], 1.0)
+        found = nuclei(tile[:2])
+        signal = smooth(tile[2], 1.0)
         return stack_compartments(
             cells_from_nuclei(found, 12.0, signal, threshold), found
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 from skimage.measure import regionprops_table
@@ -12,8 +10,7 @@ from percell.cells import SHAPE_COLUMNS, cell_table
 from percell.demo import synthetic_cells
 from percell.pyramid import nearest_2x2
 from percell.tiling import tile_grid
-from percell.watershed import region_threshold, watershed_segment
-from tests.segmentation_support import matched_f1, segment_in_memory
+from tests.segmentation_support import Watershed, matched_f1, segment_in_memory
 
 
 def held_out(seed: int, shape=(768, 768), **kwargs):
@@ -24,14 +21,7 @@ def held_out(seed: int, shape=(768, 768), **kwargs):
 
 
 def watershed_for(image, diameter=16.0, min_size=30):
-    threshold = region_threshold(image, 1.0)
-    return functools.partial(
-        watershed_segment,
-        diameter_px=diameter,
-        threshold=threshold,
-        sigma=1.0,
-        min_size=min_size,
-    )
+    return Watershed(image, diameter, min_size)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -151,7 +141,7 @@ def test_watershed_3d_stack():
     rng = np.random.default_rng(6)
     _, _, _, truth2d = synthetic_cells((200, 200), rng)
     stack = np.stack([(truth2d > 0) * 1000.0 + 100] * 5).astype(np.float32)
-    labels = watershed_segment(stack, 16, threshold=500, sigma=1.0, min_size=30)
+    labels = Watershed(stack, 16, min_size=30).whole(stack)
     assert labels.shape == stack.shape
     assert abs(len(np.unique(labels)) - len(np.unique(truth2d))) <= 2
 

@@ -17,9 +17,9 @@ from ome_zarr_models.v04.hcs import HCS
 from ome_zarr_models.v04.image import Image
 from ome_zarr_models.v04.image_label import ImageLabel
 
-from percell.segmentation import _threshold_sample
+from percell.segmentation import watershed_background
 from percell.storage import open_group
-from percell.watershed import region_threshold, watershed_segment
+from percell.watershed import watershed_segment
 from tests.conftest import (
     REPO,
     base_config,
@@ -142,11 +142,14 @@ def test_cells_on_field_borders_are_segmented_whole(demo_plate):
     exp, seg = demo_plate["experiment"], demo_plate["config"]["segmentation"]
     image = open_group(exp / "images.zarr/plate1/B/02/0")
     dapi = image["0"][0]  # (Z, Y, X)
-    threshold = region_threshold(_threshold_sample(image, 0), 1.0, "otsu")
+    # the region's background and noise, as the segment step computes them
+    background = watershed_background(image, 0, seg["diameter"], 1.0)
+    behind = background.window((0, dapi.shape[-2]), (0, dapi.shape[-1]))
     whole = watershed_segment(
         dapi,
+        np.broadcast_to(behind, dapi.shape),
         diameter_px=seg["diameter"],
-        threshold=threshold,
+        noise=background.noise,
         sigma=1.0,
         min_size=seg["min_size"],
     )

@@ -89,7 +89,7 @@ def test_profiles_are_recorded_with_their_parameters(corrected):
 def test_a_new_smoothness_refits_and_reimports_but_keeps_the_raw_files(
     corrected_copy,
 ):
-    work, exp = corrected_copy["work"], corrected_copy["experiment"]
+    work = corrected_copy["work"]
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["illumination"]["smoothness"] = 2.0
     write_config(work, config)
