@@ -24,6 +24,7 @@ from percell.chunks import BlockIO
 from percell.config import pixel_size_or_error
 from percell.contracts import ImportedRegion, ImportParams, Region
 from percell.errors import SourceImageError
+from percell.illumination import STORE as ILLUMINATION_STORE
 from percell.illumination import check_field_shape, divide, load_profiles
 from percell.plan import RegionPlan, plan_region
 from percell.sentinel import write_sentinel
@@ -149,6 +150,11 @@ def _import_region(
         )
         background = tuple(records)
         windows = _windows_after(np.dtype(plan.dtype), windows, ranges)
+    corrections: dict[str, Any] = {}  # what was done to the raw data, for readers
+    if scope is not None:
+        corrections["illumination"] = f"{ILLUMINATION_STORE}/{scope}"
+    if background is not None:
+        corrections["background"] = [b.to_params() for b in background]
     group.attrs.put(
         ngff.image_attrs(
             region.region,
@@ -159,6 +165,7 @@ def _import_region(
             settings.channels,
             windows,
         )
+        | ({"percell": corrections} if corrections else {})
     )
     mb = np.prod(plan.shape) * np.dtype(plan.dtype).itemsize / 1e6
     elapsed = time.monotonic() - start

@@ -120,7 +120,13 @@ def region_figure(
         labels = _plane(labels_level, None)[::step, ::step][:h, :w]
         outlined = rgb.copy()
         outlined[outlines(labels)] = (255, 255, 0)
-        panels.append(("cell outlines", outlined))
+        nuclei_path = labels_path / "labels" / "nucleus"
+        if (nuclei_path / level).is_dir():  # compartments: nuclei in cyan
+            nuclei = _plane(array_of(open_group(nuclei_path), level), None)
+            outlined[outlines(nuclei[::step, ::step][:h, :w])] = (0, 255, 255)
+            panels.append(("cells (yellow), nuclei (cyan)", outlined))
+        else:
+            panels.append(("cell outlines", outlined))
     for run in runs:
         mask_path = layout.mask_path(experiment, key, run)
         if not (mask_path / level).is_dir():
@@ -130,9 +136,42 @@ def region_figure(
         shaded = (rgb * 0.6).astype(np.uint8)
         shaded[mask] = (0.4 * rgb[mask] + np.array([153, 0, 153])).astype(np.uint8)
         panels.append((f"threshold {run}", shaded))
+    corrections = attrs_of(image).get("percell", {})
+    for record in corrections.get("background", []):
+        if record["value"] is None and "background" in image:  # an image
+            # kept at level 0 only: read every f-th pixel of its middle plane
+            kept = array_of(
+                open_group(layout.image_path(experiment, key) / "background"),
+                record["channel"],
+            )
+            f = max(1, -(-kept.shape[-1] // w))
+            middle = (kept.shape[0] // 2,) if kept.ndim == 3 else ()
+            behind = np.asarray(
+                kept[(*middle, slice(None, None, f), slice(None, None, f))]
+            )
+            behind = behind[:h, :w].astype(np.float64)
+            span = max(float(np.ptp(behind)), 1e-12)
+            grey = ((behind - behind.min()) / span * 255).astype(np.uint8)
+            panels.append((f"{record['channel']} background", np.dstack([grey] * 3)))
     shape = array_of(image).shape
     title = f"{key}   level {level} of {shape[-1]} x {shape[-2]} px"
-    _save_panels(panels, title, out)
+    done = _corrections_text(corrections)
+    _save_panels(panels, f"{title}   {done}" if done else title, out)
+
+
+def _corrections_text(corrections: dict[str, Any]) -> str:
+    """What import did to the raw data, in a line: flat-field, backgrounds."""
+    parts = []
+    if "illumination" in corrections:
+        parts.append(f"flat-field {corrections['illumination']}")
+    for r in corrections.get("background", []):
+        value = (
+            f"{r['value']:g}"
+            if r["value"] is not None
+            else f"mean {r['subtracted_mean']:.4g}"
+        )
+        parts.append(f"{r['channel']} - {r['method']} ({value})")
+    return "; ".join(parts)
 
 
 def _save_panels(panels: list[tuple[str, np.ndarray]], title: str, out: Path) -> None:

@@ -324,3 +324,24 @@ def test_bad_background_settings_name_the_key(demo_copy, background, message):
     _rerun_expecting_failure(
         demo_copy, lambda config: config.update(background=background), message
     )
+
+
+def test_corrections_are_recorded_on_the_image_and_shown_in_its_figure(demo):
+    from PIL import Image as Picture
+
+    from percell.report import _corrections_text
+
+    exp = demo["experiment"]
+    attrs = open_group(exp / "images.zarr" / KEYS[0]).attrs["percell"]
+    assert attrs["illumination"] == "illumination.zarr/all"
+    assert [b["method"] for b in attrs["background"]] == [
+        "constant",
+        "percentile",
+        "rolling_ball",
+    ]
+    text = _corrections_text(attrs)
+    assert text.startswith("flat-field illumination.zarr/all; DAPI - constant (150)")
+    # channels, cells and nuclei, the RFP run's mask, the RFP background
+    figure = demo["work"] / "out/comp_qc/regions/ctrl/t0/ctrl_t0_r1.png"
+    with Picture.open(figure) as picture:
+        assert picture.width > 4 * 400
