@@ -471,7 +471,8 @@ class _Registration:
                 continue
             cell_ids = db.workflow_cell_ids(self.conn, region_id)
             if todo_wide and wide is not None:
-                part = wide.iloc[wide_rows[key]]
+                # (a region without cells has no rows)
+                part = wide.iloc[wide_rows.get(key, np.zeros(0, np.int64))]
                 ids = _cell_ids(part, cell_ids, sentinel, key)
                 order = np.argsort(ids, kind="stable")
                 values = (

@@ -323,7 +323,13 @@ def cells_figure(experiment: str | Path, out: str | Path) -> None:
         "JOIN channels ch ON ch.id = m.channel_id WHERE m.metric = 'mean_intensity'",
     )
     channels = list(dict.fromkeys(means["channel"]))
-    groups = sorted(cells["condition_timepoint"].unique())
+    # every condition × timepoint, those where no cell was found too
+    regions = _read_sql(
+        experiment,
+        f"SELECT {_REGION_NAME} FROM regions r JOIN conditions c ON c.id = "
+        "r.condition_id LEFT JOIN timepoints t ON t.id = r.timepoint_id",
+    )
+    groups = sorted(regions["condition_timepoint"].unique())
     fig, axes = plt.subplots(
         1, 2 + len(channels), figsize=(3.2 * (2 + len(channels)), 3.6), squeeze=False
     )
@@ -332,7 +338,12 @@ def cells_figure(experiment: str | Path, out: str | Path) -> None:
     axes[0].bar(groups, counts.to_numpy(), color="tab:blue")
     axes[0].set_title("cells", fontsize=10)
     by_group = dict(tuple(cells.groupby("condition_timepoint")))
-    _boxes(axes[1], [by_group[g]["area_pixels"].to_numpy() for g in groups], groups)
+    no_cells = np.zeros(0, np.int64)
+    areas = [
+        by_group[g]["area_pixels"].to_numpy() if g in by_group else no_cells
+        for g in groups
+    ]
+    _boxes(axes[1], areas, groups)
     axes[1].set_title("area (pixels)", fontsize=10)
     merged = means.merge(cells[["id", "condition_timepoint"]], on="id")
     for ax, channel in zip(axes[2:], channels, strict=True):

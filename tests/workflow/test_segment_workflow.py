@@ -9,6 +9,7 @@ import re
 import sqlite3
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import yaml
@@ -226,3 +227,37 @@ def test_cellpose_workflow_with_trained_model(tiny_model, tmp_path):
     conn = sqlite3.connect(exp / "experiment.db")
     (name,) = conn.execute("SELECT model_name FROM segmentation_runs").fetchone()
     assert name == f"cellpose:{tiny_model}"
+
+
+def test_a_region_without_cells_is_registered_measured_and_drawn(tmp_path):
+    """An empty field (no cell found) is a region with 0 cells, not a crash."""
+    dapi, gfp, _, truth = synthetic_cells((300, 320), np.random.default_rng(7))
+    blank = np.full_like(dapi, 200)
+    rows = []
+    for region, planes in (("r1", (dapi, gfp)), ("r2", (blank, blank))):
+        for ch, img in zip(("DAPI", "GFP"), planes, strict=True):
+            path = tmp_path / f"{region}_{ch}.tif"
+            tifffile.imwrite(path, img)
+            rows.append(f"ctrl\t{region}\t{ch}\t{path}")
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text("condition\tregion\tchannel\tpath\n" + "\n".join(rows) + "\n")
+    thresholds = [{"channel": "GFP", "method": "otsu", "scope": "region"}]
+    config = base_config(
+        {"sample_sheet": str(sheet)},
+        segmentation=dict(SEGMENTATION),
+        thresholds=thresholds,
+    )
+    write_config(tmp_path, config)
+    run_workflow(tmp_path)
+    conn = sqlite3.connect(tmp_path / "out/exp.percell/experiment.db")
+    counts = dict(
+        conn.execute(
+            "SELECT r.name, count(c.id) FROM regions r "
+            "LEFT JOIN cells c ON c.region_id = r.id GROUP BY r.name"
+        ).fetchall()
+    )
+    assert counts == {"r1": np.unique(truth).size - 1, "r2": 0}
+    export = pd.read_csv(tmp_path / "out/exp_cells.csv")
+    assert set(export["region"]) == {"r1"}
+    assert len(export) == counts["r1"]
+    assert (tmp_path / "out/exp_qc/cells.png").stat().st_size > 0
