@@ -171,3 +171,12 @@ def tiny_model():
     from tests.support.tiny_cellpose import tiny_model_path
 
     return tiny_model_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_cell_model():
+    """A Cellpose 3 cell model (cytoplasm + nucleus channels), cached too."""
+    pytest.importorskip("cellpose")
+    from tests.support.tiny_cellpose import tiny_cell_model_path
+
+    return tiny_cell_model_path()

@@ -12,6 +12,10 @@ With ``segmentation.compartments`` set, the segmentation method finds the
   their nuclei (like CellProfiler's "propagation"), kept where the channel is
   above its threshold, with holes filled. Every cell is matched to its
   nucleus by construction: it carries the nucleus's label.
+- ``cellpose``: a second segmentation, cellpose with a cell model given the
+  cytoplasm channel and the nucleus channel; each nucleus is then matched to
+  the cell holding most of it (``nuclei_of_cells``). Cellpose's cells keep
+  their own labels; a cell may hold two nuclei, or none.
 
 A cell, its nucleus and its cytoplasm (cell minus nucleus) share one label
 value. The whole cells are the PerCell 3 label image (``labels.zarr/<region>/0``
@@ -84,6 +88,33 @@ def cells_from_nuclei(
     foreground = ((cytoplasm > threshold) | (nuclei > 0)) & (basins > 0)
     cells = np.where(ndimage.binary_fill_holes(foreground), basins, 0)
     return np.asarray(cells, nuclei.dtype)
+
+
+def nuclei_of_cells(cells: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
+    """``nuclei`` relabelled with the cells they belong to.
+
+    A nucleus belongs to the cell holding the largest part of it (the lower
+    label on a tie) if that is at least half of it; a nucleus mostly outside
+    every cell belongs to none and is dropped. Two nuclei in one cell are
+    both its nucleus (a dividing or binucleate cell). The part of a nucleus
+    outside its cell is cut off by ``stack_compartments``.
+    """
+    both = (cells > 0) & (nuclei > 0)
+    n_ids = nuclei[both].astype(np.int64)
+    c_ids = cells[both].astype(np.int64)
+    size = np.bincount(nuclei.ravel().astype(np.int64))
+    pairs, overlap = np.unique(np.stack([n_ids, c_ids]), axis=1, return_counts=True)
+    # per nucleus, its largest overlap first (then the lower cell label)
+    order = np.lexsort((pairs[1], -overlap, pairs[0]))
+    pairs, overlap = pairs[:, order], overlap[order]
+    first = (
+        np.r_[True, pairs[0, 1:] != pairs[0, :-1]] if pairs.size else np.zeros(0, bool)
+    )
+    nucleus, cell, part = pairs[0, first], pairs[1, first], overlap[first]
+    owner = np.zeros(size.size, np.int64)
+    kept = 2 * part >= size[nucleus]
+    owner[nucleus[kept]] = cell[kept]
+    return np.asarray(owner[nuclei], cells.dtype)
 
 
 def stack_compartments(cells: np.ndarray, nuclei: np.ndarray) -> np.ndarray:

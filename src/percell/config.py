@@ -265,24 +265,26 @@ def check_segmentation(
             f"{source}: segmentation.tile_overlap {overlap} is less than two "
             f"diameters ({2 * seg.diameter:g} px): cells on tile borders could be cut"
         )
-    if comp is not None and comp.cells == "watershed" and comp.channel is None:
+    if comp is not None and comp.cells != "expand" and comp.channel is None:
         raise ConfigError(
-            f"{source}: segmentation.compartments: cells: watershed needs the "
-            "cytoplasm channel to grow the cells in (compartments.channel)"
+            f"{source}: segmentation.compartments: cells: {comp.cells} needs the "
+            "cytoplasm channel to find the cells in (compartments.channel)"
         )
     if seg.method == "cellpose":
         check_model_setting(seg.model, source)
+    if comp is not None and comp.cells == "cellpose":
+        check_model_setting(comp.model, source, "segmentation.compartments.model")
 
 
-def check_model_setting(model: str, source: str = "config") -> None:
+def check_model_setting(
+    model: str, source: str = "config", key: str = "segmentation.model"
+) -> None:
     """A model given as a path must exist (a name is looked up by the
     resolve_model job, which may download it)."""
     if ("/" in model or os.path.splitext(model)[1]) and not Path(
         model
     ).expanduser().is_file():
-        raise ConfigError(
-            f"{source}: segmentation.model: model file {model} does not exist"
-        )
+        raise ConfigError(f"{source}: {key}: model file {model} does not exist")
 
 
 def check_timepoints(regions: Sequence[tuple[str, str | None]]) -> None:

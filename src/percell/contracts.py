@@ -75,13 +75,26 @@ class CompartmentSettings(Contract):
     """``segmentation.compartments``: cells grown from the segmented nuclei
     (``percell.compartments``)."""
 
-    cells: Literal["expand", "watershed"] = "expand"
+    cells: Literal["expand", "watershed", "cellpose"] = "expand"
     distance: Number = 10
     distance_unit: Literal["pixels", "um"] = "pixels"
-    #: the cytoplasm channel a watershed grows the cells in
+    #: the cytoplasm channel a watershed or cellpose finds the cells in
     channel: str | None = None
     threshold_method: Literal["otsu", "li", "triangle"] = "otsu"
     compactness: Number = 0.05
+    #: cellpose: the cell model, given the cytoplasm and the nucleus channel
+    model: str = "cyto3"
+    #: cellpose: the cell diameter (``segmentation.diameter_unit``); None:
+    #: the nucleus diameter plus twice ``distance``
+    diameter: Number | None = None
+
+    def run_parameters(self) -> dict[str, Any]:
+        """The settings that define the cells (cellpose's only for cellpose)."""
+        params = self.model_dump(mode="json")
+        if self.cells != "cellpose":
+            for key in ("model", "diameter"):
+                params.pop(key)
+        return params
 
 
 class SegmentationSettings(Contract):
@@ -115,6 +128,8 @@ class SegmentationSettings(Contract):
         params = self.model_dump(mode="json", exclude={"overwrite_edited_labels"})
         if self.compartments is None:  # as before compartments existed
             params.pop("compartments")
+        else:
+            params["compartments"] = self.compartments.run_parameters()
         if self.method != "cellpose":
             for key in (
                 "model",

@@ -27,6 +27,7 @@ from percell.compartments import (
     cells_from_nuclei,
     context_pixels,
     distance_pixels,
+    nuclei_of_cells,
     stack_compartments,
 )
 from percell.contracts import (
@@ -67,6 +68,9 @@ if TYPE_CHECKING:  # cellpose is optional: loaded only for method cellpose
 
 log = logging.getLogger(__name__)
 
+#: (nuclei, the planes of its channels) → (cells, the nuclei matched to them)
+CellsOf = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
 LABEL_CHUNK_YX = 512
 LABEL_CHUNK_Z = 10
 
@@ -74,6 +78,21 @@ LABEL_CHUNK_Z = 10
 def diameter_pixels(seg: SegmentationSettings, pixel_size_um: float) -> float:
     """The expected cell diameter in pixels of level 0."""
     d = float(seg.diameter)
+    return d / pixel_size_um if seg.diameter_unit == "um" else d
+
+
+def cell_diameter_pixels(
+    seg: SegmentationSettings,
+    pixel_size_um: float,
+    nucleus_px: float,
+    distance_px: float,
+) -> float:
+    """``compartments.diameter`` in pixels of level 0, by default the nucleus
+    diameter plus twice the distance a cell reaches beyond it."""
+    comp = seg.compartments
+    if comp is None or comp.diameter is None:
+        return nucleus_px + 2 * distance_px
+    d = float(comp.diameter)
     return d / pixel_size_um if seg.diameter_unit == "um" else d
 
 
@@ -122,30 +141,69 @@ def watershed_background(
 def _grow_cells(
     nuclei: Callable[[np.ndarray], np.ndarray],
     channels: list[int],
-    comp: CompartmentSettings,
-    distance_px: float,
-    cytoplasm: tuple[int, float, float, float] | None,
+    more: list[int],
+    cells_of: CellsOf,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], list[int]]:
     """The tile method and its channels for compartments: ``nuclei`` finds the
-    nuclei in ``channels``, then each tile returns the stack (cells, nucleus,
-    cytoplasm). ``cytoplasm``: for a watershed, the channel's index, its
-    threshold, the smoothing sigma and the compactness."""
-    if cytoplasm is None:
-
-        def expand(tile: np.ndarray) -> np.ndarray:
-            found = nuclei(tile)
-            return stack_compartments(cells_from_nuclei(found, distance_px), found)
-
-        return expand, channels
-    index, threshold, sigma, compactness = cytoplasm
+    nuclei in ``channels``; ``cells_of(nuclei, planes of more)`` gives the
+    cells and the nuclei matched to them; each tile returns the stack (cells,
+    nucleus, cytoplasm)."""
 
     def grow(tile: np.ndarray) -> np.ndarray:
-        found = nuclei(tile[:-1])
-        signal = smooth(tile[-1], sigma)
-        cells = cells_from_nuclei(found, distance_px, signal, threshold, compactness)
-        return stack_compartments(cells, found)
+        split = tile.shape[0] - len(more)
+        found = nuclei(tile[:split])
+        return stack_compartments(*cells_of(found, tile[split:]))
 
-    return grow, [*channels, index]
+    return grow, [*channels, *more]
+
+
+def _cells_method(
+    comp: CompartmentSettings,
+    image: zarr.Group,
+    key: str,
+    seg: SegmentationSettings,
+    channel_names: Sequence[str],
+    distance_px: float,
+    cells_cellpose: CellposeSegmenter | None,
+) -> tuple[list[int], CellsOf]:
+    """The channels a compartments method reads beyond the nuclei's, and how
+    it makes (cells, their nuclei) from the nuclei and those channels."""
+    if comp.cells == "expand":
+        return [], lambda found, _: (cells_from_nuclei(found, distance_px), found)
+    assert comp.channel is not None  # checked with the config
+    index = list(channel_names).index(comp.channel)
+    if comp.cells == "cellpose":
+        if cells_cellpose is None:
+            raise ValueError("cells: cellpose needs a loaded CellposeSegmenter")
+        nucleus = list(channel_names).index(seg.channel)
+        segment_cells = cells_cellpose
+
+        def by_cellpose(
+            found: np.ndarray, planes: np.ndarray
+        ) -> tuple[np.ndarray, np.ndarray]:
+            cells = segment_cells(planes)
+            return cells, nuclei_of_cells(cells, found)
+
+        return [index, nucleus], by_cellpose
+    sample = _threshold_sample(image, index)
+    value = region_threshold(sample, seg.smoothing_sigma, comp.threshold_method)
+    log.info("region %s: cytoplasm threshold %.1f", key, value)
+    if value <= 0:
+        raise ExperimentError(
+            f"region {key}: the {comp.channel} channel's "
+            f"{comp.threshold_method} threshold is {value:g}: no cytoplasm "
+            "to grow cells in (segmentation.compartments.channel)"
+        )
+    sigma = float(seg.smoothing_sigma)
+
+    def by_watershed(
+        found: np.ndarray, planes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        signal = smooth(planes[0], sigma)
+        cells = cells_from_nuclei(found, distance_px, signal, value, comp.compactness)
+        return cells, found
+
+    return [index], by_watershed
 
 
 def check_labels_unedited(experiment: Path, key: str, overwrite: bool) -> str | None:
@@ -176,11 +234,13 @@ def segment_region(
     staged: Staging,
     cellpose: CellposeSegmenter | None = None,
     previous: str | None = None,
+    cells_cellpose: CellposeSegmenter | None = None,
 ) -> tuple[pd.DataFrame, SegmentedRegion, pd.DataFrame]:
     """Segment one region and build its labels group aside.
 
     ``previous`` is the digest of the label image being replaced (None if
-    there is none), from ``check_labels_unedited``.
+    there is none), from ``check_labels_unedited``; ``cells_cellpose`` the
+    cell model of ``compartments.cells: cellpose``.
 
     Returns:
         The region's cells; its record for the sentinel (with the new and the
@@ -201,6 +261,11 @@ def segment_region(
     if comp is not None:  # a cell reaches beyond its nucleus: more context
         distance_px = distance_pixels(comp, pixel_size)
         overlap += context_pixels(distance_px)
+        if cells_cellpose is not None:  # and two cell diameters for cellpose
+            cells_cellpose.diameter_px = cell_diameter_pixels(
+                seg, pixel_size, diameter_px, distance_px
+            )
+            overlap = max(overlap, math.ceil(2 * cells_cellpose.diameter_px))
     has_z = level0.ndim == 4
     run: Callable[[np.ndarray], np.ndarray]
     background = None
@@ -235,21 +300,10 @@ def segment_region(
         run = cellpose
 
     if comp is not None:
-        cytoplasm = None
-        if comp.cells == "watershed":
-            assert comp.channel is not None  # checked with the config
-            index = list(channel_names).index(comp.channel)
-            sample = _threshold_sample(image, index)
-            value = region_threshold(sample, seg.smoothing_sigma, comp.threshold_method)
-            log.info("region %s: cytoplasm threshold %.1f", key, value)
-            if value <= 0:
-                raise ExperimentError(
-                    f"region {key}: the {comp.channel} channel's "
-                    f"{comp.threshold_method} threshold is {value:g}: no cytoplasm "
-                    "to grow cells in (segmentation.compartments.channel)"
-                )
-            cytoplasm = (index, value, float(seg.smoothing_sigma), comp.compactness)
-        run, channels = _grow_cells(run, channels, comp, distance_px, cytoplasm)
+        more, cells_of = _cells_method(
+            comp, image, key, seg, channel_names, distance_px, cells_cellpose
+        )
+        run, channels = _grow_cells(run, channels, more, cells_of)
 
     def read_tile(tile: Tile) -> np.ndarray:
         window = (slice(*tile.pad_y), slice(*tile.pad_x))
@@ -327,6 +381,7 @@ def segment_group(
     inputs: Sequence[str] = (),
     model: ResolvedModel | None = None,
     threads: int | None = None,
+    cells_model: ResolvedModel | None = None,
 ) -> Segmented:
     """Segment every region of a group; stage its cells; write the sentinel last.
 
@@ -339,6 +394,8 @@ def segment_group(
         inputs: Files this step read (recorded in the sentinel).
         model: The resolved cellpose model (``resolve_model``), for cellpose.
         threads: CPU threads torch may use (the job's ``threads``).
+        cells_model: The resolved cell model, for ``compartments.cells:
+            cellpose``.
     """
     experiment = Path(layout.experiment_of_sentinel(sentinel))
     seg = settings
@@ -355,6 +412,9 @@ def segment_group(
         cellpose = CellposeSegmenter(
             model, seg, seg.diameter, has_nucleus=bool(seg.nucleus_channel)
         )
+    cells_cellpose = None
+    if seg.compartments is not None and seg.compartments.cells == "cellpose":
+        cells_cellpose = _load_cells_model(cells_model, seg, threads)
     # every region is checked before any is segmented
     previous = [
         check_labels_unedited(experiment, record.key, seg.overwrite_edited_labels)
@@ -368,7 +428,7 @@ def segment_group(
     with Staging() as staged:
         for record, old in zip(records, previous, strict=True):
             cells, output, matched = segment_region(
-                record, experiment, seg, channels, staged, cellpose, old
+                record, experiment, seg, channels, staged, cellpose, old, cells_cellpose
             )
             tables.append(cells)
             outputs.append(output)
@@ -393,11 +453,31 @@ def segment_group(
         sentinel,
         "segment",
         group,
-        {"segmentation": seg.to_params(), "model": model and model.to_params()},
+        {
+            "segmentation": seg.to_params(),
+            "model": model and model.to_params(),
+            **({"cells_model": cells_model.to_params()} if cells_model else {}),
+        },
         list(inputs),
         segmented,
     )
     return segmented
+
+
+def _load_cells_model(
+    resolved: ResolvedModel | None, seg: SegmentationSettings, threads: int | None
+) -> CellposeSegmenter:
+    """The cell model of ``compartments.cells: cellpose``, given the cytoplasm
+    and the nucleus channel (its diameter is set per region)."""
+    import torch
+
+    from percell.cellpose_adapter import CellposeSegmenter
+
+    if resolved is None:
+        raise ValueError("compartments.cells: cellpose needs the resolved cell model")
+    if threads:
+        torch.set_num_threads(threads)
+    return CellposeSegmenter(resolved, seg, 0.0, has_nucleus=True)
 
 
 def staged_cells_path(sentinel: str | Path) -> Path:

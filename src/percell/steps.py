@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from percell import demo, layout
@@ -87,7 +88,9 @@ def resolve_model(*, model: str, sentinel: str, log_file: str) -> None:
     setup_logging(log_file)
     resolved = resolve(model)
     log.info("model %s → %s", resolved.model, resolved.path)
-    write_sentinel(sentinel, "model", "segmentation", {"model": model}, [], resolved)
+    # the sentinel's name is the model's role: segmentation, or cells
+    role = Path(sentinel).stem
+    write_sentinel(sentinel, "model", role, {"model": model}, [], resolved)
 
 
 def segment(
@@ -100,6 +103,7 @@ def segment(
     sentinel: str,
     log_file: str,
     threads: int,
+    cells_model: Sequence[str] = (),
 ) -> None:
     from percell.segmentation import segment_group
 
@@ -114,6 +118,9 @@ def segment(
         inputs=[imported, pyramid],
         model=read_outputs(model[0], ResolvedModel) if model else None,
         threads=threads,
+        cells_model=(
+            read_outputs(cells_model[0], ResolvedModel) if cells_model else None
+        ),
     )
 
 

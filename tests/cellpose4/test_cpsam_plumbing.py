@@ -74,7 +74,9 @@ def test_cellpose3_builtin_name_is_refused():
         resolve_model("cyto3")
 
 
-def test_segment_group_writes_int32_labels(random_cpsam, tmp_path):
+@pytest.mark.parametrize("cells", [None, "cellpose"])
+def test_segment_group_writes_int32_labels(random_cpsam, tmp_path, cells):
+    """cells: cellpose gives cpsam the (GFP, DAPI) tile for the cells as well."""
     import tifffile
 
     from percell.contracts import PyramidParams
@@ -85,26 +87,37 @@ def test_segment_group_writes_int32_labels(random_cpsam, tmp_path):
     from percell.segmentation import segment_group
     from percell.storage import open_group
 
-    img = np.random.default_rng(0).integers(0, 4000, (160, 200)).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "a.tif", img)
+    rng = np.random.default_rng(0)
+    rows = []
+    for channel in ("DAPI", "GFP"):
+        img = rng.integers(0, 4000, (160, 200)).astype(np.uint16)
+        tifffile.imwrite(tmp_path / f"{channel}.tif", img)
+        rows.append(f"c\tr\t{channel}\t{tmp_path / channel}.tif")
     (tmp_path / "sheet.tsv").write_text(
-        f"condition\tregion\tchannel\tpath\nc\tr\tDAPI\t{tmp_path / 'a.tif'}\n"
+        "condition\tregion\tchannel\tpath\n" + "\n".join(rows) + "\n"
     )
     exp = tmp_path / "e.percell"
+    segmentation = {
+        "method": "cellpose",
+        "model": str(random_cpsam),
+        "channel": "DAPI",
+        "diameter": 30,
+        "gpu": False,
+    }
+    if cells:
+        segmentation["compartments"] = {
+            "cells": cells,
+            "channel": "GFP",
+            "model": str(random_cpsam),
+        }
     # the workflow's own path: config → manifest → the step's typed params
     manifest = build_manifest(
         {
             "experiment": {"name": "x", "path": str(exp)},
             "input": {"sample_sheet": str(tmp_path / "sheet.tsv")},
-            "channels": [{"name": "DAPI"}],
+            "channels": [{"name": "DAPI"}, {"name": "GFP"}],
             "pixel_size_um": 0.5,
-            "segmentation": {
-                "method": "cellpose",
-                "model": str(random_cpsam),
-                "channel": "DAPI",
-                "diameter": 30,
-                "gpu": False,
-            },
+            "segmentation": segmentation,
         }
     )
     assert manifest.segmentation is not None
@@ -125,6 +138,7 @@ def test_segment_group_writes_int32_labels(random_cpsam, tmp_path):
         group="c",
         model=resolve_model(str(random_cpsam)),
         threads=2,
+        cells_model=resolve_model(str(random_cpsam)) if cells else None,
     )
     labels = open_group(exp / "labels.zarr/c/r")["0"]
     assert labels.dtype == np.int32 and labels.shape == (160, 200)
@@ -132,3 +146,8 @@ def test_segment_group_writes_int32_labels(random_cpsam, tmp_path):
     sentinel = json.loads((exp / ".workflow/segment/c.json").read_text())
     assert sentinel["versions"]["cellpose"].startswith("4")
     assert os.path.isfile(exp / ".workflow/segment/c.cells.parquet")
+    if cells:
+        assert sentinel["params"]["cells_model"]["path"] == str(random_cpsam.resolve())
+        for name in ("nucleus", "cytoplasm"):
+            layer = open_group(exp / "labels.zarr/c/r/labels" / name)["0"]
+            assert layer.dtype == np.int32 and layer.shape == (160, 200)

@@ -30,6 +30,12 @@ SETTINGS = {
     "seed": 1,
     "version": 4,
 }
+#: the nucleus model's diameter (kept out of SETTINGS: its cache key stays)
+SETTINGS_DIAMETER = 17.0
+#: the cell model: cells of the demo are about twice the nucleus diameter
+CELL_SETTINGS = {**SETTINGS, "diam_mean": 30.0, "kind": "cells"}
+#: GFP above this (background 150, cytoplasm 1,650) is a cell
+CELL_GFP_LEVEL = 600
 
 
 def training_images(n: int, size: int, seed: int):
@@ -42,6 +48,21 @@ def training_images(n: int, size: int, seed: int):
     return images, labels
 
 
+def cell_training_images(n: int, size: int, seed: int):
+    """(GFP, DAPI) pairs and whole-cell labels: each nucleus grown into the
+    cytoplasm it sits in (the demo's cells reach about twice its radius)."""
+    from skimage.segmentation import expand_labels
+
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(n):
+        dapi, gfp, _, nuclei = synthetic_cells((size, size), rng)
+        inside = (gfp > CELL_GFP_LEVEL) | (nuclei > 0)
+        images.append(np.stack([gfp, dapi]).astype(np.float32))
+        labels.append(np.where(inside, expand_labels(nuclei, 12), 0))
+    return images, labels
+
+
 def cache_dir() -> Path:
     root = Path(
         os.environ.get("PERCELL_TEST_CACHE", Path.home() / ".cache" / "percell")
@@ -51,23 +72,38 @@ def cache_dir() -> Path:
 
 
 def tiny_model_path() -> Path:
-    """Path of the trained model, training it first if it is not cached."""
-    key = hashlib.sha256(json.dumps(SETTINGS, sort_keys=True).encode()).hexdigest()[:12]
-    target = cache_dir() / f"tiny-cellpose3-{key}"
+    """Path of the trained nucleus model, training it first if it is not cached."""
+    return _trained("tiny-cellpose3", SETTINGS, training_images, [0, 0], None)
+
+
+def tiny_cell_model_path() -> Path:
+    """Path of the trained cell model (cytoplasm + nucleus channels)."""
+    return _trained("tiny-cells3", CELL_SETTINGS, cell_training_images, [1, 2], 0)
+
+
+def _trained(name, settings, make_images, channels, channel_axis) -> Path:
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    target = cache_dir() / f"{name}-{key}"
     if target.is_file():
         return target
     import torch
     from cellpose import models, resnet_torch, train
 
-    torch.manual_seed(SETTINGS["seed"])
-    images, labels = training_images(
-        SETTINGS["n_images"], SETTINGS["size"], SETTINGS["seed"]
+    torch.manual_seed(settings["seed"])
+    images, labels = make_images(
+        settings["n_images"], settings["size"], settings["seed"]
     )
+    diameter = settings.get("diam_mean", SETTINGS_DIAMETER)
     model = models.CellposeModel(
-        gpu=False, pretrained_model=False, nchan=2, diam_mean=17.0
+        gpu=False, pretrained_model=False, nchan=2, diam_mean=diameter
     )
     model.net = resnet_torch.CPnet(
-        NBASE, 3, sz=3, mkldnn=model.mkldnn, max_pool=True, diam_mean=17.0
+        settings["nbase"],
+        3,
+        sz=3,
+        mkldnn=model.mkldnn,
+        max_pool=True,
+        diam_mean=diameter,
     ).to(model.device)
     work = cache_dir() / f"train-{key}"
     (work / "models").mkdir(parents=True, exist_ok=True)
@@ -75,15 +111,16 @@ def tiny_model_path() -> Path:
         model.net,
         train_data=images,
         train_labels=labels,
-        channels=[0, 0],
+        channels=channels,
+        channel_axis=channel_axis,
         normalize=True,
-        n_epochs=SETTINGS["epochs"],
-        learning_rate=SETTINGS["lr"],
-        batch_size=SETTINGS["batch"],
+        n_epochs=settings["epochs"],
+        learning_rate=settings["lr"],
+        batch_size=settings["batch"],
         save_path=str(work),
         model_name="tiny",
         min_train_masks=1,
-        bsize=SETTINGS["bsize"],
+        bsize=settings["bsize"],
     )
     path = Path(path[0] if isinstance(path, tuple) else path)
     tmp = target.with_suffix(".partial")
@@ -92,5 +129,20 @@ def tiny_model_path() -> Path:
     return target
 
 
+def load_tiny(path: Path):
+    """A trained tiny model as a plain ``cellpose.models.CellposeModel``, to
+    run cellpose's own ``eval`` beside the workflow."""
+    from cellpose import models, resnet_torch
+
+    model = models.CellposeModel(gpu=False, pretrained_model=False)
+    net = resnet_torch.CPnet(NBASE, 3, sz=3, mkldnn=model.mkldnn, max_pool=True)
+    net.load_model(str(path), device=model.device)
+    model.net = net.to(model.device)
+    model.diam_mean = float(net.diam_mean.item())
+    model.diam_labels = float(net.diam_labels.item())
+    return model
+
+
 if __name__ == "__main__":
     print(tiny_model_path())
+    print(tiny_cell_model_path())

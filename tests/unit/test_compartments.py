@@ -7,7 +7,11 @@ import pytest
 from scipy import ndimage
 from skimage import segmentation
 
-from percell.compartments import cells_from_nuclei, stack_compartments
+from percell.compartments import (
+    cells_from_nuclei,
+    nuclei_of_cells,
+    stack_compartments,
+)
 from percell.demo import synthetic_cells
 from percell.storage import LABEL_COMPRESSOR, create_array, open_group
 from percell.tiling import segment_tiled
@@ -124,3 +128,45 @@ def test_a_dim_gap_between_nucleus_and_cytoplasm_stays_inside_the_cell():
     cytoplasm = np.where((r > 11) & (r <= 20), 100.0, 0.0)
     cells = cells_from_nuclei(nuclei, 25.0, cytoplasm, 50.0)
     np.testing.assert_array_equal(cells > 0, r <= 20)
+
+
+def test_each_nucleus_goes_to_the_cell_holding_most_of_it():
+    cells = np.zeros((6, 12), np.int32)
+    cells[:, 0:4] = 5
+    cells[:, 4:8] = 9
+    cells[0:3, 8:12] = 2
+    nuclei = np.zeros_like(cells)
+    nuclei[1:3, 1:3] = 1  # inside cell 5
+    nuclei[1:3, 3:6] = 2  # 2 px in cell 5, 4 px in cell 9: cell 9's
+    nuclei[4:6, 5:7] = 3  # cell 9's second nucleus
+    nuclei[3:6, 9:12] = 4  # outside every cell: dropped
+    nuclei[1:3, 10:12] = 6  # inside cell 2
+    nuclei[5, 0:2] = 7  # 1 px in cell 5, 1 outside (below): half is enough
+    nuclei[5, 2] = 8
+    nuclei[4, 2:4] = 8  # 1 px in cell 5, 2 outside (below): dropped
+    cells[5, 0] = 0
+    cells[4, 2:4] = 0
+    expected = np.array(
+        [
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            [0, 5, 5, 9, 9, 9, 0, 0, 0, 0, 2, 2],
+            [0, 5, 5, 9, 9, 9, 0, 0, 0, 0, 2, 2],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 9, 9, 0, 0, 0, 0, 0],
+            [5, 5, 0, 0, 0, 9, 9, 0, 0, 0, 0, 0],
+        ]
+    )
+    np.testing.assert_array_equal(nuclei_of_cells(cells, nuclei), expected)
+    stacked = stack_compartments(cells, nuclei_of_cells(cells, nuclei))
+    # the part of nucleus 2 in cell 5 is cut off; cell 9 has both nuclei
+    np.testing.assert_array_equal(stacked[1], np.where(expected == cells, expected, 0))
+    assert set(np.unique(stacked[1][cells == 9])) == {0, 9}
+
+
+def test_a_nucleus_split_evenly_goes_to_the_lower_cell_label():
+    cells = np.array([[3, 3, 4, 4]], np.int32)
+    nuclei = np.array([[0, 1, 1, 0]], np.int32)
+    np.testing.assert_array_equal(nuclei_of_cells(cells, nuclei), [[0, 3, 3, 0]])
+    np.testing.assert_array_equal(
+        nuclei_of_cells(cells, np.zeros_like(nuclei)), np.zeros_like(nuclei)
+    )

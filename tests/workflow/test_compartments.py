@@ -3,6 +3,7 @@ grown into cells, three label images per region, metrics per compartment."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sqlite3
@@ -260,12 +261,22 @@ def test_changing_the_distance_regrows_cells_and_keeps_the_images(demo_copy):
         (
             {"cells": "membrane"},
             r"segmentation\.compartments\.cells: 'membrane' is not one of "
-            r"\['expand', 'watershed'\]",
+            r"\['expand', 'watershed', 'cellpose'\]",
         ),
         (
             {"cells": "watershed", "channel": None},
             r"segmentation\.compartments: cells: watershed needs the cytoplasm "
             r"channel",
+        ),
+        (
+            {"cells": "cellpose", "channel": None},
+            r"segmentation\.compartments: cells: cellpose needs the cytoplasm "
+            r"channel",
+        ),
+        (
+            {"cells": "cellpose", "model": "models/cells.pt"},
+            r"segmentation\.compartments\.model: model file models/cells\.pt does "
+            r"not exist",
         ),
         (
             {"channel": "CY5"},
@@ -345,3 +356,83 @@ def test_corrections_are_recorded_on_the_image_and_shown_in_its_figure(demo):
     figure = demo["work"] / "out/comp_qc/regions/ctrl/t0/ctrl_t0_r1.png"
     with Picture.open(figure) as picture:
         assert picture.width > 4 * 400
+
+
+# --- cells from cellpose ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cellpose_cells(tmp_path_factory, tiny_cell_model):
+    """The demo with cells from a second segmentation, cellpose's cell model on
+    (GFP, DAPI), each nucleus matched to its cell; one tile per region, so
+    that cellpose's own ``eval`` of the region is the reference."""
+    work = tmp_path_factory.mktemp("cellpose-cells")
+    cfg = yaml.safe_load((REPO / "config/compartments-demo.yaml").read_text())
+    cfg["experiment"]["path"] = "out/comp.percell"
+    del cfg["illumination"]  # tested above; not what this is about
+    cfg["input"]["demo"]["regions"] = ["r1"]
+    cfg["segmentation"]["tile_size"] = 512
+    cfg["segmentation"]["compartments"] = {
+        "cells": "cellpose",
+        "channel": "GFP",
+        "model": str(tiny_cell_model),
+        "distance": 12,  # the cell diameter: 16 + 2 × 12 px
+    }
+    write_config(work, cfg)
+    run_workflow(work)
+    return {"experiment": work / "out/comp.percell", "model": tiny_cell_model}
+
+
+CELLPOSE_KEYS = ["ctrl/t0/r1", "drug/t0/r1"]
+
+
+def test_cellpose_cells_are_cellposes_own_cells(cellpose_cells):
+    from tests.support.tiny_cellpose import load_tiny
+    from tests.unit.test_compartments import assert_same_partition
+
+    exp = cellpose_cells["experiment"]
+    model = load_tiny(cellpose_cells["model"])
+    for key in CELLPOSE_KEYS:
+        image = open_group(exp / "images.zarr" / key)["0"][:]  # DAPI, GFP, RFP
+        masks = model.eval(
+            np.stack([image[1], image[0]], axis=-1),
+            channels=[1, 2],
+            channel_axis=-1,
+            diameter=40.0,
+            flow_threshold=0.4,
+            cellprob_threshold=0.0,
+            min_size=30,
+        )[0]
+        assert np.unique(masks).size > 50
+        assert_same_partition(_labels(exp, key), masks)
+
+
+def test_cellpose_cells_hold_their_matched_nuclei(cellpose_cells):
+    exp = cellpose_cells["experiment"]
+    for key in CELLPOSE_KEYS:
+        cells = _labels(exp, key)
+        nucleus = _labels(exp, key, "nucleus")
+        cytoplasm = _labels(exp, key, "cytoplasm")
+        assert ((nucleus == 0) | (nucleus == cells)).all()
+        np.testing.assert_array_equal(cytoplasm, np.where(nucleus > 0, 0, cells))
+        ids = np.unique(cells)[1:]
+        # nearly every cell holds a nucleus, and the nuclei are where DAPI is
+        assert np.unique(nucleus)[1:].size >= 0.95 * ids.size
+        dapi = open_group(exp / "images.zarr" / key)["0"][0]
+        assert dapi[nucleus > 0].mean() > 5 * dapi[cytoplasm > 0].mean()
+
+
+def test_cellpose_cells_record_their_model(cellpose_cells):
+    exp = cellpose_cells["experiment"]
+    model = str(cellpose_cells["model"].resolve())
+    resolved = json.loads((exp / ".workflow/model/cells.json").read_text())
+    assert resolved["outputs"]["path"] == model
+    segment = json.loads((exp / ".workflow/segment/ctrl/t0.json").read_text())
+    assert segment["params"]["cells_model"]["path"] == model
+    conn = sqlite3.connect(exp / "experiment.db")
+    (parameters,) = conn.execute(
+        "SELECT parameters FROM segmentation_runs ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    comp = json.loads(parameters)["compartments"]
+    assert comp["cells"] == "cellpose"
+    assert comp["model"] == str(cellpose_cells["model"])

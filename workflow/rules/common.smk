@@ -109,6 +109,13 @@ def get_model_sentinel():
     return []
 
 
+def get_cells_model_sentinel():
+    comp = MANIFEST.segmentation and MANIFEST.segmentation.compartments
+    if comp and comp.cells == "cellpose":
+        return [sentinel("model", "cells")]
+    return []
+
+
 def get_segment_sentinels():
     return get_all("segment") if MANIFEST.segmentation else []
 

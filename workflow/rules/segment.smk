@@ -20,11 +20,30 @@ if MANIFEST.segmentation:
             script:
                 "../scripts/resolve_model.py"
 
+    if get_cells_model_sentinel():
+
+        # The cell model of compartments.cells: cellpose, found the same way.
+        rule resolve_cells_model:
+            output:
+                sentinel=sentinel("model", "cells"),
+            log:
+                "logs/resolve_cells_model.log",
+            benchmark:
+                "benchmarks/resolve_cells_model.tsv"
+            localrule: True
+            conda:
+                "../envs/cellpose.yaml"
+            params:
+                model=MANIFEST.segmentation.compartments.model,
+            script:
+                "../scripts/resolve_model.py"
+
     rule segment:
         input:
             imported=sentinel("import"),
             pyramid=sentinel("pyramid"),
             model=get_model_sentinel(),
+            cells_model=get_cells_model_sentinel(),
         output:
             sentinel=sentinel("segment"),
         log:
