@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import time
 
 import tifffile
 import yaml
 
 from tests.conftest import (
     CHANNELS,
+    REPO,
     random_image,
     run_workflow,
     tree_mtimes,
@@ -48,6 +51,21 @@ def test_rerun_with_nothing_changed_does_nothing(experiment_copy):
     proc = run_workflow(work)
     assert "Nothing to be done" in proc.stdout + proc.stderr
     assert tree_mtimes(experiment_copy["experiment"]) == before
+
+
+def test_a_newer_checkout_of_percell_reruns_nothing(experiment_copy):
+    """A git pull or a fresh checkout makes every script newer than the
+    experiment; that alone must not import and measure it all again."""
+    scripts = sorted((REPO / "workflow/scripts").glob("*.py"))
+    times = [(p, p.stat()) for p in scripts]
+    later = time.time() + 3600
+    try:
+        for path in scripts:
+            os.utime(path, (later, later))
+        assert planned_jobs(experiment_copy["work"]) == {}
+    finally:
+        for path, stat in times:
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_adding_a_region_reruns_only_its_group(experiment_copy):
