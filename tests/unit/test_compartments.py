@@ -170,3 +170,31 @@ def test_a_nucleus_split_evenly_goes_to_the_lower_cell_label():
     np.testing.assert_array_equal(
         nuclei_of_cells(cells, np.zeros_like(nuclei)), np.zeros_like(nuclei)
     )
+
+
+@pytest.mark.parametrize(
+    ("compartments", "unit", "expected"),
+    [
+        ({"cells": "cellpose", "channel": "GFP", "distance": 6}, "pixels", 16 + 12),
+        ({"cells": "cellpose", "channel": "GFP", "diameter": 40}, "pixels", 40),
+        ({"cells": "cellpose", "channel": "GFP", "diameter": 13}, "um", 26),
+    ],
+)
+def test_the_cell_diameter_defaults_to_nucleus_plus_twice_the_distance(
+    compartments, unit, expected
+):
+    from percell.compartments import distance_pixels
+    from percell.contracts import SegmentationSettings
+    from percell.segmentation import cell_diameter_pixels, diameter_pixels
+
+    seg = SegmentationSettings(
+        channel="DAPI",
+        diameter=16 if unit == "pixels" else 8,
+        diameter_unit=unit,
+        compartments=compartments,
+    )
+    assert seg.compartments is not None
+    nucleus = diameter_pixels(seg, 0.5)
+    assert nucleus == 16
+    distance = distance_pixels(seg.compartments, 0.5)
+    assert cell_diameter_pixels(seg, 0.5, nucleus, distance) == expected
