@@ -37,6 +37,7 @@ from skimage import segmentation
 
 from percell import layout
 from percell.contracts import CompartmentSettings
+from percell.matching import label_overlaps
 
 #: the sub-group of a region's label group holding the nucleus and cytoplasm
 #: label images (``contracts.COMPARTMENTS``), as NGFF ``labels``
@@ -99,18 +100,12 @@ def nuclei_of_cells(cells: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     both its nucleus (a dividing or binucleate cell). The part of a nucleus
     outside its cell is cut off by ``stack_compartments``.
     """
-    both = (cells > 0) & (nuclei > 0)
-    n_ids = nuclei[both].astype(np.int64)
-    c_ids = cells[both].astype(np.int64)
-    size = np.bincount(nuclei.ravel().astype(np.int64))
-    pairs, overlap = np.unique(np.stack([n_ids, c_ids]), axis=1, return_counts=True)
+    nucleus, cell, part = label_overlaps(nuclei, cells)
     # per nucleus, its largest overlap first (then the lower cell label)
-    order = np.lexsort((pairs[1], -overlap, pairs[0]))
-    pairs, overlap = pairs[:, order], overlap[order]
-    first = (
-        np.r_[True, pairs[0, 1:] != pairs[0, :-1]] if pairs.size else np.zeros(0, bool)
-    )
-    nucleus, cell, part = pairs[0, first], pairs[1, first], overlap[first]
+    order = np.lexsort((cell, -part, nucleus))
+    _, first = np.unique(nucleus[order], return_index=True)
+    nucleus, cell, part = nucleus[order][first], cell[order][first], part[order][first]
+    size = np.bincount(nuclei.ravel().astype(np.int64))
     owner = np.zeros(size.size, np.int64)
     kept = 2 * part >= size[nucleus]
     owner[nucleus[kept]] = cell[kept]

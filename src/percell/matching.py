@@ -75,6 +75,20 @@ def best_matches(old: zarr.Array, new: zarr.Array) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def label_overlaps(
+    a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of labels of ``a`` and ``b`` that share pixels: (label in
+    a, label in b, pixels shared), sorted by a's label then b's."""
+    x = a.ravel().astype(np.int64)
+    y = b.ravel().astype(np.int64)
+    both = (x > 0) & (y > 0)
+    base = int(y.max(initial=0)) + 1
+    pairs, counts = np.unique(x[both] * base + y[both], return_counts=True)
+    in_a, in_b = np.divmod(pairs, base)
+    return in_a, in_b, counts
+
+
 def matched_f1(truth: np.ndarray, predicted: np.ndarray, iou: float = 0.5) -> float:
     """Segmentation quality: F1 of objects matched one-to-one at IoU > ``iou``
     (≥ 0.5: matches are unique), the score of the 2018 Data Science Bowl.
@@ -82,13 +96,9 @@ def matched_f1(truth: np.ndarray, predicted: np.ndarray, iou: float = 0.5) -> fl
     Overlaps are counted sparsely from the (truth, predicted) pixel pairs, so it
     works for images with many thousands of objects.
     """
-    t = truth.ravel().astype(np.int64)
-    p = predicted.ravel().astype(np.int64)
-    size_t = np.bincount(t)
-    size_p = np.bincount(p)
-    both = (t > 0) & (p > 0)
-    pairs, overlap = np.unique(t[both] * (p.max() + 1) + p[both], return_counts=True)
-    pt, pp = np.divmod(pairs, p.max() + 1)
+    size_t = np.bincount(truth.ravel().astype(np.int64))
+    size_p = np.bincount(predicted.ravel().astype(np.int64))
+    pt, pp, overlap = label_overlaps(truth, predicted)
     ious = overlap / (size_t[pt] + size_p[pp] - overlap)
     tp = int((ious > iou).sum())
     n_truth = int((size_t[1:] > 0).sum())

@@ -230,10 +230,12 @@ _REGION_NAME = (
     "c.name || coalesce('/' || t.name, '') || '/' || r.name AS region, "
     "c.name || coalesce('/' || t.name, '') AS condition_timepoint"
 )
-_REGION_JOIN = (
-    "JOIN regions r ON r.id = {}.region_id JOIN conditions c ON c.id = "
-    "r.condition_id LEFT JOIN timepoints t ON t.id = r.timepoint_id"
+# a region's condition and timepoint (r: regions)
+_CONDITION_JOIN = (
+    "JOIN conditions c ON c.id = r.condition_id "
+    "LEFT JOIN timepoints t ON t.id = r.timepoint_id"
 )
+_REGION_JOIN = "JOIN regions r ON r.id = {}.region_id " + _CONDITION_JOIN
 
 
 def threshold_figure(
@@ -325,9 +327,7 @@ def cells_figure(experiment: str | Path, out: str | Path) -> None:
     channels = list(dict.fromkeys(means["channel"]))
     # every condition × timepoint, those where no cell was found too
     regions = _read_sql(
-        experiment,
-        f"SELECT {_REGION_NAME} FROM regions r JOIN conditions c ON c.id = "
-        "r.condition_id LEFT JOIN timepoints t ON t.id = r.timepoint_id",
+        experiment, f"SELECT {_REGION_NAME} FROM regions r {_CONDITION_JOIN}"
     )
     groups = sorted(regions["condition_timepoint"].unique())
     fig, axes = plt.subplots(

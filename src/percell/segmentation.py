@@ -75,10 +75,14 @@ LABEL_CHUNK_YX = 512
 LABEL_CHUNK_Z = 10
 
 
+def _in_pixels(length: float, unit: str, pixel_size_um: float) -> float:
+    """A length given in ``unit`` (pixels or um) in pixels of level 0."""
+    return float(length) / pixel_size_um if unit == "um" else float(length)
+
+
 def diameter_pixels(seg: SegmentationSettings, pixel_size_um: float) -> float:
     """The expected cell diameter in pixels of level 0."""
-    d = float(seg.diameter)
-    return d / pixel_size_um if seg.diameter_unit == "um" else d
+    return _in_pixels(seg.diameter, seg.diameter_unit, pixel_size_um)
 
 
 def cell_diameter_pixels(
@@ -92,8 +96,7 @@ def cell_diameter_pixels(
     comp = seg.compartments
     if comp is None or comp.diameter is None:
         return nucleus_px + 2 * distance_px
-    d = float(comp.diameter)
-    return d / pixel_size_um if seg.diameter_unit == "um" else d
+    return _in_pixels(comp.diameter, seg.diameter_unit, pixel_size_um)
 
 
 def tile_overlap_pixels(seg: SegmentationSettings, diameter_px: float) -> int:
@@ -401,20 +404,14 @@ def segment_group(
     seg = settings
     cellpose = None
     if seg.method == "cellpose":
-        import torch
-
-        from percell.cellpose_adapter import CellposeSegmenter
-
-        if model is None:
-            raise ValueError("method cellpose needs the resolved model")
-        if threads:
-            torch.set_num_threads(threads)
-        cellpose = CellposeSegmenter(
-            model, seg, seg.diameter, has_nucleus=bool(seg.nucleus_channel)
+        cellpose = _load_cellpose(
+            model, seg, threads, bool(seg.nucleus_channel), "method cellpose"
         )
     cells_cellpose = None
     if seg.compartments is not None and seg.compartments.cells == "cellpose":
-        cells_cellpose = _load_cells_model(cells_model, seg, threads)
+        cells_cellpose = _load_cellpose(
+            cells_model, seg, threads, True, "compartments.cells: cellpose"
+        )
     # every region is checked before any is segmented
     previous = [
         check_labels_unedited(experiment, record.key, seg.overwrite_edited_labels)
@@ -464,20 +461,23 @@ def segment_group(
     return segmented
 
 
-def _load_cells_model(
-    resolved: ResolvedModel | None, seg: SegmentationSettings, threads: int | None
+def _load_cellpose(
+    resolved: ResolvedModel | None,
+    seg: SegmentationSettings,
+    threads: int | None,
+    has_nucleus: bool,
+    what: str,
 ) -> CellposeSegmenter:
-    """The cell model of ``compartments.cells: cellpose``, given the cytoplasm
-    and the nucleus channel (its diameter is set per region)."""
+    """A loaded cellpose model for ``what`` (its diameter is set per region)."""
     import torch
 
     from percell.cellpose_adapter import CellposeSegmenter
 
     if resolved is None:
-        raise ValueError("compartments.cells: cellpose needs the resolved cell model")
+        raise ValueError(f"{what} needs the resolved model")
     if threads:
         torch.set_num_threads(threads)
-    return CellposeSegmenter(resolved, seg, 0.0, has_nucleus=True)
+    return CellposeSegmenter(resolved, seg, 0.0, has_nucleus=has_nucleus)
 
 
 def staged_cells_path(sentinel: str | Path) -> Path:
