@@ -62,6 +62,50 @@ def group_by_cell(
     return order, starts
 
 
+#: numpy reduces a long array in chunks of its buffer size (``np.getbufsize``)
+NUMPY_BUFFER = 8192
+#: and each chunk pairwise, in blocks of this many (``PW_BLOCKSIZE``)
+_PAIRWISE_BLOCK = 128
+
+
+@_jit
+def _pairwise_sum(x: np.ndarray, start: int, n: int) -> float:
+    """``x[start:start + n]`` summed in numpy's pairwise order (eight running
+    sums per block, blocks halved at multiples of eight): the same float64
+    result as ``np.add.reduce`` of one buffer."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += x[start + i]
+        return res
+    if n <= _PAIRWISE_BLOCK:
+        r = x[start : start + 8].copy()
+        i = 8
+        end = n - n % 8
+        while i < end:
+            for j in range(8):
+                r[j] += x[start + i + j]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            res += x[start + i]
+            i += 1
+        return res
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(x, start, half) + _pairwise_sum(x, start + half, n - half)
+
+
+@_jit
+def numpy_sum(x: np.ndarray, n: int) -> float:
+    """``np.sum(x[:n])`` of float64 values, bit for bit: pairwise sums of
+    buffer-sized chunks, added in turn."""
+    res = 0.0
+    for start in range(0, n, NUMPY_BUFFER):
+        res += _pairwise_sum(x, start, min(NUMPY_BUFFER, n - start))
+    return res
+
+
 @_jit
 def _select(values: np.ndarray, n: int, k: int) -> Any:
     """The k-th smallest of ``values[:n]``, partitioning them in place (Wirth's
@@ -156,6 +200,7 @@ def cell_metrics(
     std = np.full(n, np.nan)
     median = np.full(n, np.nan)
     buffer = np.empty(counts.max() if n else 0, image.dtype)
+    squares_buffer = np.empty(buffer.size, np.float64)
     integer = image.dtype.kind in "ui"
     high_bytes = np.zeros(256, np.int64)
     low_bytes = np.zeros(256, np.int64)
@@ -179,14 +224,22 @@ def cell_metrics(
                 has_nan = True
         if has_nan:
             continue
-        cell_sum = np.float64(acc)
+        # an integer sum is exact; a float one is summed in float64 as numpy
+        # sums float64 (float32 images: numpy would sum in float32)
+        if integer:
+            cell_sum = np.float64(acc)
+        else:
+            for j in range(k):
+                squares_buffer[j] = buffer[j]
+            cell_sum = numpy_sum(squares_buffer, k)
         cell_mean = cell_sum / k
-        # deviations from the mean: a one-pass sum of squares cancels
-        # catastrophically when a cell is bright and even
-        squares = 0.0
+        # deviations from the mean (a one-pass sum of squares cancels
+        # catastrophically when a cell is bright and even), summed as numpy
+        # sums them, so that std is bit for bit the PerCell 3 application's
         for j in range(k):
             d = np.float64(buffer[j]) - cell_mean
-            squares += d * d
+            squares_buffer[j] = d * d
+        squares = numpy_sum(squares_buffer, k)
         mean[cell] = cell_mean
         total[cell] = cell_sum
         std[cell] = np.sqrt(squares / k)
