@@ -224,10 +224,15 @@ class SegmentationConfig(SegmentationSettings):
         return SegmentationSettings.model_validate(data)
 
 
+#: The PerCell 3 experiment formats (``percell.experiment_format``).
+FormatVersion = Literal["3.0.0", "4.0.0"]
+
+
 class ExperimentSettings(Contract):
     name: str
     description: str = ""
     path: str
+    format: FormatVersion = "3.0.0"
 
 
 class DemoInput(Contract):
@@ -487,6 +492,9 @@ class MeasureParams(Contract):
     runs: tuple[MaskRun, ...]
     #: label images measured beside the whole cells (``compartments.COMPARTMENTS``)
     compartments: tuple[Literal["nucleus", "cytoplasm"], ...] = ()
+    #: also every channel's metrics inside and outside each run's mask (the
+    #: 4.0.0 scopes ``mask_inside`` / ``mask_outside``)
+    mask_scopes: bool = False
 
     def metrics(self, cell_metrics: tuple[str, ...]) -> list[str]:
         """Every metric name measured per channel: the whole cell's, then
@@ -520,6 +528,7 @@ class RegisterParams(Contract):
     #: removed from the regions of this run
     threshold_runs: tuple[str, ...]
     busy_timeout_s: Number = 30
+    format: FormatVersion = "3.0.0"
 
 
 class HierarchyParams(Contract):

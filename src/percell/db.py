@@ -1,4 +1,10 @@
-"""The PerCell 3 ``experiment.db``: schema 3.0.0 and idempotent upserts.
+"""The PerCell 3 ``experiment.db``: schema 3.0.0, the workflow's own tables,
+and the idempotent upserts both schema versions share.
+
+The tables a region, a segmentation and a threshold live in are named
+differently in 3.0.0 and 4.0.0 (``Names``); everything else the register
+step writes is the same SQL for both (``percell.experiment_format`` holds
+what differs).
 
 Only the register step opens the database for writing, in one transaction.
 The journal stays in rollback mode (never WAL): the experiment may live on a
@@ -11,6 +17,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +33,23 @@ if TYPE_CHECKING:  # pandas is imported where a table is read or written
 
 SCHEMA_VERSION = "3.0.0"
 
-SCHEMA_SQL = """
+
+@dataclass(frozen=True)
+class Names:
+    """Where a schema keeps regions, segmentations and thresholds."""
+
+    #: the table of regions (3.0.0) or FOVs (4.0.0)
+    regions: str
+    #: the column of ``cells`` (and of the workflow's tables) naming it
+    region_id: str
+    segmentations: str
+    thresholds: str
+
+
+V3_NAMES = Names("regions", "region_id", "segmentation_runs", "threshold_runs")
+V4_NAMES = Names("fovs", "fov_id", "segmentations", "thresholds")
+
+CORE_SQL = """
 CREATE TABLE IF NOT EXISTS experiments (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL DEFAULT '',
@@ -136,18 +159,22 @@ CREATE INDEX IF NOT EXISTS idx_measurements_cell ON measurements(cell_id);
 CREATE INDEX IF NOT EXISTS idx_measurements_channel ON measurements(channel_id);
 CREATE INDEX IF NOT EXISTS idx_measurements_metric ON measurements(metric);
 CREATE INDEX IF NOT EXISTS idx_regions_condition ON regions(condition_id);
+"""
 
--- Beyond PerCell 3.0.0 (the application ignores these tables).
+#: The workflow's own tables, beyond PerCell 3 (the application ignores
+#: them); ``{regions}`` and ``{thresholds}`` are the schema's ``Names``. The
+#: column names stay ``region_id`` and ``threshold_run_id`` in both versions.
+WORKFLOW_SQL = """
 CREATE TABLE IF NOT EXISTS percell_region_thresholds (
-    region_id INTEGER NOT NULL REFERENCES regions(id),
-    threshold_run_id INTEGER NOT NULL REFERENCES threshold_runs(id),
+    region_id INTEGER NOT NULL REFERENCES {regions}(id),
+    threshold_run_id INTEGER NOT NULL REFERENCES {thresholds}(id),
     run_name TEXT NOT NULL,
     pixels_on INTEGER,
     PRIMARY KEY (region_id, run_name)
 );
 CREATE TABLE IF NOT EXISTS percell_cell_masks (
     cell_id INTEGER NOT NULL REFERENCES cells(id),
-    threshold_run_id INTEGER NOT NULL REFERENCES threshold_runs(id),
+    threshold_run_id INTEGER NOT NULL REFERENCES {thresholds}(id),
     pixels_inside INTEGER NOT NULL,
     fraction_inside REAL NOT NULL,
     mean_inside REAL,
@@ -156,7 +183,7 @@ CREATE TABLE IF NOT EXISTS percell_cell_masks (
     PRIMARY KEY (cell_id, threshold_run_id)
 );
 CREATE TABLE IF NOT EXISTS percell_region_sources (
-    region_id INTEGER NOT NULL REFERENCES regions(id),
+    region_id INTEGER NOT NULL REFERENCES {regions}(id),
     position INTEGER NOT NULL,
     path TEXT NOT NULL,
     PRIMARY KEY (region_id, position)
@@ -168,7 +195,7 @@ CREATE TABLE IF NOT EXISTS percell_registered (
 );
 CREATE TABLE IF NOT EXISTS percell_orphan_tags (
     id INTEGER PRIMARY KEY,
-    region_id INTEGER NOT NULL REFERENCES regions(id),
+    region_id INTEGER NOT NULL REFERENCES {regions}(id),
     tag_id INTEGER NOT NULL REFERENCES tags(id),
     old_cell_id INTEGER NOT NULL,
     old_label_value INTEGER NOT NULL,
@@ -194,7 +221,7 @@ CREATE TABLE IF NOT EXISTS percell_cell_shape (
     extent REAL
 );
 CREATE TABLE IF NOT EXISTS percell_background (
-    region_id INTEGER NOT NULL REFERENCES regions(id),
+    region_id INTEGER NOT NULL REFERENCES {regions}(id),
     channel_id INTEGER NOT NULL REFERENCES channels(id),
     method TEXT NOT NULL,
     parameters TEXT NOT NULL,
@@ -205,7 +232,7 @@ CREATE TABLE IF NOT EXISTS percell_background (
     PRIMARY KEY (region_id, channel_id)
 );
 CREATE TABLE IF NOT EXISTS percell_fields (
-    region_id INTEGER NOT NULL REFERENCES regions(id),
+    region_id INTEGER NOT NULL REFERENCES {regions}(id),
     field INTEGER NOT NULL,
     x INTEGER NOT NULL,
     y INTEGER NOT NULL,
@@ -219,6 +246,14 @@ CREATE TABLE IF NOT EXISTS percell_fields (
     PRIMARY KEY (region_id, field)
 );
 """
+
+
+def workflow_schema(names: Names) -> str:
+    """The workflow's own tables, referring to the schema's tables."""
+    return WORKFLOW_SQL.format(regions=names.regions, thresholds=names.thresholds)
+
+
+SCHEMA_SQL = CORE_SQL + workflow_schema(V3_NAMES)
 
 
 #: how long register waits for another program to release the database
@@ -258,10 +293,10 @@ def connect(
     return conn
 
 
-def create_schema(conn: sqlite3.Connection) -> None:
+def create_schema(conn: sqlite3.Connection, sql: str = SCHEMA_SQL) -> None:
     """Create what is missing of the schema, inside the caller's transaction
     (``executescript`` would commit it)."""
-    for statement in SCHEMA_SQL.split(";"):
+    for statement in sql.split(";"):
         if statement.strip():
             conn.execute(statement)
 
@@ -305,18 +340,24 @@ class transaction:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def upsert_experiment(conn: sqlite3.Connection, name: str, description: str) -> int:
-    """The single experiments row; created_at is kept on updates."""
+def upsert_experiment(
+    conn: sqlite3.Connection,
+    name: str,
+    description: str,
+    version: str = SCHEMA_VERSION,
+) -> int:
+    """The single experiments row (id 1, which 4.0.0 requires); created_at
+    is kept on updates."""
     row = conn.execute(
         "SELECT id, name, description FROM experiments ORDER BY id LIMIT 1"
     ).fetchone()
     if row is None:
-        cur = conn.execute(
-            "INSERT INTO experiments (name, description, percell_version) "
-            "VALUES (?, ?, ?)",
-            (name, description, SCHEMA_VERSION),
+        conn.execute(
+            "INSERT INTO experiments (id, name, description, percell_version) "
+            "VALUES (1, ?, ?, ?)",
+            (name, description, version),
         )
-        return _last_id(cur)
+        return 1
     if (row[1], row[2]) != (name, description):
         conn.execute(
             "UPDATE experiments SET name = ?, description = ?, "
@@ -494,8 +535,12 @@ def _id(conn: sqlite3.Connection, table: str, name: str) -> int:
     )
 
 
-#: cells columns written by register: the run's keys, then the geometry
-CELL_COLUMNS = ["region_id", "segmentation_id", *CELL_GEOMETRY]
+def cell_columns(names: Names = V3_NAMES) -> list[str]:
+    """cells columns written by register: the run's keys, then the geometry."""
+    return [names.region_id, "segmentation_id", *CELL_GEOMETRY]
+
+
+CELL_COLUMNS = cell_columns(V3_NAMES)
 
 
 def channel_id(conn: sqlite3.Connection, name: str) -> int:
@@ -539,8 +584,10 @@ def cell_batches(n_cells: int) -> Iterator[slice]:
         yield slice(start, start + CELLS_PER_BATCH)
 
 
-def insert_cells(conn: sqlite3.Connection, table: pd.DataFrame) -> np.ndarray:
-    """Insert the rows of a cells DataFrame (columns CELL_COLUMNS).
+def insert_cells(
+    conn: sqlite3.Connection, table: pd.DataFrame, names: Names = V3_NAMES
+) -> np.ndarray:
+    """Insert the rows of a cells DataFrame (columns ``cell_columns(names)``).
 
     Ids are given here (one past the largest in use, counting up), so the
     caller knows every new cell's id without reading them back.
@@ -552,8 +599,9 @@ def insert_cells(conn: sqlite3.Connection, table: pd.DataFrame) -> np.ndarray:
     ids = np.arange(start, start + len(table), dtype=np.int64)
     for part in cell_batches(len(table)):
         rows = table.iloc[part]
-        columns = [ids[part].tolist()] + [_column(rows[c]) for c in CELL_COLUMNS]
-        insert_rows(conn, "cells", ["id", *CELL_COLUMNS], columns)
+        wanted = cell_columns(names)
+        columns = [ids[part].tolist()] + [_column(rows[c]) for c in wanted]
+        insert_rows(conn, "cells", ["id", *wanted], columns)
     return ids
 
 
@@ -643,16 +691,22 @@ def create_measurement_indexes(conn: sqlite3.Connection) -> None:
     )
 
 
-def refresh_segmentation_counts(conn: sqlite3.Connection) -> None:
-    """Recount cells per run; drop workflow-made runs that lost all their cells."""
+def refresh_segmentation_counts(
+    conn: sqlite3.Connection, names: Names = V3_NAMES, drop_empty: bool = True
+) -> None:
+    """Recount cells per segmentation; with ``drop_empty``, drop workflow-made
+    runs that lost all their cells (a 3.0.0 run is shared by regions; a
+    4.0.0 segmentation is its FOV's label image and stays)."""
+    table = names.segmentations
     conn.execute(
-        "UPDATE segmentation_runs SET cell_count = "
-        "(SELECT count(*) FROM cells WHERE segmentation_id = segmentation_runs.id)"
+        f"UPDATE {table} SET cell_count = "
+        f"(SELECT count(*) FROM cells WHERE segmentation_id = {table}.id)"
     )
-    conn.execute(
-        "DELETE FROM segmentation_runs WHERE cell_count = 0 AND parameters "
-        'LIKE \'%"source": "percell-workflow"%\''
-    )
+    if drop_empty:
+        conn.execute(
+            f"DELETE FROM {table} WHERE cell_count = 0 AND parameters "
+            'LIKE \'%"source": "percell-workflow"%\''
+        )
 
 
 def drop_measurement_indexes(conn: sqlite3.Connection) -> None:
@@ -703,14 +757,28 @@ def set_region_threshold(
     )
 
 
-def drop_unused_threshold_runs(conn: sqlite3.Connection) -> None:
-    """Remove workflow-made threshold runs no region uses any more."""
-    conn.execute(
-        "DELETE FROM threshold_runs WHERE json_extract(parameters, '$.source') = "
-        "'percell-workflow' AND id NOT IN (SELECT threshold_run_id FROM "
-        "percell_region_thresholds) AND id NOT IN (SELECT threshold_run_id FROM "
-        "percell_cell_masks)"
+def unused_threshold_runs(
+    conn: sqlite3.Connection, names: Names = V3_NAMES
+) -> list[int]:
+    """Workflow-made threshold runs no region uses any more."""
+    rows = conn.execute(
+        f"SELECT id FROM {names.thresholds} WHERE json_extract(parameters, "
+        "'$.source') = 'percell-workflow' AND id NOT IN (SELECT threshold_run_id "
+        "FROM percell_region_thresholds) AND id NOT IN (SELECT threshold_run_id "
+        "FROM percell_cell_masks)"
     )
+    return [int(i) for (i,) in rows]
+
+
+def drop_unused_threshold_runs(
+    conn: sqlite3.Connection, names: Names = V3_NAMES
+) -> list[int]:
+    """Remove workflow-made threshold runs no region uses any more; their ids."""
+    ids = unused_threshold_runs(conn, names)
+    conn.executemany(
+        f"DELETE FROM {names.thresholds} WHERE id = ?", [(i,) for i in ids]
+    )
+    return ids
 
 
 MASK_COLUMNS = [
@@ -725,10 +793,14 @@ MASK_COLUMNS = [
 # --- what register consumed, for incremental reruns ------------------------------
 
 WORKFLOW_SOURCE = "percell-workflow"
-_WORKFLOW_SEGMENTATION = (
-    "SELECT id FROM segmentation_runs "
-    f"WHERE json_extract(parameters, '$.source') = '{WORKFLOW_SOURCE}'"
-)
+
+
+def _workflow_segmentations(names: Names) -> str:
+    """A subquery: ids of the segmentations the workflow made."""
+    return (
+        f"SELECT id FROM {names.segmentations} "
+        f"WHERE json_extract(parameters, '$.source') = '{WORKFLOW_SOURCE}'"
+    )
 
 
 def registered_digests(conn: sqlite3.Connection) -> dict[str, str]:
@@ -754,24 +826,30 @@ def forget_digests(conn: sqlite3.Connection, prefix: str) -> None:
     )
 
 
-def workflow_cells(conn: sqlite3.Connection, region_id: int) -> pd.DataFrame:
+def workflow_cells(
+    conn: sqlite3.Connection, region_id: int, names: Names = V3_NAMES
+) -> pd.DataFrame:
     """The region's cells made by the workflow (not by the application):
     DataFrame of id and the CELL_GEOMETRY columns, by label value."""
     import pandas as pd
 
     return pd.read_sql_query(
-        f"SELECT id, {', '.join(CELL_GEOMETRY)} FROM cells WHERE region_id = ? "
-        f"AND segmentation_id IN ({_WORKFLOW_SEGMENTATION}) ORDER BY label_value",
+        f"SELECT id, {', '.join(CELL_GEOMETRY)} FROM cells WHERE "
+        f"{names.region_id} = ? AND segmentation_id IN "
+        f"({_workflow_segmentations(names)}) ORDER BY label_value",
         conn,
         params=(region_id,),
     )
 
 
 def workflow_cell_ids(
-    conn: sqlite3.Connection, region_id: int
+    conn: sqlite3.Connection, region_id: int, names: Names = V3_NAMES
 ) -> tuple[np.ndarray, np.ndarray]:
     """(label values, sorted; their cell ids) of the region's workflow cells."""
-    where = f"WHERE region_id = ? AND segmentation_id IN ({_WORKFLOW_SEGMENTATION})"
+    where = (
+        f"WHERE {names.region_id} = ? AND segmentation_id IN "
+        f"({_workflow_segmentations(names)})"
+    )
     n, first_id, first_label, in_step = conn.execute(
         f"SELECT count(*), min(id), min(label_value), sum(id - label_value = "
         f"(SELECT min(id) - min(label_value) FROM cells {where})) FROM cells {where}",
@@ -844,13 +922,17 @@ def keep_orphan_tags(conn: sqlite3.Connection, rows: list[tuple]) -> None:
 
 
 def move_cells_to_run(
-    conn: sqlite3.Connection, region_id: int, segmentation_id: int
+    conn: sqlite3.Connection,
+    region_id: int,
+    segmentation_id: int,
+    names: Names = V3_NAMES,
 ) -> None:
     """Attach a region's workflow cells to ``segmentation_id`` (same labels,
     new settings): ids, tags and measurements stay."""
     conn.execute(
-        f"UPDATE cells SET segmentation_id = ? WHERE region_id = ? AND "
-        f"segmentation_id IN ({_WORKFLOW_SEGMENTATION}) AND segmentation_id != ?",
+        f"UPDATE cells SET segmentation_id = ? WHERE {names.region_id} = ? AND "
+        f"segmentation_id IN ({_workflow_segmentations(names)}) "
+        "AND segmentation_id != ?",
         (segmentation_id, region_id, segmentation_id),
     )
 
@@ -867,6 +949,40 @@ def update_cell_geometry(
     )
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Which 4.0.0 measurements rows are meant: the cells' segmentation, and
+    for the mask scopes the threshold (``mask_inside`` / ``mask_outside``).
+    3.0.0 has one measurement per cell, channel and metric (no scope)."""
+
+    segmentation_id: int
+    scope: str = "whole_cell"
+    threshold_id: int | None = None
+
+    def columns(self) -> list[str]:
+        return ["scope", "segmentation_id", "threshold_id"]
+
+    def values(self) -> list[Any]:
+        return [self.scope, self.segmentation_id, self.threshold_id]
+
+    def key(self) -> str:
+        """The columns of the partial unique index the row falls under, as
+        an upsert's conflict target."""
+        if self.threshold_id is None:
+            return (
+                "(cell_id, channel_id, metric, scope, segmentation_id) "
+                "WHERE threshold_id IS NULL"
+            )
+        return (
+            "(cell_id, channel_id, metric, scope, segmentation_id, threshold_id) "
+            "WHERE threshold_id IS NOT NULL"
+        )
+
+    def where(self) -> str:
+        """The rows of this scope, for a DELETE (parameters: ``values()``)."""
+        return "scope = ? AND segmentation_id = ? AND threshold_id IS ?"
+
+
 def upsert_measurements(
     conn: sqlite3.Connection,
     cell_ids: np.ndarray,
@@ -874,17 +990,25 @@ def upsert_measurements(
     metrics: list[str],
     values: np.ndarray,
     new_cells: bool = False,
+    scope: Scope | None = None,
 ) -> None:
     """Write measurements in place: ``values[i, j, k]`` is cell i, channel j,
     metric k. A row that exists is updated (its id stays); NaN removes the
     row (no value: NULL in any pivot, as the column itself is NOT NULL).
     ``new_cells``: the cells have no measurement yet, so rows are inserted
-    without the conflict check."""
+    without the conflict check. ``scope``: the 4.0.0 scope of every row
+    (None: a 3.0.0 database)."""
     n_cells, n_channels, n_metrics = values.shape
     if n_cells > CELLS_PER_BATCH:
         for part in cell_batches(n_cells):
             upsert_measurements(
-                conn, cell_ids[part], channel_ids, metrics, values[part], new_cells
+                conn,
+                cell_ids[part],
+                channel_ids,
+                metrics,
+                values[part],
+                new_cells,
+                scope,
             )
         return
     if n_cells == 0:
@@ -894,31 +1018,40 @@ def upsert_measurements(
     metric_col = np.array(metrics * (n_cells * n_channels), dtype=object)
     flat = values.reshape(-1)
     nan = np.isnan(flat)
+    scoped = scope.values() if scope else []
     if nan.any() and not new_cells:
+        where = f" AND {scope.where()}" if scope else ""
         conn.executemany(
             "DELETE FROM measurements WHERE cell_id = ? AND channel_id = ? AND "
-            "metric = ?",
-            zip(
-                cell_col[nan].tolist(),
-                channel_col[nan].tolist(),
-                metric_col[nan].tolist(),
-                strict=True,
+            f"metric = ?{where}",
+            (
+                (*row, *scoped)
+                for row in zip(
+                    cell_col[nan].tolist(),
+                    channel_col[nan].tolist(),
+                    metric_col[nan].tolist(),
+                    strict=True,
+                )
             ),
         )
     keep = ~nan
+    n_rows = int(keep.sum())
+    key = scope.key() if scope else "(cell_id, channel_id, metric)"
     insert_rows(
         conn,
         "measurements",
-        ["cell_id", "channel_id", "metric", "value"],
+        ["cell_id", "channel_id", "metric", "value"]
+        + (scope.columns() if scope else []),
         [
             cell_col[keep].tolist(),
             channel_col[keep].tolist(),
             metric_col[keep].tolist(),
             flat[keep].tolist(),
+            *([v] * n_rows for v in scoped),
         ],
         conflict=""
         if new_cells
-        else "ON CONFLICT(cell_id, channel_id, metric) DO UPDATE SET "
+        else f"ON CONFLICT{key} DO UPDATE SET "
         "value = excluded.value WHERE value IS NOT excluded.value",
     )
 
@@ -988,23 +1121,24 @@ def has_other_threshold_runs(conn: sqlite3.Connection, keep: list[str]) -> bool:
 
 
 def remove_threshold_runs(
-    conn: sqlite3.Connection, region_id: int, keep: list[str]
+    conn: sqlite3.Connection, region_id: int, keep: list[str], names: Names = V3_NAMES
 ) -> int:
     """Remove a region's workflow rows of threshold runs not in ``keep``."""
-    names = json.dumps(sorted(keep))
+    kept = json.dumps(sorted(keep))
     gone = (
-        "SELECT id FROM threshold_runs WHERE json_extract(parameters, '$.source') = "
-        f"'{WORKFLOW_SOURCE}' AND json_extract(parameters, '$.name') NOT IN "
-        "(SELECT value FROM json_each(?))"
+        f"SELECT id FROM {names.thresholds} WHERE json_extract(parameters, "
+        f"'$.source') = '{WORKFLOW_SOURCE}' AND json_extract(parameters, '$.name') "
+        "NOT IN (SELECT value FROM json_each(?))"
     )
+    region_cells = f"SELECT id FROM cells WHERE {names.region_id} = ?"
     conn.execute(
         f"DELETE FROM percell_cell_masks WHERE threshold_run_id IN ({gone}) AND "
-        "cell_id IN (SELECT id FROM cells WHERE region_id = ?)",
-        (names, region_id),
+        f"cell_id IN ({region_cells})",
+        (kept, region_id),
     )
     cur = conn.execute(
         "DELETE FROM percell_region_thresholds WHERE region_id = ? AND run_name NOT "
         "IN (SELECT value FROM json_each(?))",
-        (region_id, names),
+        (region_id, kept),
     )
     return cur.rowcount

@@ -10,7 +10,6 @@ cytoplasm), and
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,7 @@ import pandas as pd
 from percell import layout
 from percell.cells import SHAPE_COLUMNS
 from percell.errors import ExperimentError
+from percell.experiment_format import connect_for_reading
 from percell.storage import staged_file
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def cell_table(experiment: str | Path) -> pd.DataFrame:
     path = Path(experiment) / layout.DATABASE
     if not path.is_file():
         raise ExperimentError(f"{path}: no experiment database (run the workflow)")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = connect_for_reading(path)
     try:
         cells = pd.read_sql_query(
             """SELECT c.id AS cell_id, co.name AS condition, t.name AS timepoint,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from percell import layout
+from percell import experiment_format, layout
 from percell.config import check_timepoints, load_config, pixel_size_or_error
 from percell.contracts import (
     COMPARTMENTS,
@@ -218,7 +218,11 @@ class Manifest:
         """What a measure job depends on: channels and the runs' mask settings."""
         seg = self.segmentation
         # compartments is given only where configured: params read as before
-        extra = {"compartments": COMPARTMENTS} if seg and seg.compartments else {}
+        extra: dict[str, Any] = (
+            {"compartments": COMPARTMENTS} if seg and seg.compartments else {}
+        )
+        if experiment_format.get(self.config.experiment.format).mask_scopes:
+            extra["mask_scopes"] = True  # given only then: 3.0.0 params as before
         return MeasureParams(
             channels=tuple(self.channel_names),
             runs=tuple(
@@ -261,6 +265,7 @@ class Manifest:
     def register_params(self) -> RegisterParams:
         """Experiment-wide facts the register step writes."""
         cfg = self.config
+        fmt = cfg.experiment.format
         timepoints: list[str] = []
         for r in self.regions():
             if r.timepoint and r.timepoint not in timepoints:
@@ -276,6 +281,7 @@ class Manifest:
             ),
             threshold_runs=tuple(sorted(self.thresholds)),
             busy_timeout_s=cfg.register_.busy_timeout_s,
+            **({"format": fmt} if fmt != experiment_format.DEFAULT else {}),
         )
 
 
@@ -313,6 +319,9 @@ def _collector_paused() -> Iterator[None]:
 
 def _build_manifest(config: dict[str, Any], check_files: bool) -> Manifest:
     cfg = load_config(config)
+    experiment_format.check_configured(
+        cfg.experiment.path, cfg.experiment.format, "config"
+    )
     per_job = cfg.grouping.regions_per_job
     if cfg.input.plates:
         groups, generated = {}, False

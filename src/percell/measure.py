@@ -5,7 +5,9 @@ For every cell and channel: the PerCell 3 metrics ``mean_intensity``,
 ``std_intensity`` (population, as numpy's default), ``median_intensity`` and
 ``area`` (pixels). For every cell and threshold run: pixels inside the mask,
 the fraction of the cell inside, the mean intensity of the run's channel
-inside and outside the mask, and whether the cell is positive.
+inside and outside the mask, and whether the cell is positive; where the
+experiment's format has them (4.0.0), also the seven metrics of every
+channel inside and outside the mask (``mask_inside`` / ``mask_outside``).
 
 The pixels are grouped by cell once per label image; compiled loops
 (``cell_kernels``) then read each channel and mask one cell at a time. No
@@ -160,6 +162,43 @@ def mask_metrics(
     )
 
 
+#: the 4.0.0 measurement scopes of a threshold's mask
+MASK_SCOPES = ("mask_inside", "mask_outside")
+
+
+def scoped_column(channel: str, scope: str, metric: str) -> str:
+    """The staged column of a channel's metric inside or outside a mask."""
+    return f"{channel}|{scope}|{metric}"
+
+
+def scoped_metrics(
+    labels: np.ndarray,
+    values: Sequence[np.ndarray],
+    on: np.ndarray,
+    ids: np.ndarray,
+    channels: Sequence[str],
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Every channel's metrics of each cell over its pixels inside the mask
+    and over those outside it: 0 for every metric where a cell has no pixel
+    there, as the PerCell 3 application stores it.
+
+    Args:
+        labels: The label of each pixel (flat, cells' pixels only).
+        values: Each channel's value of the same pixels.
+        on: Whether each pixel is inside the mask.
+        ids: The cells (sorted label values) to report, in this order.
+    """
+    parts = []
+    for scope, where in zip(MASK_SCOPES, (on, ~on), strict=True):
+        index = LabelIndex(labels[where], ids)
+        wide = _wide(index, [v[where] for v in values], channels, threads)
+        wide.loc[index.counts == 0, :] = 0.0
+        wide.columns = [scoped_column(ch, scope, m) for ch in channels for m in METRICS]
+        parts.append(wide)
+    return pd.concat(parts, axis=1)
+
+
 def channel_metrics(
     index: LabelIndex, planes: list[np.ndarray], threads: int = 1
 ) -> list[pd.DataFrame]:
@@ -211,6 +250,7 @@ def measure_region(
     masks: Sequence[tuple[MaskRun, zarr.Array[Any]]] = (),
     threads: int = 1,
     band_pixels: int = BAND_PIXELS,
+    mask_scopes: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every metric of every cell of a region, streamed by bands of rows.
 
@@ -225,11 +265,14 @@ def measure_region(
         image: Level 0 of the image, (C, [Z,] Y, X).
         channels: Channel names in C order.
         masks: Each threshold run with level 0 of its mask, ([Z,] Y, X).
+        mask_scopes: Also every channel's metrics inside and outside each
+            mask (``scoped_metrics``).
 
     Returns:
         The wide table (label_value, then ``<channel>|<metric>`` columns) and
-        the mask statistics (run, label_value, then ``db.MASK_COLUMNS``), both
-        sorted by label.
+        the mask statistics (run, label_value, then ``db.MASK_COLUMNS``, then
+        with ``mask_scopes`` the ``scoped_column`` columns), both sorted by
+        label.
     """
     rows = band_rows(labels.shape, labels.chunks[-2], band_pixels)
     last = _last_band(labels, rows)
@@ -260,7 +303,14 @@ def measure_region(
             for m, (run, _) in enumerate(masks):
                 value = values[channel_of[run.channel]]
                 on = held_masks[m][done]
-                mask_parts[m].append(mask_metrics(index, value, on, run.min_fraction))
+                stats = mask_metrics(index, value, on, run.min_fraction)
+                if mask_scopes:
+                    stats = stats.join(
+                        scoped_metrics(
+                            finished, values, on, index.ids, channels, threads
+                        )
+                    )
+                mask_parts[m].append(stats)
             keep = ~done
             held_labels = held_labels[keep]
             held_values = [v[keep] for v in held_values]
@@ -278,7 +328,14 @@ def measure_region(
         wide_parts.append(_wide(empty, held_values, channels, threads))
         for m, (run, _) in enumerate(masks):
             value = held_values[channel_of[run.channel]]
-            mask_parts[m].append(mask_metrics(empty, value, held_masks[m], 0.0))
+            stats = mask_metrics(empty, value, held_masks[m], 0.0)
+            if mask_scopes:
+                stats = stats.join(
+                    scoped_metrics(
+                        held_labels, held_values, held_masks[m], empty.ids, channels
+                    )
+                )
+            mask_parts[m].append(stats)
     wide = pd.concat(wide_parts).sort_index().reset_index()
     runs = []
     for (run, _), parts in zip(masks, mask_parts, strict=True):
@@ -369,7 +426,14 @@ def measure_group(
             (run, array_of(open_group(layout.mask_path(experiment, key, run.name))))
             for run in params.runs
         ]
-        wide, stats = measure_region(labels, image, channel_names, masks, threads)
+        wide, stats = measure_region(
+            labels,
+            image,
+            channel_names,
+            masks,
+            threads,
+            mask_scopes=params.mask_scopes,
+        )
         for name in params.compartments:
             part = array_of(open_group(compartment_path(experiment, key, name)))
             wide = wide.merge(

@@ -20,6 +20,11 @@ Regions that are not part of this run keep their rows as they were. Rows the
 workflow did not write (the application's tags, analysis runs, segmentation
 and threshold runs, measurements of other metrics) are never deleted, unless
 the cells they refer to are replaced.
+
+All of this is the same for both PerCell 3 formats; where a region, its
+segmentation, its thresholds and their measurements are written, and which
+paths the application reads, is the experiment format's
+(``percell.experiment_format``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from percell import db, layout
+from percell import db, experiment_format, layout
 from percell.cells import SHAPE_COLUMNS
 from percell.contracts import (
     ImportedRegion,
@@ -46,6 +51,7 @@ from percell.contracts import (
     Thresholded,
 )
 from percell.errors import ExperimentError
+from percell.experiment_format import ExperimentFormat
 from percell.matching import MIN_IOU
 from percell.measure import METRICS
 from percell.sentinel import contract_of, read_outputs, read_sentinel, write_sentinel
@@ -89,6 +95,13 @@ def register(
         Counts of what was written.
     """
     experiment = Path(layout.experiment_of_sentinel(sentinel))
+    fmt = experiment_format.get(params.format)
+    stored = experiment_format.stored_version(experiment)
+    if stored is not None and not experiment_format.same_major(stored, fmt.version):
+        raise ExperimentError(
+            f"{experiment}: schema {stored}, but this run writes {fmt.version}; "
+            "nothing was written"
+        )
     records = [
         r for s in sentinels.imported for r in read_outputs(s, list[ImportedRegion])
     ]
@@ -113,24 +126,31 @@ def register(
     )
     try:
         with db.transaction(conn):
-            db.create_schema(conn)
-            run = _Registration(conn, counts)
+            db.create_schema(conn, fmt.schema_sql)
+            run = _Registration(conn, counts, fmt, records)
             region_ids = run.regions(params, records)
             for path in sentinels.segmented:
                 run.segmentation(Path(path), region_ids)
             for path in sentinels.thresholded:
                 run.thresholds(Path(path), region_ids)
             run.remove_threshold_runs(region_ids, list(params.threshold_runs))
-            db.drop_unused_threshold_runs(conn)
+            fmt.forget_thresholds(conn, db.drop_unused_threshold_runs(conn, fmt.names))
             bulk = run.bulk = run.first_load(sentinels.measured)
             if bulk:
                 db.drop_measurement_indexes(conn)
             for path in sentinels.measured:
                 run.measurements(Path(path), region_ids)
             db.create_measurement_indexes(conn)
-            db.refresh_segmentation_counts(conn)
+            db.refresh_segmentation_counts(
+                conn, fmt.names, drop_empty=fmt.drops_empty_segmentations
+            )
+            fmt.configure(conn, list(region_ids.values()), list(params.threshold_runs))
+            fmt.check_views(experiment, conn, list(region_ids.values()))
             db.record_digests(conn, run.written)
             db.touch_experiment(conn)
+        # the paths the application reads follow the committed rows; a kill
+        # here leaves the register sentinel unwritten, and the rerun syncs them
+        fmt.publish_views(experiment, conn, list(region_ids.values()))
     finally:
         conn.close()
     log.info("registered %s in %s", counts, experiment / layout.DATABASE)
@@ -170,9 +190,19 @@ def _row_digests(table: pd.DataFrame, columns: list[str]) -> dict[str, str]:
 class _Registration:
     """One register transaction: what is recorded, and what this run wrote."""
 
-    def __init__(self, conn: sqlite3.Connection, counts: dict[str, int]) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        counts: dict[str, int],
+        fmt: ExperimentFormat,
+        records: Sequence[ImportedRegion],
+    ) -> None:
         self.conn = conn
         self.counts = counts
+        self.fmt = fmt
+        self.names = fmt.names
+        #: key -> the region as imported
+        self.records = {r.key: r for r in records}
         self.state = db.registered_digests(conn)
         self.written: dict[str, str] = {}
         #: regions whose cells were replaced in this transaction
@@ -192,7 +222,7 @@ class _Registration:
     ) -> dict[str, int]:
         """Experiment, channels, conditions, timepoints, regions; key → id."""
         conn = self.conn
-        db.upsert_experiment(conn, params.name, params.description)
+        db.upsert_experiment(conn, params.name, params.description, self.fmt.version)
         for order, ch in enumerate(params.channels):
             db.upsert_channel(conn, ch, order)
         conditions = {c: db.upsert_condition(conn, c) for c in params.conditions}
@@ -202,16 +232,11 @@ class _Registration:
         }
         region_ids = {}
         for rec in records:
-            region_id = db.upsert_region(
+            region_id = self.fmt.upsert_region(
                 conn,
-                rec.region,
+                rec,
                 conditions[rec.condition],
                 timepoints[rec.timepoint] if rec.timepoint else None,
-                width=rec.shape[-1],
-                height=rec.shape[-2],
-                pixel_size_um=rec.pixel_size_um,
-                source_file=rec.source_file,
-                zarr_path=rec.zarr_path,
             )
             fields = [f.to_params() for f in rec.fields] if rec.fields else None
             files: tuple = (list(rec.source_files), fields)
@@ -252,9 +277,6 @@ class _Registration:
         )
         matches = pd.read_parquet(sentinel.with_name(seg.matches_table))
         channel_id = db.channel_id(conn, run.channel)
-        seg_id = db.upsert_segmentation_run(
-            conn, channel_id, run.model_name, run.parameters_json()
-        )
         db.set_segmentation_channel(conn, channel_id)
         # tables staged before shape features existed have none
         has_shape = set(db.SHAPE_TABLE_COLUMNS) <= set(table.columns)
@@ -264,6 +286,9 @@ class _Registration:
         for region in seg.regions:
             key = region.key
             region_id = region_ids[key]
+            seg_id = self.fmt.segmentation(
+                conn, region_id, channel_id, run, self.records[key]
+            )
             cells = by_key.get(key, table.iloc[:0])
             labels_unit = f"labels:{key}"
             recorded_labels = self.state.get(labels_unit)
@@ -272,9 +297,9 @@ class _Registration:
             cells_changed = self.changed(f"cells:{key}", cell_digests.get(key, ""))
             if same_labels:
                 # same label image: the same cells, whatever else changed
-                db.move_cells_to_run(conn, region_id, seg_id)
+                db.move_cells_to_run(conn, region_id, seg_id, self.names)
                 if cells_changed:  # e.g. a new pixel size: new areas in µm²
-                    old = db.workflow_cells(conn, region_id)
+                    old = db.workflow_cells(conn, region_id, self.names)
                     db.update_cell_geometry(conn, old["id"].tolist(), cells)
                     if has_shape:
                         db.upsert_cell_shapes(conn, old["id"].to_numpy(), cells)
@@ -286,7 +311,7 @@ class _Registration:
                 recorded_labels is None or region.previous_digest == recorded_labels
             )
             region_matches = matches[matches["key"] == key] if usable else None
-            old = db.workflow_cells(conn, region_id)
+            old = db.workflow_cells(conn, region_id, self.names)
             self._replace_cells(region_id, key, seg_id, old, cells, region_matches)
 
     def _replace_cells(
@@ -303,9 +328,9 @@ class _Registration:
         if len(old):
             db.delete_cells(conn, old["id"].tolist())
         new = cells.copy()
-        new["region_id"] = region_id
+        new[self.names.region_id] = region_id
         new["segmentation_id"] = seg_id
-        ids = db.insert_cells(conn, new)
+        ids = db.insert_cells(conn, new, self.names)
         if set(db.SHAPE_TABLE_COLUMNS) <= set(new.columns):
             db.upsert_cell_shapes(conn, ids, new)
         self.replaced.add(key)
@@ -363,11 +388,11 @@ class _Registration:
     # --- thresholds ---------------------------------------------------------
 
     def thresholds(self, sentinel: Path, region_ids: dict[str, int]) -> None:
-        """One threshold_runs row per run and scope unit; region → run."""
+        """The threshold row of each region's mask (3.0.0: one per run and
+        scope unit, shared; 4.0.0: one per FOV); region → row."""
         conn = self.conn
         staged = read_outputs(sentinel, Thresholded)
         run = staged.run.to_params()
-        channel_id = db.channel_id(conn, staged.run.channel)
         for region in staged.regions:
             key = region.key
             unit = f"threshold:{staged.run.name}:{key}"
@@ -378,8 +403,13 @@ class _Registration:
                 "scope_key": region.scope_key,
                 "raw_value": region.raw_value,
             }
-            run_id = db.upsert_threshold_run(
-                conn, channel_id, staged.run.method, parameters, region.value
+            run_id = self.fmt.threshold(
+                conn,
+                region_ids[key],
+                staged.run,
+                parameters,
+                region.value,
+                self.records[key],
             )
             db.set_region_threshold(
                 conn, region_ids[key], staged.run.name, run_id, region.pixels_on
@@ -393,7 +423,7 @@ class _Registration:
         if not db.has_other_threshold_runs(self.conn, keep):
             return
         for region_id in region_ids.values():
-            db.remove_threshold_runs(self.conn, region_id, keep)
+            db.remove_threshold_runs(self.conn, region_id, keep, self.names)
         # one pass over what was recorded: <kind>:<run>:<region key>
         for unit in self.state:
             kind, _, rest = unit.partition(":")
@@ -448,7 +478,8 @@ class _Registration:
         if masks_changed or forced:
             masks = pd.read_parquet(masks_file)
         if not masks.empty:  # (no threshold runs: an empty table)
-            numeric = ["label_value", *db.MASK_COLUMNS]
+            # the mask statistics, and in 4.0.0 the metrics inside and outside
+            numeric = [c for c in masks.columns if c not in ("key", "run")]
             for name, part in masks.groupby("run", sort=False):
                 for key, d in _row_digests(part, numeric).items():
                     mask_digests[(name, key)] = d
@@ -469,7 +500,7 @@ class _Registration:
             ]
             if not (todo_wide or todo_masks):
                 continue
-            cell_ids = db.workflow_cell_ids(self.conn, region_id)
+            cell_ids = db.workflow_cell_ids(self.conn, region_id, self.names)
             if todo_wide and wide is not None:
                 # (a region without cells has no rows)
                 part = wide.iloc[wide_rows.get(key, np.zeros(0, np.int64))]
@@ -487,6 +518,7 @@ class _Registration:
                     metrics,
                     values,
                     new_cells=self.bulk or key in self.replaced,
+                    scope=self.fmt.whole_cell_scope(conn, region_id),
                 )
                 self.counts["measurements"] += int(values.size)
             for name in todo_masks:
@@ -502,6 +534,47 @@ class _Registration:
                     conn, ids, np.full(len(ids), run_id, np.int64), part
                 )
                 self.counts["mask_rows"] += len(ids)
+                self._scoped(
+                    part,
+                    ids,
+                    region_id,
+                    run_id,
+                    channels,
+                    channel_ids,
+                    new_cells=self.bulk or key in self.replaced,
+                )
+
+    def _scoped(
+        self,
+        part: pd.DataFrame,
+        ids: np.ndarray,
+        region_id: int,
+        threshold_id: int,
+        channels: list[str],
+        channel_ids: np.ndarray,
+        new_cells: bool,
+    ) -> None:
+        """A threshold's metrics inside and outside its mask, as measurements
+        of the format's mask scopes (4.0.0: ``mask_inside`` and
+        ``mask_outside``; 3.0.0 has none)."""
+        order = np.argsort(ids, kind="stable")
+        for scope in self.fmt.mask_scopes_of(self.conn, region_id, threshold_id):
+            columns = [f"{ch}|{scope.scope}|{m}" for ch in channels for m in METRICS]
+            values = (
+                part[columns]
+                .to_numpy(np.float64)[order]
+                .reshape(len(part), len(channels), len(METRICS))
+            )
+            db.upsert_measurements(
+                self.conn,
+                ids[order],
+                channel_ids,
+                list(METRICS),
+                values,
+                new_cells=new_cells,
+                scope=scope,
+            )
+            self.counts["measurements"] += int(values.size)
 
     def _threshold_run_ids(self) -> dict[tuple[str, int], int]:
         """(run name, region id) → threshold_runs id, as registered."""

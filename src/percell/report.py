@@ -9,7 +9,6 @@ Pictures of images come from the pyramid level nearest 1024 px (never level
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from percell import layout
 from percell.contracts import QcExperimentParams, ThresholdRun
+from percell.experiment_format import connect_for_reading
 from percell.layout import qc_output_name as output_name
 from percell.storage import array_of, attrs_of, level_paths, open_group, staged_file
 
@@ -219,7 +219,7 @@ def _read_sql(
 ) -> pd.DataFrame:
     import pandas as pd
 
-    conn = sqlite3.connect(f"file:{experiment / layout.DATABASE}?mode=ro", uri=True)
+    conn = connect_for_reading(experiment / layout.DATABASE)
     try:
         return pd.read_sql_query(query, conn, params=params)
     finally:

@@ -1,0 +1,265 @@
+"""Experiments written as schema 4.0.0, opened and used by the real PerCell 3
+application (commit 45b84b7), which runs in its own environment
+(``.venv-percell3``: zarr 2, numpy 1; the README and ``.ci/run`` build it).
+
+The application reads every image, label image and mask through its own
+``fov_config`` and paths; they must equal what the workflow wrote in its
+NGFF layout. Its batch re-measure must change no value and add no row, its
+pivot and CSV export and a plugin must work, and the tags it adds must stay
+on the same cells when the workflow runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from percell.storage import array_of, open_group
+from tests.conftest import REPO, run_workflow, write_config
+
+APP_PYTHON = REPO / ".venv-percell3/bin/python"
+APP_SCRIPT = REPO / "tests/support/percell3_app.py"
+
+if not APP_PYTHON.exists():
+    if os.environ.get("CI"):  # CI builds it: a missing application is a failure
+        raise RuntimeError(f"{APP_PYTHON} is missing (.ci/run builds it)")
+    pytestmark = pytest.mark.skip(
+        reason="the PerCell 3 application lives in its own environment: build "
+        ".venv-percell3 (README)"
+    )
+
+
+def app(*args: str | Path) -> None:
+    proc = subprocess.run(
+        [str(APP_PYTHON), str(APP_SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def inspect(experiment: Path, tmp: Path) -> tuple[dict, dict]:
+    """What the application reads and does, on a copy (it writes into it)."""
+    copy, out = tmp / "app-copy.percell", tmp / "app-out"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(experiment, copy)
+    app("inspect", copy, out)
+    report = json.loads((out / "report.json").read_text())
+    arrays = dict(np.load(out / "arrays.npz"))
+    return report, arrays
+
+
+def demo_config(**experiment) -> dict:
+    """The README's demo, smaller, written as 4.0.0."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["experiment"].update(
+        {"path": "out/demo.percell", "format": "4.0.0", **experiment}
+    )
+    config["input"]["demo"].update(size=256, large_size=384)
+    return config
+
+
+def ours(experiment: Path) -> dict:
+    """The workflow's rows: FOV name -> key, region, condition, timepoint;
+    threshold id -> (key, run)."""
+    conn = sqlite3.connect(experiment / "experiment.db")
+    try:
+        fovs = {
+            name: {"key": key, "condition": cond, "timepoint": tp}
+            for name, key, cond, tp in conn.execute(
+                "SELECT f.display_name, p.key, c.name, t.name FROM fovs f "
+                "JOIN percell_fovs p ON p.fov_id = f.id JOIN conditions c "
+                "ON c.id = f.condition_id LEFT JOIN timepoints t "
+                "ON t.id = f.timepoint_id"
+            )
+        }
+        thresholds = {
+            str(t): (key, run)
+            for t, key, run in conn.execute(
+                "SELECT p.threshold_run_id, f.key, p.run_name FROM "
+                "percell_region_thresholds p JOIN percell_fovs f "
+                "ON f.fov_id = p.region_id"
+            )
+        }
+    finally:
+        conn.close()
+    return {"fovs": fovs, "thresholds": thresholds}
+
+
+def level0(experiment: Path, store: str, path: str) -> np.ndarray:
+    return np.asarray(array_of(open_group(experiment / store / path))[...])
+
+
+def schema_of(path: Path) -> dict:
+    """Every table's columns (name, type, not null, default, primary key),
+    foreign keys and indexes (with their SQL), the workflow's own aside."""
+    conn = sqlite3.connect(path)
+    try:
+        out = {}
+        for (table,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
+            "LIKE 'percell_%' AND name NOT LIKE 'sqlite_%'"
+        ):
+            out[table] = {
+                "columns": conn.execute(f"PRAGMA table_info({table})").fetchall(),
+                "foreign_keys": conn.execute(
+                    f"PRAGMA foreign_key_list({table})"
+                ).fetchall(),
+            }
+        out["indexes"] = {
+            name: "".join(sql.split())  # the SQL, whitespace aside
+            for name, sql in conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
+                "sql IS NOT NULL AND tbl_name NOT LIKE 'percell_%'"
+            )
+        }
+        return out
+    finally:
+        conn.close()
+
+
+def test_4_0_0_schema_is_the_applications(tmp_path):
+    """Table by table and index by index, what register creates equals what
+    the application itself creates (only the workflow's percell_* tables are
+    extra, which the application ignores)."""
+    from percell import db
+    from percell.experiment_format import get
+
+    app("create", tmp_path / "app.percell")
+    conn = db.connect(tmp_path / "ours.db", create=False)
+    with db.transaction(conn):
+        db.create_schema(conn, get("4.0.0").schema_sql)
+    conn.close()
+    theirs, mine = (
+        schema_of(tmp_path / "app.percell/experiment.db"),
+        schema_of(tmp_path / "ours.db"),
+    )
+    assert len(theirs) == 19 and len(theirs["indexes"]) == 27  # 18 tables
+    assert mine == theirs
+
+
+@pytest.fixture(scope="module")
+def demo4(tmp_path_factory):
+    work = tmp_path_factory.mktemp("demo4")
+    write_config(work, demo_config())
+    run_workflow(work)
+    return {"work": work, "experiment": work / "out/demo.percell"}
+
+
+def test_the_application_opens_and_uses_a_4_0_0_demo(demo4, tmp_path):
+    exp = demo4["experiment"]
+    report, arrays = inspect(exp, tmp_path)
+    mine = ours(exp)
+    channels = ["DAPI", "GFP", "RFP"]
+    # every FOV, with its condition, bio rep and timepoint
+    seen = {
+        f["name"]: (f["condition"], f["bio_rep"], f["timepoint"])
+        for f in report["fovs"]
+    }
+    expected = {
+        f"{c}_N1_{t}_{r}": (c, "N1", t)
+        for c in ("ctrl", "drug")
+        for t in ("t0", "t1")
+        for r in ("r1", "r2")
+    }
+    assert seen == expected
+    assert {
+        n: (v["condition"], "N1", v["timepoint"]) for n, v in mine["fovs"].items()
+    } == expected
+    n_cells = 0
+    for name, fov in mine["fovs"].items():
+        image = level0(exp, "images.zarr", fov["key"])
+        for c, ch in enumerate(channels):
+            np.testing.assert_array_equal(arrays[f"image/{name}/{ch}"], image[c])
+        labels = level0(exp, "labels.zarr", fov["key"])
+        np.testing.assert_array_equal(arrays[f"labels/{name}"], labels)
+        cells = np.unique(labels[labels > 0]).size
+        assert cells > 20
+        assert report["cells"][name] == cells
+        n_cells += cells
+        # the segmentation first, then one entry per threshold run
+        config = report["config"][name]
+        assert config[0][1] is None and config[0][2] == ["whole_cell"]
+        assert [e[2] for e in config[1:]] == [
+            ["whole_cell", "mask_inside", "mask_outside"]
+        ] * 2
+        assert len({e[0] for e in config}) == 1
+        for _, threshold, _ in config[1:]:
+            key, run = mine["thresholds"][str(threshold)]
+            assert key == fov["key"]
+            mask = level0(exp, "masks.zarr", f"{key}/threshold_{run}")
+            np.testing.assert_array_equal(arrays[f"mask/{name}/{threshold}"], mask)
+    # one pivot row (and one export row) per cell and threshold
+    assert report["pivot"][0] == n_cells * 2
+    assert report["export_rows"] == n_cells * 2
+    # the application's own measurer agrees with every stored value
+    remeasure = report["remeasure"]
+    assert remeasure["warnings"] == []
+    assert remeasure["added"] == 0, remeasure
+    assert remeasure["changed"] == 0, remeasure
+    # whole cell: 3 channels x 7 metrics; per run, inside and outside again
+    assert remeasure["before"] == n_cells * 21 * (1 + 2 * 2)
+    assert report["plugin"]["nan_zero"] == ["completed"]
+
+
+def test_tags_the_application_adds_survive_reruns(demo4, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(demo4["work"], work, symlinks=True)
+    exp = work / "out/demo.percell"
+    conn = sqlite3.connect(exp / "experiment.db")
+    cells = conn.execute(
+        "SELECT c.id, c.fov_id, c.label_value FROM cells c ORDER BY c.id"
+    ).fetchall()
+    conn.close()
+    tagged = cells[::37]
+    app("tag", exp, "mitotic", *[c[0] for c in tagged])
+    # a threshold changes and a region is added
+    config = demo_config()
+    config["thresholds"][0]["method"] = "li"
+    config["input"]["demo"]["regions"] = ["r1", "r2", "r3"]
+    write_config(work, config)
+    run_workflow(work)
+    conn = sqlite3.connect(exp / "experiment.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        still = conn.execute(
+            "SELECT c.id, c.fov_id, c.label_value FROM cell_tags ct JOIN cells c "
+            "ON c.id = ct.cell_id JOIN tags t ON t.id = ct.tag_id "
+            "WHERE t.name = 'mitotic' ORDER BY c.id"
+        ).fetchall()
+        after = conn.execute("SELECT count(*) FROM fovs").fetchone()[0]
+        methods = {m for (m,) in conn.execute("SELECT DISTINCT method FROM thresholds")}
+    finally:
+        conn.close()
+    assert still == tagged
+    assert after == 12
+    assert "li" in methods and "otsu" not in methods
+    # and the application still reads all of it, measuring the same values
+    report, _ = inspect(exp, tmp_path)
+    assert len(report["fovs"]) == 12
+    assert report["remeasure"]["changed"] == 0
+    assert report["remeasure"]["added"] == 0
+
+
+def test_a_run_of_another_format_stops_before_any_job(demo4, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(demo4["work"], work, symlinks=True)
+    db = work / "out/demo.percell/experiment.db"
+    before = db.read_bytes()
+    config = demo_config(format="3.0.0")
+    write_config(work, config)
+    proc = run_workflow(work, check=False)
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert "experiment.format is '3.0.0'" in message
+    assert "schema 4.0.0" in message
+    assert db.read_bytes() == before
