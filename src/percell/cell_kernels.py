@@ -226,12 +226,11 @@ def cell_metrics(
             continue
         # an integer sum is exact; a float one is summed in float64 as numpy
         # sums float64 (float32 images: numpy would sum in float32)
-        if integer:
-            cell_sum = np.float64(acc)
-        else:
+        cell_sum = np.float64(acc)
+        if not integer:
             for j in range(k):
                 squares_buffer[j] = buffer[j]
-            cell_sum = numpy_sum(squares_buffer, k)
+            cell_sum = np.float64(numpy_sum(squares_buffer, k))
         cell_mean = cell_sum / k
         # deviations from the mean (a one-pass sum of squares cancels
         # catastrophically when a cell is bright and even), summed as numpy

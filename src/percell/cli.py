@@ -9,16 +9,42 @@ from percell.errors import PercellError
 from percell.logs import setup_logging
 
 
+def _version() -> str:
+    from percell import __version__
+
+    return f"percell {__version__}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``percell`` command."""
     parser = argparse.ArgumentParser(prog="percell", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     export = sub.add_parser("export", help="write the wide per-cell table")
     export.add_argument("experiment", help="the .percell directory")
     export.add_argument("--csv", help="CSV file to write")
     export.add_argument("--parquet", help="Parquet file to write")
+    upgrade = sub.add_parser(
+        "upgrade",
+        help="carry a schema 3.0.0 experiment to 4.0.0 (the PerCell 3 application "
+        "since March 2026) in place, keeping every id, tag and measurement",
+    )
+    upgrade.add_argument("experiment", help="the .percell directory")
     args = parser.parse_args(argv)
     setup_logging()
+    if args.command == "upgrade":
+        from percell.experiment_format.upgrade import upgrade as upgrade_experiment
+
+        try:
+            counts = upgrade_experiment(args.experiment)
+        except PercellError as exc:
+            print(f"percell upgrade: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"{args.experiment}: schema 4.0.0 ("
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + ")"
+        )
     if args.command == "export":
         from percell.export import export_cells
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ from percell.storage import attrs_of, open_group, read_json, write_json
 
 log = logging.getLogger(__name__)
 
+#: names of the application's groups at the top of each store (a condition
+#: or plate of the workflow's layout must not take one)
+VIEW_NAME = re.compile(r"^(fov|seg|thresh)_[0-9]+$")
 #: the bio rep of a FOV that names none (the application's own default)
 DEFAULT_BIO_REP = "N1"
 ALL_SCOPES = '["whole_cell", "mask_inside", "mask_outside"]'
@@ -303,6 +307,14 @@ class V4(ExperimentFormat):
                 f"{tuple(rec.shape)} (C, Z, Y, X); experiment.format 4.0.0 holds "
                 "2-D FOVs only and this version of percell does not project "
                 "Z-stacks for it yet. Keep experiment.format: 3.0.0 for Z-stacks."
+            )
+        top = rec.key.split("/")[0]
+        if VIEW_NAME.match(top):
+            raise ExperimentError(
+                f"region {rec.key}: {top!r} is the name of a path the PerCell 3 "
+                "application (schema 4.0.0) reads (images.zarr/fov_<id>, "
+                "labels.zarr/seg_<id>, masks.zarr/thresh_<id>); rename the "
+                "condition or plate"
             )
         values = (
             condition_id,
