@@ -16,6 +16,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +27,22 @@ from percell.storage import array_of, open_group
 from tests.conftest import REPO, run_workflow, write_config
 
 APP_PYTHON = REPO / ".venv-percell3/bin/python"
+#: the application of schema 3.0.0 (commit c4330ca)
+APP3_PYTHON = REPO / ".venv-percell3-v3/bin/python"
 APP_SCRIPT = REPO / "tests/support/percell3_app.py"
 
-if not APP_PYTHON.exists():
+if not (APP_PYTHON.exists() and APP3_PYTHON.exists()):
     if os.environ.get("CI"):  # CI builds it: a missing application is a failure
-        raise RuntimeError(f"{APP_PYTHON} is missing (.ci/run builds it)")
+        raise RuntimeError(f"{APP_PYTHON} or {APP3_PYTHON} is missing (.ci/run)")
     pytestmark = pytest.mark.skip(
         reason="the PerCell 3 application lives in its own environment: build "
         ".venv-percell3 (README)"
     )
 
 
-def app(*args: str | Path) -> None:
+def app(*args: str | Path, python: Path = APP_PYTHON) -> None:
     proc = subprocess.run(
-        [str(APP_PYTHON), str(APP_SCRIPT), *map(str, args)],
+        [str(python), str(APP_SCRIPT), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -263,3 +266,75 @@ def test_a_run_of_another_format_stops_before_any_job(demo4, tmp_path):
     assert "experiment.format is '3.0.0'" in message
     assert "schema 4.0.0" in message
     assert db.read_bytes() == before
+
+
+def test_upgrade_carries_a_tagged_3_0_0_experiment_to_the_4_0_0_application(
+    tmp_path,
+):
+    """The 3.0.0 application tags cells; ``percell upgrade``; the 4.0.0
+    application sees the same tags on the same cells, and the workflow goes
+    on in 4.0.0 without importing or segmenting again."""
+    work = tmp_path / "work"
+    work.mkdir()
+    config = demo_config(format="3.0.0")
+    write_config(work, config)
+    run_workflow(work)
+    exp = work / "out/demo.percell"
+    conn = sqlite3.connect(exp / "experiment.db")
+    cells = conn.execute(
+        "SELECT id, region_id, label_value FROM cells ORDER BY id"
+    ).fetchall()
+    conn.close()
+    tagged = cells[::23]
+    app("tag", exp, "mitotic", *[c[0] for c in tagged], python=APP3_PYTHON)
+    images = {
+        p.relative_to(exp): p.stat().st_ino for p in (exp / "images.zarr").rglob("*")
+    }
+    percell = str(Path(sys.executable).with_name("percell"))
+    done = subprocess.run(
+        [percell, "upgrade", str(exp)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "schema 4.0.0" in done.stdout
+    conn = sqlite3.connect(exp / "experiment.db")
+    try:
+        assert conn.execute("SELECT percell_version FROM experiments").fetchone() == (
+            "4.0.0",
+        )
+        still = conn.execute(
+            "SELECT c.id, c.fov_id, c.label_value FROM cell_tags ct JOIN cells c "
+            "ON c.id = ct.cell_id ORDER BY c.id"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert still == tagged
+    # the NGFF arrays themselves are untouched (the views are new paths)
+    for rel, inode in images.items():
+        assert (exp / rel).stat().st_ino == inode
+    # running it again changes nothing
+    again = subprocess.run(
+        [percell, "upgrade", str(exp)], capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    # the workflow goes on in 4.0.0: measure (for the mask scopes) and register
+    config["experiment"]["format"] = "4.0.0"
+    write_config(work, config)
+    dry = run_workflow(work, "-n")
+    assert "rule import_images:" not in dry.stdout
+    assert "rule segment:" not in dry.stdout
+    assert "rule measure:" in dry.stdout
+    run_workflow(work)
+    report, _ = inspect(exp, tmp_path)
+    assert len(report["fovs"]) == 8
+    assert report["remeasure"]["changed"] == 0
+    assert report["remeasure"]["added"] == 0
+    conn = sqlite3.connect(tmp_path / "app-copy.percell/experiment.db")
+    try:
+        seen = conn.execute(
+            "SELECT c.id, c.fov_id, c.label_value FROM cell_tags ct JOIN cells c "
+            "ON c.id = ct.cell_id JOIN tags t ON t.id = ct.tag_id "
+            "WHERE t.name = 'mitotic' ORDER BY c.id"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert seen == tagged
