@@ -49,15 +49,8 @@ class Names:
 V3_NAMES = Names("regions", "region_id", "segmentation_runs", "threshold_runs")
 V4_NAMES = Names("fovs", "fov_id", "segmentations", "thresholds")
 
-CORE_SQL = """
-CREATE TABLE IF NOT EXISTS experiments (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL DEFAULT '',
-    description TEXT NOT NULL DEFAULT '',
-    percell_version TEXT NOT NULL DEFAULT '3.0.0',
-    created_at TEXT NOT NULL DEFAULT (datetime('now')),
-    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
-);
+#: Tables both schema versions have, column for column.
+SHARED_SQL = """
 CREATE TABLE IF NOT EXISTS channels (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -78,6 +71,31 @@ CREATE TABLE IF NOT EXISTS timepoints (
     name TEXT NOT NULL UNIQUE,
     time_seconds REAL,
     display_order INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS analysis_runs (
+    id INTEGER PRIMARY KEY,
+    plugin_name TEXT NOT NULL,
+    parameters TEXT,
+    status TEXT NOT NULL DEFAULT 'running',
+    cell_count INTEGER,
+    started_at TEXT NOT NULL DEFAULT (datetime('now')),
+    completed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS tags (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    color TEXT
+);
+"""
+
+V3_TABLES_SQL = """
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    percell_version TEXT NOT NULL DEFAULT '3.0.0',
+    created_at TEXT NOT NULL DEFAULT (datetime('now')),
+    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
 );
 CREATE TABLE IF NOT EXISTS regions (
     id INTEGER PRIMARY KEY,
@@ -133,20 +151,6 @@ CREATE TABLE IF NOT EXISTS threshold_runs (
     threshold_value REAL,
     created_at TEXT NOT NULL DEFAULT (datetime('now'))
 );
-CREATE TABLE IF NOT EXISTS analysis_runs (
-    id INTEGER PRIMARY KEY,
-    plugin_name TEXT NOT NULL,
-    parameters TEXT,
-    status TEXT NOT NULL DEFAULT 'running',
-    cell_count INTEGER,
-    started_at TEXT NOT NULL DEFAULT (datetime('now')),
-    completed_at TEXT
-);
-CREATE TABLE IF NOT EXISTS tags (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    color TEXT
-);
 CREATE TABLE IF NOT EXISTS cell_tags (
     cell_id INTEGER NOT NULL REFERENCES cells(id),
     tag_id INTEGER NOT NULL REFERENCES tags(id),
@@ -160,6 +164,7 @@ CREATE INDEX IF NOT EXISTS idx_measurements_channel ON measurements(channel_id);
 CREATE INDEX IF NOT EXISTS idx_measurements_metric ON measurements(metric);
 CREATE INDEX IF NOT EXISTS idx_regions_condition ON regions(condition_id);
 """
+CORE_SQL = SHARED_SQL + V3_TABLES_SQL
 
 #: The workflow's own tables, beyond PerCell 3 (the application ignores
 #: them); ``{regions}`` and ``{thresholds}`` are the schema's ``Names``. The

@@ -41,7 +41,7 @@ WHOLE_CELL = '["whole_cell"]'
 
 # The application's 18 tables and 27 indexes, as PERCELL4_FORMAT.md lists
 # them (checked against the application by tests/workflow/test_percell3_apps.py).
-CORE_SQL = """
+V4_TABLES_SQL = """
 CREATE TABLE IF NOT EXISTS experiments (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL DEFAULT '',
@@ -49,27 +49,6 @@ CREATE TABLE IF NOT EXISTS experiments (
     percell_version TEXT NOT NULL DEFAULT '4.0.0',
     created_at TEXT NOT NULL DEFAULT (datetime('now')),
     updated_at TEXT NOT NULL DEFAULT (datetime('now'))
-);
-CREATE TABLE IF NOT EXISTS channels (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    role TEXT,
-    excitation_nm REAL,
-    emission_nm REAL,
-    color TEXT,
-    is_segmentation INTEGER NOT NULL DEFAULT 0,
-    display_order INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS conditions (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    description TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS timepoints (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    time_seconds REAL,
-    display_order INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS bio_reps (
     id INTEGER PRIMARY KEY,
@@ -180,20 +159,6 @@ CREATE TABLE IF NOT EXISTS fov_config (
     threshold_id INTEGER REFERENCES thresholds(id) ON DELETE SET NULL,
     scopes TEXT NOT NULL DEFAULT '["whole_cell"]'
 );
-CREATE TABLE IF NOT EXISTS analysis_runs (
-    id INTEGER PRIMARY KEY,
-    plugin_name TEXT NOT NULL,
-    parameters TEXT,
-    status TEXT NOT NULL DEFAULT 'running',
-    cell_count INTEGER,
-    started_at TEXT NOT NULL DEFAULT (datetime('now')),
-    completed_at TEXT
-);
-CREATE TABLE IF NOT EXISTS tags (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    color TEXT
-);
 CREATE TABLE IF NOT EXISTS cell_tags (
     cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,
     tag_id INTEGER NOT NULL REFERENCES tags(id),
@@ -248,6 +213,7 @@ CREATE INDEX IF NOT EXISTS idx_fov_tags_tag ON fov_tags(tag_id);
 CREATE INDEX IF NOT EXISTS idx_particles_fov ON particles(fov_id);
 CREATE INDEX IF NOT EXISTS idx_particles_threshold ON particles(threshold_id);
 """
+CORE_SQL = db.SHARED_SQL + V4_TABLES_SQL
 
 #: Which FOV is which region of the workflow (its key and NGFF path; the
 #: application's display name may be renamed there).
