@@ -720,11 +720,16 @@ def drop_measurement_indexes(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
 
 
+def workflow_parameters(parameters: dict[str, Any]) -> str:
+    """A threshold's ``parameters`` JSON, marked as the workflow's."""
+    return json.dumps({"source": WORKFLOW_SOURCE, **parameters}, sort_keys=True)
+
+
 def upsert_threshold_run(
     conn: sqlite3.Connection, channel: int, method: str, parameters: dict, value: float
 ) -> int:
     """The workflow's threshold run for (run name, scope unit), updated in place."""
-    params = json.dumps({"source": "percell-workflow", **parameters}, sort_keys=True)
+    params = workflow_parameters(parameters)
     row = conn.execute(
         "SELECT id FROM threshold_runs WHERE json_extract(parameters, '$.source') = "
         "'percell-workflow' AND json_extract(parameters, '$.name') = ? AND "

@@ -98,6 +98,20 @@ def ours(experiment: Path) -> dict:
     return {"fovs": fovs, "thresholds": thresholds}
 
 
+def tagged_cells(experiment: Path, tag: str = "mitotic") -> list[tuple]:
+    """(id, FOV, label value) of the cells carrying ``tag``, by id."""
+    conn = sqlite3.connect(experiment / "experiment.db")
+    try:
+        return conn.execute(
+            "SELECT c.id, c.fov_id, c.label_value FROM cell_tags ct JOIN cells c "
+            "ON c.id = ct.cell_id JOIN tags t ON t.id = ct.tag_id "
+            "WHERE t.name = ? ORDER BY c.id",
+            (tag,),
+        ).fetchall()
+    finally:
+        conn.close()
+
+
 def level0(experiment: Path, store: str, path: str) -> np.ndarray:
     return np.asarray(array_of(open_group(experiment / store / path))[...])
 
@@ -234,16 +248,11 @@ def test_tags_the_application_adds_survive_reruns(demo4, tmp_path):
     conn = sqlite3.connect(exp / "experiment.db")
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
-        still = conn.execute(
-            "SELECT c.id, c.fov_id, c.label_value FROM cell_tags ct JOIN cells c "
-            "ON c.id = ct.cell_id JOIN tags t ON t.id = ct.tag_id "
-            "WHERE t.name = 'mitotic' ORDER BY c.id"
-        ).fetchall()
         after = conn.execute("SELECT count(*) FROM fovs").fetchone()[0]
         methods = {m for (m,) in conn.execute("SELECT DISTINCT method FROM thresholds")}
     finally:
         conn.close()
-    assert still == tagged
+    assert tagged_cells(exp) == tagged
     assert after == 12
     assert "li" in methods and "otsu" not in methods
     # and the application still reads all of it, measuring the same values
@@ -301,13 +310,9 @@ def test_upgrade_carries_a_tagged_3_0_0_experiment_to_the_4_0_0_application(
         assert conn.execute("SELECT percell_version FROM experiments").fetchone() == (
             "4.0.0",
         )
-        still = conn.execute(
-            "SELECT c.id, c.fov_id, c.label_value FROM cell_tags ct JOIN cells c "
-            "ON c.id = ct.cell_id ORDER BY c.id"
-        ).fetchall()
     finally:
         conn.close()
-    assert still == tagged
+    assert tagged_cells(exp) == tagged
     # the NGFF arrays themselves are untouched (the views are new paths)
     for rel, inode in images.items():
         assert (exp / rel).stat().st_ino == inode
@@ -328,13 +333,4 @@ def test_upgrade_carries_a_tagged_3_0_0_experiment_to_the_4_0_0_application(
     assert len(report["fovs"]) == 8
     assert report["remeasure"]["changed"] == 0
     assert report["remeasure"]["added"] == 0
-    conn = sqlite3.connect(tmp_path / "app-copy.percell/experiment.db")
-    try:
-        seen = conn.execute(
-            "SELECT c.id, c.fov_id, c.label_value FROM cell_tags ct JOIN cells c "
-            "ON c.id = ct.cell_id JOIN tags t ON t.id = ct.tag_id "
-            "WHERE t.name = 'mitotic' ORDER BY c.id"
-        ).fetchall()
-    finally:
-        conn.close()
-    assert seen == tagged
+    assert tagged_cells(tmp_path / "app-copy.percell") == tagged

@@ -38,36 +38,14 @@ from pathlib import Path
 
 from percell import db, layout
 from percell.errors import ExperimentError
-from percell.experiment_format import v4, views
+from percell.experiment_format import same_major, v4, views
+from percell.experiment_format.v3 import V3
 from percell.experiment_format.v4 import V4
 from percell.storage import fsync_directory, fsync_file
 
 log = logging.getLogger(__name__)
 
-#: the 3.0.0 tables whose shape changes (renamed aside, copied, dropped)
-V3_TABLES = (
-    "experiments",
-    "channels",
-    "conditions",
-    "timepoints",
-    "regions",
-    "segmentation_runs",
-    "cells",
-    "measurements",
-    "threshold_runs",
-    "analysis_runs",
-    "tags",
-    "cell_tags",
-    "percell_region_thresholds",
-    "percell_cell_masks",
-    "percell_region_sources",
-    "percell_registered",
-    "percell_orphan_tags",
-    "percell_cell_shape",
-    "percell_background",
-    "percell_fields",
-)
-#: tables copied column for column
+#: tables copied column for column (their references change)
 SAME_COLUMNS = (
     "channels",
     "conditions",
@@ -82,6 +60,19 @@ SAME_COLUMNS = (
     "percell_background",
     "percell_fields",
 )
+#: every 3.0.0 table (renamed aside, carried over, dropped): those whose
+#: shape changes, then the ones copied as they are
+V3_TABLES = (
+    "experiments",
+    "regions",
+    "segmentation_runs",
+    "cells",
+    "measurements",
+    "threshold_runs",
+    "percell_region_thresholds",
+    "percell_cell_masks",
+    *SAME_COLUMNS,
+)
 
 
 def upgrade(experiment: str | Path, busy_timeout_s: float = db.BUSY_TIMEOUT_S) -> dict:
@@ -95,13 +86,13 @@ def upgrade(experiment: str | Path, busy_timeout_s: float = db.BUSY_TIMEOUT_S) -
     conn = db.connect(path, foreign_keys=False, timeout=busy_timeout_s, create=False)
     try:
         version = _version(conn)
-        if version.split(".")[0] == "4":
+        if same_major(version, fmt.version):
             fovs = _fov_ids(conn)
             fmt.publish_views(experiment, conn, fovs)
             _publish_other_labels(experiment, conn)
             log.info("%s is schema %s already: its views are up to date", path, version)
             return {"fovs": len(fovs), "upgraded": 0}
-        if version.split(".")[0] != "3":
+        if not same_major(version, V3.version):
             raise ExperimentError(
                 f"{path}: schema {version}; percell upgrades 3.0.0 experiments only"
             )
@@ -166,15 +157,8 @@ def _key_of(
 
 
 def _refuse_what_cannot_be_carried(experiment: Path, conn: sqlite3.Connection) -> None:
-    """4.0.0 holds 2-D FOVs only: a region whose image is a Z-stack stops the
-    upgrade before anything is written, naming it."""
-    for (name,) in conn.execute("SELECT name FROM conditions").fetchall():
-        if v4.VIEW_NAME.match(name):
-            raise ExperimentError(
-                f"condition {name!r}: schema 4.0.0 keeps its FOVs at "
-                "images.zarr/fov_<id>, which a condition of that name would share; "
-                "the experiment stays 3.0.0 (nothing was changed)"
-            )
+    """A region 4.0.0 cannot hold (a Z-stack, a condition named like the
+    application's paths) stops the upgrade before anything is written."""
     rows = conn.execute(
         "SELECT r.name, r.zarr_path, c.name, t.name FROM regions r JOIN conditions c "
         "ON c.id = r.condition_id LEFT JOIN timepoints t ON t.id = r.timepoint_id"
@@ -187,14 +171,7 @@ def _refuse_what_cannot_be_carried(experiment: Path, conn: sqlite3.Connection) -
                 f"region {key}: no image at {meta.parent}; percell upgrade needs "
                 "every region's level 0 (nothing was changed)"
             )
-        shape = json.loads(meta.read_text())["shape"]
-        if len(shape) != 3:
-            raise ExperimentError(
-                f"region {key}: its image is {tuple(shape)} (C, Z, Y, X); schema "
-                "4.0.0 holds 2-D FOVs only and this version of percell does not "
-                "project Z-stacks for it yet, so the experiment stays 3.0.0 "
-                "(nothing was changed)"
-            )
+        v4.refuse_what_4_cannot_hold(key, json.loads(meta.read_text())["shape"])
 
 
 def _migrate(conn: sqlite3.Connection, fmt: V4) -> dict:

@@ -14,7 +14,6 @@ the FOV by ``fov_config`` in the order the application expects.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sqlite3
@@ -239,6 +238,27 @@ def mask_view(experiment: Path, threshold_id: int) -> Path:
     return Path(experiment) / layout.MASKS / f"thresh_{threshold_id}"
 
 
+def refuse_what_4_cannot_hold(key: str, shape: tuple[int, ...] | list[int]) -> None:
+    """A region 4.0.0 cannot hold: a Z-stack (the application reads 2-D
+    planes only), or one whose condition or plate takes the name of an
+    application path. ExperimentError naming the region."""
+    if len(shape) != 3:
+        raise ExperimentError(
+            f"region {key}: its image is {tuple(shape)} (C, Z, Y, X); schema 4.0.0 "
+            "holds 2-D FOVs only and this version of percell does not project "
+            "Z-stacks for it yet: keep experiment.format 3.0.0 for Z-stacks "
+            "(nothing was changed)"
+        )
+    top = key.split("/")[0]
+    if VIEW_NAME.match(top):
+        raise ExperimentError(
+            f"region {key}: {top!r} is the name of a path the PerCell 3 "
+            "application (schema 4.0.0) reads (images.zarr/fov_<id>, "
+            "labels.zarr/seg_<id>, masks.zarr/thresh_<id>); rename the "
+            "condition or plate (nothing was changed)"
+        )
+
+
 def display_name(rec: ImportedRegion, bio_rep: str) -> str:
     """A FOV's name, unique over the experiment: condition, bio rep,
     timepoint (where there is one), region."""
@@ -267,21 +287,7 @@ class V4(ExperimentFormat):
         condition_id: int,
         timepoint_id: int | None,
     ) -> int:
-        if len(rec.shape) != 3:
-            raise ExperimentError(
-                f"region {rec.key}: its image is {len(rec.shape) - 1}-D "
-                f"{tuple(rec.shape)} (C, Z, Y, X); experiment.format 4.0.0 holds "
-                "2-D FOVs only and this version of percell does not project "
-                "Z-stacks for it yet. Keep experiment.format: 3.0.0 for Z-stacks."
-            )
-        top = rec.key.split("/")[0]
-        if VIEW_NAME.match(top):
-            raise ExperimentError(
-                f"region {rec.key}: {top!r} is the name of a path the PerCell 3 "
-                "application (schema 4.0.0) reads (images.zarr/fov_<id>, "
-                "labels.zarr/seg_<id>, masks.zarr/thresh_<id>); rename the "
-                "condition or plate"
-            )
+        refuse_what_4_cannot_hold(rec.key, rec.shape)
         values = (
             condition_id,
             timepoint_id,
@@ -386,9 +392,7 @@ class V4(ExperimentFormat):
         value: float,
         rec: ImportedRegion,
     ) -> int:
-        params = json.dumps(
-            {"source": db.WORKFLOW_SOURCE, **parameters}, sort_keys=True
-        )
+        params = db.workflow_parameters(parameters)
         values = (run.channel, run.method, params, value, rec.shape[-1], rec.shape[-2])
         row = conn.execute(
             "SELECT t.id FROM percell_region_thresholds p JOIN thresholds t "
@@ -473,8 +477,8 @@ class V4(ExperimentFormat):
 
     def _label_views(
         self, experiment: Path, conn: sqlite3.Connection, region_ids: list[int]
-    ) -> list[tuple[str, Path, Path]]:
-        """(region key, NGFF label group, view group) of each FOV's labels."""
+    ) -> list[tuple[int, str, Path, Path]]:
+        """(FOV, region key, NGFF label group, view group) of each FOV's labels."""
         out = []
         for fov_id in region_ids:
             seg_id = self._workflow_segmentation(conn, fov_id)
@@ -482,6 +486,7 @@ class V4(ExperimentFormat):
                 key = _key(conn, fov_id)
                 out.append(
                     (
+                        fov_id,
                         key,
                         layout.label_path(experiment, key),
                         label_view(experiment, seg_id),
@@ -492,7 +497,7 @@ class V4(ExperimentFormat):
     def check_views(
         self, experiment: Path, conn: sqlite3.Connection, region_ids: list[int]
     ) -> None:
-        for key, source, view in self._label_views(experiment, conn, region_ids):
+        for _, key, source, view in self._label_views(experiment, conn, region_ids):
             if not (view / "0").is_dir() or views.is_view_of(view / "0", source / "0"):
                 continue
             linked = _digest_attr(view)
@@ -516,7 +521,7 @@ class V4(ExperimentFormat):
             view = image_view(experiment, fov_id)
             views.sync(source / "0", view / "0")
             _write_group(view, ngff.with_levels(_attrs(source), 1))
-        for _key_, source, view in self._label_views(experiment, conn, region_ids):
+        for fov_id, _, source, view in self._label_views(experiment, conn, region_ids):
             if _digest_attr(view) == _digest_attr(source) and (view / "0").is_dir():
                 if not views.is_view_of(view / "0", source / "0"):
                     log.warning(
@@ -529,9 +534,7 @@ class V4(ExperimentFormat):
             attrs = ngff.with_levels(_attrs(source), 1)
             attrs["image-label"] = {
                 "version": ngff.NGFF_VERSION,
-                "source": {
-                    "image": f"../../{layout.IMAGES}/fov_{_fov_of(conn, _key_)}"
-                },
+                "source": {"image": f"../../{layout.IMAGES}/fov_{fov_id}"},
             }
             _write_group(view, attrs)
         for fov_id in region_ids:
@@ -562,10 +565,6 @@ def _fov_name(conn: sqlite3.Connection, fov_id: int) -> str:
 
 def _key(conn: sqlite3.Connection, fov_id: int) -> str:
     return str(_one(conn, "SELECT key FROM percell_fovs WHERE fov_id = ?", fov_id))
-
-
-def _fov_of(conn: sqlite3.Connection, key: str) -> int:
-    return int(_one(conn, "SELECT fov_id FROM percell_fovs WHERE key = ?", key))
 
 
 def _attrs(group: Path) -> dict[str, Any]:
