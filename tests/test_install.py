@@ -4,7 +4,8 @@ A user who does not clone this repository installs the wheel (no ``-e``) and
 copies the workflow into a project directory of their own. This test does
 exactly that: build the wheel from the sources, install it into a fresh
 virtual environment with its dependencies, deploy ``Snakefile``,
-``workflow/``, ``config/`` and ``profiles/`` into an empty directory, and
+``workflow/``, ``envs/``, ``config/`` and ``profiles/`` into an empty
+directory, and
 run the demo to completion there.
 """
 
@@ -82,7 +83,7 @@ def test_deployed_workflow_runs_the_demo_on_the_installed_package(installed):
     project = installed.parent / "project"
     project.mkdir()
     shutil.copy2(REPO / "Snakefile", project / "Snakefile")
-    for folder in ("workflow", "config", "profiles"):
+    for folder in ("workflow", "envs", "config", "profiles"):
         shutil.copytree(REPO / folder, project / folder)
     # a smaller demo than the README's: the same chain, a quicker test
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -105,7 +106,7 @@ def test_conda_environments_install_this_version_of_the_package():
     """The environment files name percell by version (not a path into a clone),
     so they work from any deployment; the version is the package's."""
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    envs = sorted((REPO / "workflow/envs").glob("*.yaml"))
+    envs = sorted((REPO / "envs").glob("*.yaml"))
     assert envs
     for env in envs:
         deps = yaml.safe_load(env.read_text())["dependencies"]

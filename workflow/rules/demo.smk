@@ -9,7 +9,7 @@ if MANIFEST.generated and MANIFEST.config.input.demo:
         benchmark:
             "benchmarks/demo/{group}/{region}.tsv"
         conda:
-            "../envs/percell.yaml"
+            "../../envs/percell.yaml"
         params:
             spec=get_demo_params,
         script:
@@ -29,7 +29,7 @@ for plate in MANIFEST.config.input.plates if MANIFEST.generated else ():
         benchmark:
             f"benchmarks/demo/{plate.name}/{{well}}.tsv"
         conda:
-            "../envs/percell.yaml"
+            "../../envs/percell.yaml"
         params:
             plate=plate.to_params(),
             channels=len(MANIFEST.channel_names),

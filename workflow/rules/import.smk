@@ -12,7 +12,7 @@ if SCOPES:
         benchmark:
             "benchmarks/illumination/{scope}.tsv"
         conda:
-            "../envs/percell.yaml"
+            "../../envs/percell.yaml"
         threads: 1
         resources:
             mem_mb=get_resources("import", "mem_mb"),
@@ -34,7 +34,7 @@ rule import_images:
     benchmark:
         "benchmarks/import/{group}.tsv"
     conda:
-        "../envs/percell.yaml"
+        "../../envs/percell.yaml"
     threads: get_resources("import", "threads")
     resources:
         mem_mb=get_resources("import", "mem_mb"),

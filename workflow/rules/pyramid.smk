@@ -8,7 +8,7 @@ rule pyramid:
     benchmark:
         "benchmarks/pyramid/{group}.tsv"
     conda:
-        "../envs/percell.yaml"
+        "../../envs/percell.yaml"
     threads: get_resources("pyramid", "threads")
     resources:
         mem_mb=get_resources("pyramid", "mem_mb"),

@@ -7,7 +7,7 @@ rule hierarchy:
         "benchmarks/hierarchy.tsv"
     localrule: True
     conda:
-        "../envs/percell.yaml"
+        "../../envs/percell.yaml"
     params:
         spec=MANIFEST.hierarchy_params().to_params(),
     script:
@@ -30,7 +30,7 @@ rule register:
         "benchmarks/register.tsv"
     localrule: True
     conda:
-        "../envs/percell.yaml"
+        "../../envs/percell.yaml"
     resources:
         mem_mb=get_resources("register", "mem_mb"),
         runtime=get_resources("register", "runtime"),

@@ -24,7 +24,7 @@ rule qc_regions:
     # that register (a single local job) leaves idle
     priority: -1
     conda:
-        "../envs/percell.yaml"
+        "../../envs/percell.yaml"
     params:
         regions=get_group_keys,
         runs=RUNS,
@@ -45,7 +45,7 @@ rule qc_experiment:
         "benchmarks/qc_experiment.tsv"
     localrule: True
     conda:
-        "../envs/percell.yaml"
+        "../../envs/percell.yaml"
     params:
         spec=get_qc_params(),
         experiment=get_experiment_of_input,

@@ -14,7 +14,7 @@ if MANIFEST.segmentation:
                 "benchmarks/resolve_model.tsv"
             localrule: True
             conda:
-                "../envs/cellpose.yaml"
+                "../../envs/cellpose.yaml"
             params:
                 model=MANIFEST.segmentation.model,
             script:
@@ -32,7 +32,7 @@ if MANIFEST.segmentation:
                 "benchmarks/resolve_cells_model.tsv"
             localrule: True
             conda:
-                "../envs/cellpose.yaml"
+                "../../envs/cellpose.yaml"
             params:
                 model=MANIFEST.segmentation.compartments.model,
             script:
@@ -51,7 +51,7 @@ if MANIFEST.segmentation:
         benchmark:
             "benchmarks/segment/{group}.tsv"
         conda:
-            "../envs/cellpose.yaml"
+            "../../envs/cellpose.yaml"
         threads: get_resources("segmentation", "threads")
         resources:
             mem_mb=get_resources("segmentation", "mem_mb"),

@@ -13,7 +13,7 @@ if MANIFEST.thresholds:
         benchmark:
             "benchmarks/histogram/{run}/{group}.tsv"
         conda:
-            "../envs/percell.yaml"
+            "../../envs/percell.yaml"
         threads: 1
         resources:
             mem_mb=get_resources("threshold", "mem_mb"),
@@ -36,7 +36,7 @@ if MANIFEST.thresholds:
             "benchmarks/threshold_value/{run}.tsv"
         localrule: True
         conda:
-            "../envs/percell.yaml"
+            "../../envs/percell.yaml"
         params:
             run=get_threshold_run,
         script:
@@ -54,7 +54,7 @@ if MANIFEST.thresholds:
         benchmark:
             "benchmarks/threshold/{run}/{group}.tsv"
         conda:
-            "../envs/percell.yaml"
+            "../../envs/percell.yaml"
         threads: 1
         resources:
             mem_mb=get_resources("threshold", "mem_mb"),
@@ -81,7 +81,7 @@ if MANIFEST.segmentation:
         benchmark:
             "benchmarks/measure/{group}.tsv"
         conda:
-            "../envs/percell.yaml"
+            "../../envs/percell.yaml"
         threads: 1
         resources:
             mem_mb=get_resources("measure", "mem_mb"),
@@ -103,7 +103,7 @@ if MANIFEST.segmentation:
             "benchmarks/export.tsv"
         localrule: True
         conda:
-            "../envs/percell.yaml"
+            "../../envs/percell.yaml"
         params:
             experiment=get_experiment_of_input,
         script:
