@@ -5,6 +5,13 @@ and numpy 1), never imported by the tests.
     python percell3_app.py inspect EXPERIMENT OUT   # read everything, re-measure
     python percell3_app.py tag EXPERIMENT TAG CELL_ID...
     python percell3_app.py create EXPERIMENT        # an empty experiment
+    python percell3_app.py read3 EXPERIMENT OUT RUN...  # 3.0.0 (c4330ca)
+
+``read3`` (run by the 3.0.0 application's Python, ``.venv-percell3-v3``)
+reads every region's image channels, label image and the masks of the named
+threshold runs at the paths that application computes, into OUT/arrays.npz
+(keys ``image|labels|mask/<condition>/[<timepoint>/]<region>[/<name>]``),
+and the regions and their cell counts into OUT/report.json.
 
 ``inspect`` opens the experiment as a user of the application would and
 writes to OUT: ``report.json`` (FOVs with condition, bio rep and timepoint,
@@ -147,6 +154,36 @@ def inspect(path: Path, out: Path) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
 
 
+def read3(path: Path, out: Path, runs: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    report: dict = {"regions": {}}
+    with ExperimentStore.open(path) as store:
+        channels = [c.name for c in store.get_channels()]
+        for r in store.get_regions():
+            where = "/".join(
+                [r.condition, *([r.timepoint] if r.timepoint else []), r.name]
+            )
+            report["regions"][where] = len(
+                store.get_cells(
+                    region=r.name, condition=r.condition, timepoint=r.timepoint
+                )
+            )
+            for ch in channels:
+                arrays[f"image/{where}/{ch}"] = store.read_image_numpy(
+                    r.name, r.condition, ch, r.timepoint
+                )
+            arrays[f"labels/{where}"] = store.read_labels(
+                r.name, r.condition, r.timepoint
+            )
+            for run in runs:
+                arrays[f"mask/{where}/{run}"] = store.read_mask(
+                    r.name, r.condition, run, r.timepoint
+                )
+    np.savez(out / "arrays.npz", **arrays)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+
+
 def tag(path: Path, name: str, cell_ids: list[int]) -> None:
     with ExperimentStore.open(path) as store:
         store.add_tag(name)
@@ -159,6 +196,8 @@ if __name__ == "__main__":
         inspect(experiment, Path(sys.argv[3]))
     elif action == "create":
         ExperimentStore.create(experiment, name="empty").close()
+    elif action == "read3":
+        read3(experiment, Path(sys.argv[3]), sys.argv[4:])
     elif action == "tag":
         tag(experiment, sys.argv[3], [int(c) for c in sys.argv[4:]])
     else:

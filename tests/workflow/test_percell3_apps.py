@@ -334,3 +334,83 @@ def test_upgrade_carries_a_tagged_3_0_0_experiment_to_the_4_0_0_application(
     assert report["remeasure"]["changed"] == 0
     assert report["remeasure"]["added"] == 0
     assert tagged_cells(tmp_path / "app-copy.percell") == tagged
+
+
+def shrunk(name: str) -> dict:
+    """A demo configuration of config/, written as 3.0.0 into out/, smaller."""
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    config["experiment"].update(path="out/exp.percell", format="3.0.0")
+    source = config["input"]
+    if "demo" in source:
+        source["demo"].update(size=192, large_size=256, timepoints=["t0"])
+    plates = source.get("plate") or []
+    for plate in plates if isinstance(plates, list) else [plates]:
+        plate["demo"]["wells"] = plate["demo"]["wells"][:3]
+        plate["demo"]["field_size"] = [96, 112]
+    return config
+
+
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "hcs-demo.yaml", "multiplate-demo.yaml"]
+)
+def test_the_3_0_0_application_reads_every_image_label_and_mask(name, tmp_path):
+    """The application at c4330ca computes each region's paths from its
+    condition, timepoint and name; plates get views there, and it reads the
+    same pixels as the NGFF layout (plates stay where Fractal reads them)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    write_config(work, shrunk(name))
+    run_workflow(work)
+    exp = work / "out/exp.percell"
+    conn = sqlite3.connect(exp / "experiment.db")
+    try:
+        regions = conn.execute(
+            "SELECT c.name, t.name, r.name, r.zarr_path FROM regions r "
+            "JOIN conditions c ON c.id = r.condition_id "
+            "LEFT JOIN timepoints t ON t.id = r.timepoint_id"
+        ).fetchall()
+        cells = dict(
+            conn.execute("SELECT region_id, count(*) FROM cells GROUP BY region_id")
+        )
+        channels = [
+            c
+            for (c,) in conn.execute("SELECT name FROM channels ORDER BY display_order")
+        ]
+        runs = sorted(
+            r
+            for (r,) in conn.execute(
+                "SELECT DISTINCT run_name FROM percell_region_thresholds"
+            )
+        )
+    finally:
+        conn.close()
+    out = tmp_path / "read"
+    app("read3", exp, out, *runs, python=APP3_PYTHON)
+    report = json.loads((out / "report.json").read_text())
+    arrays = dict(np.load(out / "arrays.npz"))
+    assert sum(report["regions"].values()) == sum(cells.values()) > 0
+    assert len(report["regions"]) == len(regions)
+    for cond, tp, region, zarr_path in regions:
+        where = "/".join([cond, *([tp] if tp else []), region])
+        key = zarr_path.removeprefix("images.zarr/")
+        image = level0(exp, "images.zarr", key)
+        for i, ch in enumerate(channels):
+            np.testing.assert_array_equal(arrays[f"image/{where}/{ch}"], image[i])
+        np.testing.assert_array_equal(
+            arrays[f"labels/{where}"], level0(exp, "labels.zarr", key)
+        )
+        for run in runs:
+            np.testing.assert_array_equal(
+                arrays[f"mask/{where}/{run}"],
+                level0(exp, "masks.zarr", f"{key}/threshold_{run}"),
+            )
+    if name != "config.yaml":  # the plate views share the NGFF plate's chunk files
+        cond, tp, region, zarr_path = regions[0]
+        view = exp / "labels.zarr" / cond / region / "0"
+        source = exp / "labels.zarr" / zarr_path.removeprefix("images.zarr/") / "0"
+        pairs = [
+            (f.stat().st_ino, (source / f.relative_to(view)).stat().st_ino)
+            for f in view.rglob("*")
+            if f.is_file()
+        ]
+        assert pairs and all(a == b for a, b in pairs)

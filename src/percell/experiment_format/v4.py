@@ -20,13 +20,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from percell import db, layout, ngff
+from percell import db, layout
 from percell.contracts import ImportedRegion, SegmentationRun, ThresholdRun
 from percell.errors import ExperimentError
 from percell.experiment_format import views
 from percell.experiment_format.base import ExperimentFormat
-from percell.label_digest import labels_digest
-from percell.storage import attrs_of, open_group, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -498,45 +496,18 @@ class V4(ExperimentFormat):
         self, experiment: Path, conn: sqlite3.Connection, region_ids: list[int]
     ) -> None:
         for _, key, source, view in self._label_views(experiment, conn, region_ids):
-            if not (view / "0").is_dir() or views.is_view_of(view / "0", source / "0"):
-                continue
-            linked = _digest_attr(view)
-            if linked == _digest_attr(source):
-                continue  # the workflow's labels did not change; publish keeps the view
-            if linked is not None and labels_digest(view) != linked:
-                raise ExperimentError(
-                    f"region {key}: its label image {view}/0 was edited in the "
-                    "PerCell 3 application after the workflow wrote it, and the "
-                    "workflow has segmented the region again. Registering the new "
-                    "cells would replace the edits: keep the edits by putting the "
-                    "segmentation settings back, or move the edited image aside."
-                )
+            views.refuse_replacing_edited_labels(key, source, view)
 
     def publish_views(
         self, experiment: Path, conn: sqlite3.Connection, region_ids: list[int]
     ) -> None:
         for fov_id in region_ids:
             key = _key(conn, fov_id)
-            source = layout.image_path(experiment, key)
-            view = image_view(experiment, fov_id)
-            views.sync(source / "0", view / "0")
-            _write_group(view, ngff.with_levels(_attrs(source), 1))
+            views.level0_view(
+                layout.image_path(experiment, key), image_view(experiment, fov_id)
+            )
         for fov_id, _, source, view in self._label_views(experiment, conn, region_ids):
-            if _digest_attr(view) == _digest_attr(source) and (view / "0").is_dir():
-                if not views.is_view_of(view / "0", source / "0"):
-                    log.warning(
-                        "%s/0 differs from the workflow's labels (edited in the "
-                        "application?): kept as it is",
-                        view,
-                    )
-                    continue
-            views.sync(source / "0", view / "0")
-            attrs = ngff.with_levels(_attrs(source), 1)
-            attrs["image-label"] = {
-                "version": ngff.NGFF_VERSION,
-                "source": {"image": f"../../{layout.IMAGES}/fov_{fov_id}"},
-            }
-            _write_group(view, attrs)
+            views.label_view(source, view, f"../../{layout.IMAGES}/fov_{fov_id}")
         for fov_id in region_ids:
             key = _key(conn, fov_id)
             for run, threshold_id in conn.execute(
@@ -544,11 +515,9 @@ class V4(ExperimentFormat):
                 "WHERE region_id = ?",
                 (fov_id,),
             ).fetchall():
-                source = layout.mask_path(experiment, key, run)
                 view = mask_view(experiment, threshold_id)
-                _write_group(view, {})
-                views.sync(source / "0", view / "mask" / "0")
-                _write_group(view / "mask", ngff.with_levels(_attrs(source), 1))
+                views.write_group(view, {})
+                views.level0_view(layout.mask_path(experiment, key, run), view / "mask")
         for threshold_id in self.removed:
             views.remove(mask_view(experiment, threshold_id))
         self.removed = []
@@ -565,28 +534,3 @@ def _fov_name(conn: sqlite3.Connection, fov_id: int) -> str:
 
 def _key(conn: sqlite3.Connection, fov_id: int) -> str:
     return str(_one(conn, "SELECT key FROM percell_fovs WHERE fov_id = ?", fov_id))
-
-
-def _attrs(group: Path) -> dict[str, Any]:
-    return attrs_of(open_group(group))
-
-
-def _digest_attr(group: Path) -> str | None:
-    """The labels digest the workflow recorded in a label group's attributes."""
-    path = group / ".zattrs"
-    if not path.is_file():
-        return None
-    digest = read_json(path).get("percell", {}).get("labels_digest")
-    return None if digest is None else str(digest)
-
-
-def _write_group(group: Path, attrs: dict[str, Any]) -> None:
-    """A zarr v2 group's ``.zgroup`` and ``.zattrs`` (written only where
-    they change, each atomically)."""
-    group.mkdir(parents=True, exist_ok=True)
-    zgroup = group / ".zgroup"
-    if not zgroup.is_file():
-        write_json(zgroup, {"zarr_format": 2})
-    zattrs = group / ".zattrs"
-    if not zattrs.is_file() or read_json(zattrs) != attrs:
-        write_json(zattrs, attrs)

@@ -18,10 +18,26 @@ chunk file).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
-from percell.storage import link_tree, partial_path, remove_tree, replace_directory
+from percell import ngff
+from percell.errors import ExperimentError
+from percell.label_digest import labels_digest
+from percell.storage import (
+    attrs_of,
+    link_tree,
+    open_group,
+    partial_path,
+    read_json,
+    remove_tree,
+    replace_directory,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
 
 
 def _inodes(array: Path) -> list[tuple[str, int]]:
@@ -61,3 +77,82 @@ def sync(source: Path, view: Path) -> bool:
 def remove(view: Path) -> None:
     """Remove a view (its source keeps its files)."""
     remove_tree(view)
+
+
+# --- views of NGFF groups: level 0 and the group's attributes ----------------
+
+
+def write_group(group: Path, attrs: dict[str, Any]) -> None:
+    """A zarr v2 group's ``.zgroup`` and ``.zattrs`` (written only where
+    they change, each atomically)."""
+    group.mkdir(parents=True, exist_ok=True)
+    zgroup = group / ".zgroup"
+    if not zgroup.is_file():
+        write_json(zgroup, {"zarr_format": 2})
+    zattrs = group / ".zattrs"
+    if not zattrs.is_file() or read_json(zattrs) != attrs:
+        write_json(zattrs, attrs)
+
+
+def parent_groups(store: Path, key: str) -> None:
+    """A ``.zgroup`` in each group above ``key`` inside ``store``, so that
+    readers that walk the hierarchy find the view."""
+    parts = key.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        zgroup = store.joinpath(*parts[:depth], ".zgroup")
+        if not zgroup.is_file():
+            write_json(zgroup, {"zarr_format": 2})
+
+
+def level0_view(source: Path, view: Path, extra: dict[str, Any] | None = None) -> None:
+    """``view`` as an NGFF group of one level: a view of ``source``'s level 0,
+    with ``source``'s attributes (and ``extra``)."""
+    sync(source / "0", view / "0")
+    write_group(view, ngff.with_levels(attrs_of(open_group(source)), 1) | (extra or {}))
+
+
+def digest_attr(group: Path) -> str | None:
+    """The labels digest the workflow recorded in a label group's attributes
+    (copied into its view, where the application keeps it when it edits)."""
+    path = group / ".zattrs"
+    if not path.is_file():
+        return None
+    digest = read_json(path).get("percell", {}).get("labels_digest")
+    return None if digest is None else str(digest)
+
+
+def refuse_replacing_edited_labels(key: str, source: Path, view: Path) -> None:
+    """Before the commit: ExperimentError when the application edited the
+    label view and the workflow has new labels for the region."""
+    if not (view / "0").is_dir() or is_view_of(view / "0", source / "0"):
+        return
+    linked = digest_attr(view)
+    if linked == digest_attr(source):
+        return  # the workflow's labels did not change; the view is kept
+    if linked is not None and labels_digest(view) != linked:
+        raise ExperimentError(
+            f"region {key}: its label image {view}/0 was edited in the "
+            "PerCell 3 application after the workflow wrote it, and the "
+            "workflow has segmented the region again. Registering the new "
+            "cells would replace the edits: keep the edits by putting the "
+            "segmentation settings back, or move the edited image aside."
+        )
+
+
+def label_view(source: Path, view: Path, image: str) -> None:
+    """``view`` made a view of the label group ``source`` (``image``: the
+    path from the view to its image), unless the application edited it and
+    the workflow's labels did not change since."""
+    if digest_attr(view) == digest_attr(source) and (view / "0").is_dir():
+        if not is_view_of(view / "0", source / "0"):
+            log.warning(
+                "%s/0 differs from the workflow's labels (edited in the "
+                "application?): kept as it is",
+                view,
+            )
+            return
+    level0_view(
+        source,
+        view,
+        {"image-label": {"version": ngff.NGFF_VERSION, "source": {"image": image}}},
+    )
