@@ -529,6 +529,8 @@ class RegisterParams(Contract):
     threshold_runs: tuple[str, ...]
     busy_timeout_s: Number = 30
     format: FormatVersion = "3.0.0"
+    #: region key → biological replicate, where one is named (else ``N1``)
+    bio_reps: dict[str, str] = {}
 
 
 class HierarchyParams(Contract):

@@ -46,7 +46,7 @@ from percell.errors import ConfigError
 from percell.formats import is_vendor_file
 from percell.plan import plan_region
 from percell.plate_files import parse_names, split_well
-from percell.plate_layout import plate_attrs, well_attrs
+from percell.plate_layout import plate_attrs, read_plate_bio_reps, well_attrs
 from percell.sheets import expand_files, read_sample_sheet, scan_directory
 from percell.source_info import SourceInfo
 from percell.sources import contents_of, file_stamps, probe_many, source_id
@@ -73,6 +73,9 @@ class Manifest:
     groups: dict[str, list[Region]] = field(default_factory=dict)
     generated: bool = False
     stamps: dict[str, tuple[int, int]] | None = None
+    #: region key → biological replicate, where the sheet or plate map
+    #: names one (the others are the default, ``N1``)
+    bio_reps: dict[str, str] = field(default_factory=dict)
 
     @property
     def experiment(self) -> str:
@@ -281,6 +284,9 @@ class Manifest:
             ),
             threshold_runs=tuple(sorted(self.thresholds)),
             busy_timeout_s=cfg.register_.busy_timeout_s,
+            # given only where a sheet or plate map names one: the params of
+            # experiments without them stay as they were
+            **({"bio_reps": self.bio_reps} if self.bio_reps else {}),
             **({"format": fmt} if fmt != experiment_format.DEFAULT else {}),
         )
 
@@ -323,18 +329,27 @@ def _build_manifest(config: dict[str, Any], check_files: bool) -> Manifest:
         cfg.experiment.path, cfg.experiment.format, "config"
     )
     per_job = cfg.grouping.regions_per_job
+    bio_reps: dict[str, str] = {}
     if cfg.input.plates:
         groups, generated = {}, False
         for plate in cfg.input.plates:
             plate_groups, generated = _plate_groups(cfg, plate, per_job)
             groups.update(plate_groups)
+            if plate.plate_map and plate.demo is None:
+                reps = read_plate_bio_reps(plate.plate_map)
+                for regions in plate_groups.values():
+                    for r in regions:
+                        assert r.well is not None
+                        rep = reps.get(f"{r.well.row}{r.well.column}")
+                        if rep is not None:
+                            bio_reps[r.key] = rep
     else:
-        regions, generated = _free_form_regions(cfg)
+        regions, generated, bio_reps = _free_form_regions(cfg)
         check_timepoints([(r.condition, r.timepoint) for r in regions])
         groups = _group_by(regions, lambda r: layout.group_id(r.condition, r.timepoint))
         if per_job:
             groups = split_groups(groups, per_job)
-    manifest = Manifest(cfg, groups, generated=generated)
+    manifest = Manifest(cfg, groups, generated=generated, bio_reps=bio_reps)
     if check_files and not generated:
         check_sources(manifest)
     return manifest
@@ -379,8 +394,11 @@ def _source_file(row: Any) -> SourceFile:
     )
 
 
-def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
-    """A region per condition × timepoint × region of the sheet."""
+def _free_form_regions(
+    cfg: Config,
+) -> tuple[list[Region], bool, dict[str, str]]:
+    """A region per condition × timepoint × region of the sheet; whether it
+    is generated; the bio reps the sheet names, by region key."""
     sheet, generated = sheet_for(cfg)
     sheet = expand_files(sheet, is_vendor_file, contents_of, cfg.file_timepoints)
     channel_names = cfg.channel_names
@@ -392,6 +410,7 @@ def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
         )
     sheet = sheet.astype(object).where(sheet.notna(), None)
     regions = []
+    bio_reps: dict[str, str] = {}
     for (cond, tp, region), rows in sheet.groupby(
         ["condition", "timepoint", "region"], dropna=False, sort=True
     ):
@@ -403,16 +422,20 @@ def _free_form_regions(cfg: Config) -> tuple[list[Region], bool]:
                 f.z or 0,
             ),
         )
+        key = layout.region_key(str(cond), timepoint, str(region))
         regions.append(
             Region(
                 condition=str(cond),
                 timepoint=timepoint,
                 region=str(region),
-                key=layout.region_key(str(cond), timepoint, str(region)),
+                key=key,
                 files=tuple(files),
             )
         )
-    return regions, generated
+        rep = rows["bio_rep"].iloc[0]
+        if rep is not None:
+            bio_reps[key] = str(rep)
+    return regions, generated, bio_reps
 
 
 def _plate_groups(

@@ -59,6 +59,23 @@ def read_plate_map(path: str | Path) -> dict[str, str]:
     return out
 
 
+def read_plate_bio_reps(path: str | Path) -> dict[str, str]:
+    """The plate map's optional ``bio_rep`` column: well → biological
+    replicate, for the wells that name one."""
+    path = Path(path)
+    df = read_table(path, "plate map", ("well", "condition"))
+    if "bio_rep" not in df.columns:
+        return {}
+    out: dict[str, str] = {}
+    for i, row in enumerate(df.itertuples(), start=2):
+        rep = row.bio_rep.strip()
+        if rep:
+            out["".join(split_well(row.well))] = check_name(
+                rep, "bio_rep", f"plate map {path}, line {i}"
+            )
+    return out
+
+
 def plate_attrs(name: str, regions: Sequence[Region]) -> dict[str, Any]:
     """``.zattrs`` of the plate group: rows A.. and columns 01.. up to the
     last used, every imaged well, and one acquisition per timepoint."""

@@ -51,7 +51,7 @@ from percell.contracts import (
     Thresholded,
 )
 from percell.errors import ExperimentError
-from percell.experiment_format import ExperimentFormat
+from percell.experiment_format import DEFAULT_BIO_REP, ExperimentFormat
 from percell.matching import MIN_IOU
 from percell.measure import METRICS
 from percell.sentinel import contract_of, read_outputs, read_sentinel, write_sentinel
@@ -237,6 +237,7 @@ class _Registration:
                 rec,
                 conditions[rec.condition],
                 timepoints[rec.timepoint] if rec.timepoint else None,
+                params.bio_reps.get(rec.key, DEFAULT_BIO_REP),
             )
             fields = [f.to_params() for f in rec.fields] if rec.fields else None
             files: tuple = (list(rec.source_files), fields)

@@ -17,7 +17,17 @@ from percell.errors import ConfigError
 from percell.formats import find_scene
 from percell.names import check_name, is_valid_name
 
-COLUMNS = ["condition", "timepoint", "region", "channel", "path", "z", "scene", "t"]
+COLUMNS = [
+    "condition",
+    "timepoint",
+    "region",
+    "channel",
+    "path",
+    "z",
+    "scene",
+    "t",
+    "bio_rep",
+]
 _FIELDS = ("condition", "timepoint", "region", "channel", "z")
 
 
@@ -61,7 +71,7 @@ def _row_dict(row: pd.Series) -> dict:
             or value is None
             or (isinstance(value, float) and pd.isna(value))
         ):
-            if col in ("timepoint", "channel", "z", "scene", "t"):
+            if col in ("timepoint", "channel", "z", "scene", "t", "bio_rep"):
                 out[col] = None
             continue
         if col in ("z", "t"):
@@ -81,7 +91,7 @@ def check_sheet(df: pd.DataFrame, source: str) -> pd.DataFrame:
         where = f"{source}, row {int(i) + 2}"  # +1 header, +1 one-based
         record = _row_dict(row)
         validate(record, "samples", where)
-        for col in ("condition", "timepoint", "region", "channel"):
+        for col in ("condition", "timepoint", "region", "channel", "bio_rep"):
             if record.get(col) is not None:
                 check_name(record[col], col, where)
         rows.append({c: record.get(c) for c in COLUMNS})
@@ -98,6 +108,15 @@ def check_sheet(df: pd.DataFrame, source: str) -> pd.DataFrame:
             f"{source}: duplicate rows for condition={first.condition!r} "
             f"timepoint={first.timepoint!r} region={first.region!r} "
             f"channel={first.channel!r} z={first.z!r}: files {', '.join(same.path)}"
+        )
+    reps = out.groupby(["condition", "timepoint", "region"], dropna=False)["bio_rep"]
+    mixed = reps.nunique(dropna=False)
+    if (mixed > 1).any():
+        cond, tp, region = mixed[mixed > 1].index[0]
+        raise ConfigError(
+            f"{source}: region condition={cond!r} timepoint={tp!r} region={region!r} "
+            "has rows with different bio_rep values; a region belongs to one "
+            "biological replicate"
         )
     return out
 

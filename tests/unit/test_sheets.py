@@ -153,3 +153,56 @@ def test_timepoints_inside_a_file_become_the_named_timepoints():
         expand_files(sheet, lambda p: True, files, ["t0", "t1"])
     # without the setting the rows stay; the import refuses them, with advice
     assert len(expand_files(sheet, lambda p: True, files, None)) == 2
+
+
+def test_bio_reps_come_from_the_sheet_one_per_region(tmp_path):
+    from percell.manifest import build_manifest
+    from tests.conftest import base_config
+
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / f"{name}.tif", np.zeros((8, 8), np.uint16))
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text(
+        "condition\tregion\tchannel\tpath\tbio_rep\n"
+        "c\tr1\tDAPI\ta.tif\tN2\nc\tr1\tGFP\tb.tif\tN2\nc\tr2\tDAPI\ta.tif\t\n"
+        "c\tr2\tGFP\tb.tif\t\n"
+    )
+    manifest = build_manifest(base_config({"sample_sheet": str(sheet)}))
+    assert manifest.bio_reps == {"c/r1": "N2"}
+    assert manifest.register_params().bio_reps == {"c/r1": "N2"}
+    sheet.write_text(
+        "condition\tregion\tchannel\tpath\tbio_rep\n"
+        "c\tr1\tDAPI\ta.tif\tN2\nc\tr1\tGFP\tb.tif\tN3\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"region='r1' has rows with different bio_rep"
+    ):
+        read_sample_sheet(sheet)
+    sheet.write_text(
+        "condition\tregion\tchannel\tpath\tbio_rep\nc\tr1\tDAPI\ta.tif\tN 2\n"
+    )
+    with pytest.raises(ConfigError, match=r"invalid bio_rep name 'N 2'.*row 2"):
+        read_sample_sheet(sheet)
+
+
+def test_a_sheet_without_bio_reps_leaves_register_params_as_they_were(tmp_path):
+    from percell.manifest import build_manifest
+    from tests.conftest import base_config
+
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((8, 8), np.uint16))
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text(
+        "condition\tregion\tchannel\tpath\nc\tr1\tDAPI\ta.tif\nc\tr1\tGFP\ta.tif\n"
+    )
+    params = build_manifest(base_config({"sample_sheet": str(sheet)})).register_params()
+    assert "bio_reps" not in params.to_params()
+
+
+def test_plate_map_bio_reps(tmp_path):
+    from percell.plate_layout import read_plate_bio_reps
+
+    pm = tmp_path / "map.csv"
+    pm.write_text("well,condition,bio_rep\nB3,ctrl,N2\nC04,drug,\n")
+    assert read_plate_bio_reps(pm) == {"B03": "N2"}
+    pm.write_text("well,condition\nB3,ctrl\n")
+    assert read_plate_bio_reps(pm) == {}

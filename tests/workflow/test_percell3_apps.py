@@ -336,10 +336,10 @@ def test_upgrade_carries_a_tagged_3_0_0_experiment_to_the_4_0_0_application(
     assert tagged_cells(tmp_path / "app-copy.percell") == tagged
 
 
-def shrunk(name: str) -> dict:
-    """A demo configuration of config/, written as 3.0.0 into out/, smaller."""
+def shrunk(name: str, fmt: str = "3.0.0") -> dict:
+    """A demo configuration of config/, written as ``fmt`` into out/, smaller."""
     config = yaml.safe_load((REPO / "config" / name).read_text())
-    config["experiment"].update(path="out/exp.percell", format="3.0.0")
+    config["experiment"].update(path="out/exp.percell", format=fmt)
     source = config["input"]
     if "demo" in source:
         source["demo"].update(size=192, large_size=256, timepoints=["t0"])
@@ -414,3 +414,106 @@ def test_the_3_0_0_application_reads_every_image_label_and_mask(name, tmp_path):
             if f.is_file()
         ]
         assert pairs and all(a == b for a, b in pairs)
+
+
+@pytest.mark.parametrize("name", ["multiplate-demo.yaml", "compartments-demo.yaml"])
+def test_the_application_opens_and_uses_other_demos_as_4_0_0(name, tmp_path):
+    """Two plates in one experiment (each well a FOV) and compartments:
+    every FOV's pixels through ``fov_config``, every cell, and the
+    application's re-measure changes nothing."""
+    work = tmp_path / "work"
+    work.mkdir()
+    write_config(work, shrunk(name, "4.0.0"))
+    run_workflow(work)
+    exp = work / "out/exp.percell"
+    report, arrays = inspect(exp, tmp_path)
+    mine = ours(exp)
+    conn = sqlite3.connect(exp / "experiment.db")
+    channels = [
+        c for (c,) in conn.execute("SELECT name FROM channels ORDER BY display_order")
+    ]
+    conn.close()
+    assert {f["name"] for f in report["fovs"]} == set(mine["fovs"]) != set()
+    for name_, fov in mine["fovs"].items():
+        image = level0(exp, "images.zarr", fov["key"])
+        for c, ch in enumerate(channels):
+            np.testing.assert_array_equal(arrays[f"image/{name_}/{ch}"], image[c])
+        labels = level0(exp, "labels.zarr", fov["key"])
+        np.testing.assert_array_equal(arrays[f"labels/{name_}"], labels)
+        assert report["cells"][name_] == np.unique(labels[labels > 0]).size > 0
+        for _, threshold, _ in report["config"][name_][1:]:
+            key, run = mine["thresholds"][str(threshold)]
+            mask = level0(exp, "masks.zarr", f"{key}/threshold_{run}")
+            np.testing.assert_array_equal(arrays[f"mask/{name_}/{threshold}"], mask)
+    remeasure = report["remeasure"]
+    assert remeasure["warnings"] == []
+    assert remeasure["added"] == 0 and remeasure["changed"] == 0, remeasure
+    assert remeasure["before"] > 0
+    assert report["plugin"]["nan_zero"] == ["completed"]
+
+
+def bio_rep_sheet(root: Path) -> Path:
+    """Two regions of cells; the sheet names bio rep N2 for ctrl/r2 only."""
+    import tifffile
+
+    from percell.demo import synthetic_cells
+
+    rows = []
+    for i, (region, rep) in enumerate((("r1", ""), ("r2", "N2"))):
+        dapi, gfp, _, _ = synthetic_cells((200, 240), np.random.default_rng(5 + i))
+        for ch, img in (("DAPI", dapi), ("GFP", gfp)):
+            path = root / f"ctrl_{region}_{ch}.tif"
+            tifffile.imwrite(path, img)
+            rows.append(f"ctrl\t{region}\t{ch}\t{path}\t{rep}")
+    sheet = root / "samples.tsv"
+    sheet.write_text("condition\tregion\tchannel\tpath\tbio_rep\n" + "\n".join(rows))
+    return sheet
+
+
+def test_bio_reps_of_the_sheet_are_kept_in_3_0_0_and_reach_the_application(
+    tmp_path,
+):
+    """3.0.0 keeps the sheet's bio reps in percell_bio_reps; the upgrade
+    makes them the FOVs' bio reps, and the 4.0.0 application lists them."""
+    from tests.conftest import base_config
+
+    work = tmp_path / "work"
+    work.mkdir()
+    config = base_config(
+        {"sample_sheet": str(bio_rep_sheet(tmp_path))},
+        segmentation={"channel": "DAPI", "diameter": 16, "min_size": 30},
+        thresholds=[{"channel": "GFP", "method": "otsu"}],
+    )
+    config["experiment"]["format"] = "3.0.0"
+    write_config(work, config)
+    run_workflow(work)
+    exp = work / "out/exp.percell"
+    conn = sqlite3.connect(exp / "experiment.db")
+    try:
+        kept = conn.execute(
+            "SELECT r.name, b.bio_rep FROM percell_bio_reps b "
+            "JOIN regions r ON r.id = b.region_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert kept == [("r2", "N2")]
+    percell = str(Path(sys.executable).with_name("percell"))
+    done = subprocess.run(
+        [percell, "upgrade", str(exp)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    report, _ = inspect(exp, tmp_path)
+    assert sorted((f["name"], f["bio_rep"]) for f in report["fovs"]) == [
+        ("ctrl_N1_r1", "N1"),
+        ("ctrl_N2_r2", "N2"),
+    ]
+    # written as 4.0.0 from the start: the same FOVs
+    config["experiment"].update(format="4.0.0", path="out/four.percell")
+    write_config(work, config)
+    run_workflow(work)
+    report, _ = inspect(work / "out/four.percell", tmp_path)
+    assert sorted((f["name"], f["bio_rep"]) for f in report["fovs"]) == [
+        ("ctrl_N1_r1", "N1"),
+        ("ctrl_N2_r2", "N2"),
+    ]
+    assert report["remeasure"]["changed"] == 0 and report["remeasure"]["added"] == 0

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from percell import layout
 from percell.errors import ConfigError
-from percell.experiment_format.base import ExperimentFormat
+from percell.experiment_format.base import DEFAULT_BIO_REP, ExperimentFormat
 from percell.experiment_format.v3 import V3
 from percell.experiment_format.v4 import V4
 
 __all__ = [
     "DEFAULT",
+    "DEFAULT_BIO_REP",
     "FORMATS",
     "ExperimentFormat",
     "check_configured",

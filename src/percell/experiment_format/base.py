@@ -17,6 +17,10 @@ from typing import Any
 from percell import db
 from percell.contracts import ImportedRegion, SegmentationRun, ThresholdRun
 
+#: the bio rep of a region the sample sheet or plate map names none for (the
+#: application's own default)
+DEFAULT_BIO_REP = "N1"
+
 
 class ExperimentFormat:
     """One PerCell 3 experiment format (a schema version and its layout)."""
@@ -40,8 +44,10 @@ class ExperimentFormat:
         rec: ImportedRegion,
         condition_id: int,
         timepoint_id: int | None,
+        bio_rep: str = DEFAULT_BIO_REP,
     ) -> int:
-        """The region's row, created or brought up to date; its id."""
+        """The region's row (and its biological replicate), created or
+        brought up to date; its id."""
         raise NotImplementedError
 
     def segmentation(

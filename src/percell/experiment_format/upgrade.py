@@ -3,7 +3,8 @@
 The PerCell 3 application refuses any other major version and migrates
 nothing; this does it, keeping every id a user's work refers to:
 
-- regions become FOVs with the same ids (bio rep ``N1``, display name
+- regions become FOVs with the same ids (bio rep ``N1`` unless percell_bio_reps
+  names one; display name
   ``<condition>_N1_[<timepoint>_]<region>``); cells, measurements, tags,
   analysis runs, channels, conditions and timepoints keep their ids;
 - each segmentation run becomes one segmentation per FOV that has its cells,
@@ -39,7 +40,8 @@ from pathlib import Path
 from percell import db, layout
 from percell.errors import ExperimentError
 from percell.experiment_format import same_major, v4, views
-from percell.experiment_format.v3 import V3
+from percell.experiment_format.base import DEFAULT_BIO_REP
+from percell.experiment_format.v3 import BIO_REPS_SQL, V3
 from percell.experiment_format.v4 import V4
 from percell.storage import fsync_directory, fsync_file
 
@@ -71,6 +73,7 @@ V3_TABLES = (
     "threshold_runs",
     "percell_region_thresholds",
     "percell_cell_masks",
+    "percell_bio_reps",
     *SAME_COLUMNS,
 )
 
@@ -179,7 +182,7 @@ def _migrate(conn: sqlite3.Connection, fmt: V4) -> dict:
     conn.execute("PRAGMA legacy_alter_table = ON")  # renames leave references be
     with db.transaction(conn):
         # (an experiment of an older percell may lack some workflow tables)
-        db.create_schema(conn, db.SCHEMA_SQL)
+        db.create_schema(conn, db.SCHEMA_SQL + BIO_REPS_SQL)
         for table in V3_TABLES:
             conn.execute(f"ALTER TABLE {table} RENAME TO v3_{table}")
         for (name,) in conn.execute(
@@ -197,7 +200,12 @@ def _migrate(conn: sqlite3.Connection, fmt: V4) -> dict:
             (fmt.version,),
         )
         conn.execute(
-            "INSERT INTO bio_reps (id, name) VALUES (1, ?)", (v4.DEFAULT_BIO_REP,)
+            "INSERT INTO bio_reps (id, name) VALUES (1, ?)", (DEFAULT_BIO_REP,)
+        )
+        conn.execute(
+            "INSERT INTO bio_reps (name) SELECT DISTINCT bio_rep FROM "
+            "v3_percell_bio_reps WHERE bio_rep != ? ORDER BY bio_rep",
+            (DEFAULT_BIO_REP,),
         )
         _fovs(conn)
         _segmentations(conn)
@@ -264,20 +272,25 @@ def _fovs(conn: sqlite3.Connection) -> None:
     taken: set[str] = set()
     rows = conn.execute(
         "SELECT r.id, r.name, r.condition_id, r.timepoint_id, r.width, r.height, "
-        "r.pixel_size_um, r.source_file, r.zarr_path, c.name, t.name FROM v3_regions r "
+        "r.pixel_size_um, r.source_file, r.zarr_path, c.name, t.name, "
+        "coalesce(b.bio_rep, ?) FROM v3_regions r "
         "JOIN conditions c ON c.id = r.condition_id LEFT JOIN timepoints t "
-        "ON t.id = r.timepoint_id ORDER BY r.id"
+        "ON t.id = r.timepoint_id LEFT JOIN v3_percell_bio_reps b "
+        "ON b.region_id = r.id "
+        "ORDER BY r.id",
+        (DEFAULT_BIO_REP,),
     ).fetchall()
-    for rid, name, cond_id, tp_id, w, h, ps, source, zarr_path, cond, tp in rows:
-        display = "_".join([cond, v4.DEFAULT_BIO_REP, *([tp] if tp else []), name])
+    rep_ids = dict(conn.execute("SELECT name, id FROM bio_reps"))
+    for rid, name, cond_id, tp_id, w, h, ps, source, zarr_path, cond, tp, rep in rows:
+        display = "_".join([cond, rep, *([tp] if tp else []), name])
         if display in taken:
             display = f"{display}_{rid}"
         taken.add(display)
         conn.execute(
             "INSERT INTO fovs (id, display_name, condition_id, bio_rep_id, "
             "timepoint_id, width, height, pixel_size_um, source_file) "
-            "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)",
-            (rid, display, cond_id, tp_id, w, h, ps, source),
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (rid, display, cond_id, rep_ids[rep], tp_id, w, h, ps, source),
         )
         key = _key_of(zarr_path, cond, tp, name)
         conn.execute(

@@ -20,7 +20,25 @@ from typing import Any
 from percell import db, layout
 from percell.contracts import ImportedRegion, SegmentationRun, ThresholdRun
 from percell.experiment_format import views
-from percell.experiment_format.base import ExperimentFormat
+from percell.experiment_format.base import DEFAULT_BIO_REP, ExperimentFormat
+
+#: 3.0.0 has no bio reps: those a sheet or plate map names are kept here
+#: (made when the first is named), so an upgrade carries them to 4.0.0
+BIO_REPS_SQL = """
+CREATE TABLE IF NOT EXISTS percell_bio_reps (
+    region_id INTEGER PRIMARY KEY REFERENCES regions(id),
+    bio_rep TEXT NOT NULL
+)
+"""
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        is not None
+    )
 
 
 class V3(ExperimentFormat):
@@ -35,8 +53,9 @@ class V3(ExperimentFormat):
         rec: ImportedRegion,
         condition_id: int,
         timepoint_id: int | None,
+        bio_rep: str = DEFAULT_BIO_REP,
     ) -> int:
-        return db.upsert_region(
+        region_id = db.upsert_region(
             conn,
             rec.region,
             condition_id,
@@ -47,6 +66,18 @@ class V3(ExperimentFormat):
             source_file=rec.source_file,
             zarr_path=rec.zarr_path,
         )
+        if bio_rep != DEFAULT_BIO_REP:
+            conn.execute(BIO_REPS_SQL)
+            conn.execute(
+                "INSERT INTO percell_bio_reps (region_id, bio_rep) VALUES (?, ?) "
+                "ON CONFLICT(region_id) DO UPDATE SET bio_rep = excluded.bio_rep",
+                (region_id, bio_rep),
+            )
+        elif has_table(conn, "percell_bio_reps"):
+            conn.execute(
+                "DELETE FROM percell_bio_reps WHERE region_id = ?", (region_id,)
+            )
+        return region_id
 
     def segmentation(
         self,

@@ -24,15 +24,13 @@ from percell import db, layout
 from percell.contracts import ImportedRegion, SegmentationRun, ThresholdRun
 from percell.errors import ExperimentError
 from percell.experiment_format import views
-from percell.experiment_format.base import ExperimentFormat
+from percell.experiment_format.base import DEFAULT_BIO_REP, ExperimentFormat
 
 log = logging.getLogger(__name__)
 
 #: names of the application's groups at the top of each store (a condition
 #: or plate of the workflow's layout must not take one)
 VIEW_NAME = re.compile(r"^(fov|seg|thresh)_[0-9]+$")
-#: the bio rep of a FOV that names none (the application's own default)
-DEFAULT_BIO_REP = "N1"
 ALL_SCOPES = '["whole_cell", "mask_inside", "mask_outside"]'
 WHOLE_CELL = '["whole_cell"]'
 
@@ -284,8 +282,16 @@ class V4(ExperimentFormat):
         rec: ImportedRegion,
         condition_id: int,
         timepoint_id: int | None,
+        bio_rep: str = DEFAULT_BIO_REP,
     ) -> int:
         refuse_what_4_cannot_hold(rec.key, rec.shape)
+        conn.execute(
+            "INSERT INTO bio_reps (name) VALUES (?) ON CONFLICT(name) DO NOTHING",
+            (bio_rep,),
+        )
+        bio_rep_id = conn.execute(
+            "SELECT id FROM bio_reps WHERE name = ?", (bio_rep,)
+        ).fetchone()[0]
         values = (
             condition_id,
             timepoint_id,
@@ -301,22 +307,16 @@ class V4(ExperimentFormat):
             # the display name stays as created: the application may rename it
             conn.execute(
                 "UPDATE fovs SET condition_id = ?, timepoint_id = ?, width = ?, "
-                "height = ?, pixel_size_um = ?, source_file = ? WHERE id = ?",
-                (*values, row[0]),
+                "height = ?, pixel_size_um = ?, source_file = ?, bio_rep_id = ? "
+                "WHERE id = ?",
+                (*values, bio_rep_id, row[0]),
             )
             conn.execute(
                 "UPDATE percell_fovs SET zarr_path = ? WHERE fov_id = ?",
                 (rec.zarr_path, row[0]),
             )
             return int(row[0])
-        conn.execute(
-            "INSERT INTO bio_reps (name) VALUES (?) ON CONFLICT(name) DO NOTHING",
-            (DEFAULT_BIO_REP,),
-        )
-        bio_rep_id = conn.execute(
-            "SELECT id FROM bio_reps WHERE name = ?", (DEFAULT_BIO_REP,)
-        ).fetchone()[0]
-        name = display_name(rec, DEFAULT_BIO_REP)
+        name = display_name(rec, bio_rep)
         if conn.execute(
             "SELECT 1 FROM fovs WHERE display_name = ?", (name,)
         ).fetchone():
