@@ -233,6 +233,8 @@ class ExperimentSettings(Contract):
     description: str = ""
     path: str
     format: FormatVersion = "3.0.0"
+    #: how a Z-stack is projected for a reader of 2-D planes (schema 4.0.0)
+    z_projection: Literal["max", "mean"] | None = None
 
 
 class DemoInput(Contract):
@@ -495,6 +497,9 @@ class MeasureParams(Contract):
     #: also every channel's metrics inside and outside each run's mask (the
     #: 4.0.0 scopes ``mask_inside`` / ``mask_outside``)
     mask_scopes: bool = False
+    #: a Z-stack is measured on this projection (4.0.0: what the application
+    #: reads), else in 3-D
+    z_projection: Literal["max", "mean"] | None = None
 
     def metrics(self, cell_metrics: tuple[str, ...]) -> list[str]:
         """Every metric name measured per channel: the whole cell's, then
@@ -531,6 +536,8 @@ class RegisterParams(Contract):
     format: FormatVersion = "3.0.0"
     #: region key → biological replicate, where one is named (else ``N1``)
     bio_reps: dict[str, str] = {}
+    #: 4.0.0: how a Z-stack's FOV is projected for the application
+    z_projection: Literal["max", "mean"] | None = None
 
 
 class HierarchyParams(Contract):

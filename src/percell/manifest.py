@@ -86,6 +86,13 @@ class Manifest:
     def channel_names(self) -> list[str]:
         return self.config.channel_names
 
+    @property
+    def z_projection(self) -> str | None:
+        """How Z-stacks are projected for the application: only schema 4.0.0
+        reads 2-D planes only (3.0.0 reads the stack as it is)."""
+        exp = self.config.experiment
+        return exp.z_projection if exp.format == "4.0.0" else None
+
     def regions(self) -> list[Region]:
         """Every region of every group."""
         return [r for regions in self.groups.values() for r in regions]
@@ -226,6 +233,9 @@ class Manifest:
         )
         if experiment_format.get(self.config.experiment.format).mask_scopes:
             extra["mask_scopes"] = True  # given only then: 3.0.0 params as before
+        projection = self.z_projection
+        if projection:
+            extra["z_projection"] = projection
         return MeasureParams(
             channels=tuple(self.channel_names),
             runs=tuple(
@@ -287,6 +297,7 @@ class Manifest:
             # given only where a sheet or plate map names one: the params of
             # experiments without them stay as they were
             **({"bio_reps": self.bio_reps} if self.bio_reps else {}),
+            **({"z_projection": self.z_projection} if self.z_projection else {}),
             **({"format": fmt} if fmt != experiment_format.DEFAULT else {}),
         )
 

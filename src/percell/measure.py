@@ -44,6 +44,7 @@ from percell.contracts import (
 )
 from percell.errors import ExperimentError
 from percell.label_digest import label_state
+from percell.projection import ZProjected, is_stack
 from percell.sentinel import write_sentinel
 from percell.storage import Staging, array_of, open_group
 
@@ -396,6 +397,15 @@ def check_labels_as_segmented(experiment: str | Path, key: str) -> None:
         )
 
 
+def _level0(group: Path, how: str | None, channels: bool = False) -> Any:
+    """Level 0 of a group, or its projection along z: an image's by ``how``,
+    labels' and masks' by their maximum (as the application's views)."""
+    array = array_of(open_group(group))
+    if how is None:
+        return array
+    return ZProjected(array, how if channels else "max", channels)
+
+
 def measure_group(
     records: Sequence[ImportedRegion],
     *,
@@ -420,10 +430,13 @@ def measure_group(
         check_labels_as_segmented(experiment, rec.key)
     for rec in records:
         key = rec.key
-        labels = array_of(open_group(layout.label_path(experiment, key)))
         image = array_of(open_group(layout.image_path(experiment, key)))
+        # a stack measured as its projection: what the application reads
+        how = params.z_projection if is_stack(image.shape) else None
+        labels = _level0(layout.label_path(experiment, key), how)
+        image = _level0(layout.image_path(experiment, key), how, channels=True)
         masks = [
-            (run, array_of(open_group(layout.mask_path(experiment, key, run.name))))
+            (run, _level0(layout.mask_path(experiment, key, run.name), how))
             for run in params.runs
         ]
         wide, stats = measure_region(
@@ -435,7 +448,7 @@ def measure_group(
             mask_scopes=params.mask_scopes,
         )
         for name in params.compartments:
-            part = array_of(open_group(compartment_path(experiment, key, name)))
+            part = _level0(compartment_path(experiment, key, name), how)
             wide = wide.merge(
                 _compartment_metrics(part, image, channel_names, name, threads),
                 on="label_value",
@@ -453,6 +466,8 @@ def measure_group(
             len(channel_names),
             len(params.runs),
         )
+        if how:
+            log.info("region %s: measured on its %s projection along z", key, how)
         outputs.append(MeasuredRegion(key=key, cells=len(wide)))
     staged = {}
     with Staging() as staging:

@@ -128,6 +128,27 @@ def with_levels(attrs: dict, n_levels: int) -> dict:
     return {**attrs, "multiscales": [ms]}
 
 
+def without_z(attrs: dict) -> dict:
+    """Copy of image/label ``attrs`` (level 0 only) for the projection of the
+    stack along z: the z axis and its scale removed."""
+    ms = dict(with_levels(attrs, 1)["multiscales"][0])
+    z = [i for i, a in enumerate(ms["axes"]) if a["name"] == "z"]
+    if not z:
+        return with_levels(attrs, 1)
+    keep = [i for i in range(len(ms["axes"])) if i not in z]
+    ms["axes"] = [ms["axes"][i] for i in keep]
+    scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+    ms["datasets"] = [
+        {
+            "path": "0",
+            "coordinateTransformations": [
+                {"type": "scale", "scale": [scale[i] for i in keep]}
+            ],
+        }
+    ]
+    return {**attrs, "multiscales": [ms]}
+
+
 def spatial_multiscales(image_attrs: dict) -> list[dict]:
     """An image's ``multiscales`` without its channel axis (for labels, masks)."""
     ms = image_attrs["multiscales"][0]

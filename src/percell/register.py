@@ -95,7 +95,7 @@ def register(
         Counts of what was written.
     """
     experiment = Path(layout.experiment_of_sentinel(sentinel))
-    fmt = experiment_format.get(params.format)
+    fmt = experiment_format.get(params.format, params.z_projection)
     stored = experiment_format.stored_version(experiment)
     if stored is not None and not experiment_format.same_major(stored, fmt.version):
         raise ExperimentError(

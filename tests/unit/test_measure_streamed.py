@@ -102,3 +102,42 @@ def test_a_band_is_bounded_by_pixels_not_by_the_chunk():
     assert band_rows((20000, 20000), 512, 1 << 24) == 512
     assert band_rows((4096, 4096), 512, 1 << 24) == 4096
     assert band_rows((10, 4096, 4096), 512, 1 << 24) == 409
+
+
+@pytest.mark.parametrize("how", ["max", "mean"])
+def test_a_projected_stack_is_measured_as_numpys_projection(tmp_path, how):
+    """ZProjected streams a stack's projection band by band; measuring it
+    equals measuring the 2-D arrays numpy projects (labels and masks by
+    their maximum), and write_projection stores exactly those values."""
+    from percell.projection import ZProjected, write_projection
+
+    shape = (3, 150, 130)
+    labels = blobs(shape, seed=3)
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 4000, (2, *shape)).astype(np.uint16)
+    mask = (rng.random(shape) > 0.5).astype(np.uint8) * 255
+    lab = stored(tmp_path, "labels", labels, (1, 32, 64))
+    img = stored(tmp_path, "image", image, (1, 1, 32, 64))
+    msk = stored(tmp_path, "mask", mask, (1, 32, 64))
+    run = MaskRun(name="r", channel="B", min_fraction=0.4)
+    flat_image = image.max(axis=1) if how == "max" else image.mean(axis=1)
+    flat = (labels.max(axis=0), flat_image, mask.max(axis=0))
+    got = measure_region(
+        ZProjected(lab, "max", False),
+        ZProjected(img, how, True),
+        CHANNELS,
+        [(run, ZProjected(msk, "max", False))],
+        band_pixels=40 * 130,
+    )
+    expected = measure_region(
+        stored(tmp_path, "l2", flat[0], (32, 64)),
+        stored(tmp_path, "i2", flat[1], (1, 32, 64)),
+        CHANNELS,
+        [(run, stored(tmp_path, "m2", flat[2], (32, 64)))],
+    )
+    for a, b in zip(got, expected, strict=True):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    write_projection(img, tmp_path / "proj", how, True, {"x": 1})
+    written = open_group(tmp_path / "proj")
+    assert written.attrs["x"] == 1
+    np.testing.assert_array_equal(written["0"][...], flat_image)

@@ -416,14 +416,28 @@ def test_the_3_0_0_application_reads_every_image_label_and_mask(name, tmp_path):
         assert pairs and all(a == b for a, b in pairs)
 
 
-@pytest.mark.parametrize("name", ["multiplate-demo.yaml", "compartments-demo.yaml"])
-def test_the_application_opens_and_uses_other_demos_as_4_0_0(name, tmp_path):
-    """Two plates in one experiment (each well a FOV) and compartments:
-    every FOV's pixels through ``fov_config``, every cell, and the
-    application's re-measure changes nothing."""
+@pytest.mark.parametrize(
+    ("name", "projection"),
+    [
+        ("multiplate-demo.yaml", None),
+        ("compartments-demo.yaml", None),
+        ("hcs-demo.yaml", "max"),
+        ("hcs-demo.yaml", "mean"),
+    ],
+)
+def test_the_application_opens_and_uses_other_demos_as_4_0_0(
+    name, projection, tmp_path
+):
+    """Two plates in one experiment (each well a FOV), compartments, and a
+    plate of Z-stacks given to the application as their projection: every
+    FOV's pixels through ``fov_config``, every cell, and the application's
+    re-measure changes nothing."""
     work = tmp_path / "work"
     work.mkdir()
-    write_config(work, shrunk(name, "4.0.0"))
+    config = shrunk(name, "4.0.0")
+    if projection:
+        config["experiment"]["z_projection"] = projection
+    write_config(work, config)
     run_workflow(work)
     exp = work / "out/exp.percell"
     report, arrays = inspect(exp, tmp_path)
@@ -434,22 +448,47 @@ def test_the_application_opens_and_uses_other_demos_as_4_0_0(name, tmp_path):
     ]
     conn.close()
     assert {f["name"] for f in report["fovs"]} == set(mine["fovs"]) != set()
+
+    def plane(array: np.ndarray, z_axis: int, how: str = "max") -> np.ndarray:
+        """What the application should read of a level 0 (numpy's own
+        projection of a stack)."""
+        if array.ndim == 2 + z_axis:
+            return array
+        assert projection, "a stack needs a projection"
+        if how == "mean":
+            return array.mean(axis=z_axis, dtype=np.float64)
+        return array.max(axis=z_axis)
+
     for name_, fov in mine["fovs"].items():
-        image = level0(exp, "images.zarr", fov["key"])
+        image = plane(level0(exp, "images.zarr", fov["key"]), 1, projection or "max")
         for c, ch in enumerate(channels):
             np.testing.assert_array_equal(arrays[f"image/{name_}/{ch}"], image[c])
-        labels = level0(exp, "labels.zarr", fov["key"])
+        labels = plane(level0(exp, "labels.zarr", fov["key"]), 0)
         np.testing.assert_array_equal(arrays[f"labels/{name_}"], labels)
         assert report["cells"][name_] == np.unique(labels[labels > 0]).size > 0
         for _, threshold, _ in report["config"][name_][1:]:
             key, run = mine["thresholds"][str(threshold)]
-            mask = level0(exp, "masks.zarr", f"{key}/threshold_{run}")
+            mask = plane(level0(exp, "masks.zarr", f"{key}/threshold_{run}"), 0)
             np.testing.assert_array_equal(arrays[f"mask/{name_}/{threshold}"], mask)
     remeasure = report["remeasure"]
     assert remeasure["warnings"] == []
     assert remeasure["added"] == 0 and remeasure["changed"] == 0, remeasure
     assert remeasure["before"] > 0
     assert report["plugin"]["nan_zero"] == ["completed"]
+    if projection:  # the full stacks stay, NGFF-valid, for other readers
+        import zarr
+        from ome_zarr_models.v04.hcs import HCS
+        from ome_zarr_models.v04.image import Image
+
+        plate = zarr.open_group(str(exp / "images.zarr/plate1"), mode="r")
+        wells = [w.path for w in HCS.from_zarr(plate).attributes.plate.wells]
+        assert len(wells) == 3
+        for well in wells:
+            image = zarr.open_group(
+                str(exp / f"images.zarr/plate1/{well}/0"), mode="r", zarr_format=2
+            )
+            Image.from_zarr(image)
+            assert image["0"].ndim == 4
 
 
 def bio_rep_sheet(root: Path) -> Path:

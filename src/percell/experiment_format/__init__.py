@@ -36,8 +36,11 @@ FORMATS: dict[str, type[ExperimentFormat]] = {"3.0.0": V3, "4.0.0": V4}
 DEFAULT = "3.0.0"
 
 
-def get(version: str) -> ExperimentFormat:
-    """The writer of format ``version`` (a fresh one per register run)."""
+def get(version: str, z_projection: str | None = None) -> ExperimentFormat:
+    """The writer of format ``version`` (a fresh one per register run);
+    ``z_projection``: how 4.0.0 projects Z-stacks for its application."""
+    if version == "4.0.0":
+        return V4(z_projection)
     return FORMATS[version]()
 
 

@@ -174,7 +174,17 @@ def _refuse_what_cannot_be_carried(experiment: Path, conn: sqlite3.Connection) -
                 f"region {key}: no image at {meta.parent}; percell upgrade needs "
                 "every region's level 0 (nothing was changed)"
             )
-        v4.refuse_what_4_cannot_hold(key, json.loads(meta.read_text())["shape"])
+        shape = json.loads(meta.read_text())["shape"]
+        if len(shape) == 4:
+            raise ExperimentError(
+                f"region {key}: its image is a Z-stack {tuple(shape)}; the 4.0.0 "
+                "application reads a projection of it, and the measurements of a "
+                "projection are not those of the 3.0.0 experiment, so percell "
+                "upgrade cannot carry it. Run the workflow with experiment.format "
+                "4.0.0 and experiment.z_projection into a new experiment path "
+                "(nothing was changed)"
+            )
+        v4.refuse_what_4_cannot_hold(key, shape)
 
 
 def _migrate(conn: sqlite3.Connection, fmt: V4) -> dict:

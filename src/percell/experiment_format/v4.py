@@ -20,11 +20,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from percell import db, layout
+from percell import db, layout, ngff
 from percell.contracts import ImportedRegion, SegmentationRun, ThresholdRun
 from percell.errors import ExperimentError
 from percell.experiment_format import views
 from percell.experiment_format.base import DEFAULT_BIO_REP, ExperimentFormat
+from percell.projection import is_stack
+from percell.storage import read_json
 
 log = logging.getLogger(__name__)
 
@@ -234,15 +236,20 @@ def mask_view(experiment: Path, threshold_id: int) -> Path:
     return Path(experiment) / layout.MASKS / f"thresh_{threshold_id}"
 
 
-def refuse_what_4_cannot_hold(key: str, shape: tuple[int, ...] | list[int]) -> None:
-    """A region 4.0.0 cannot hold: a Z-stack (the application reads 2-D
-    planes only), or one whose condition or plate takes the name of an
-    application path. ExperimentError naming the region."""
-    if len(shape) != 3:
+def refuse_what_4_cannot_hold(
+    key: str, shape: tuple[int, ...] | list[int], z_projection: str | None = None
+) -> None:
+    """A region 4.0.0 cannot hold: a Z-stack without a projection (the
+    application reads 2-D planes only), or one whose condition or plate
+    takes the name of an application path. ExperimentError naming the
+    region."""
+    if len(shape) != 3 and z_projection is None:
         raise ExperimentError(
-            f"region {key}: its image is {tuple(shape)} (C, Z, Y, X); schema 4.0.0 "
-            "holds 2-D FOVs only and this version of percell does not project "
-            "Z-stacks for it yet: keep experiment.format 3.0.0 for Z-stacks "
+            f"region {key}: its image is {tuple(shape)} (C, Z, Y, X); the PerCell 3 "
+            "application of schema 4.0.0 reads 2-D FOVs only. Set "
+            "experiment.z_projection (max or mean) to give it a projection (the "
+            "stack stays in the NGFF images, and experiment.db then holds the "
+            "projection's measurements), or keep experiment.format 3.0.0 "
             "(nothing was changed)"
         )
     top = key.split("/")[0]
@@ -270,9 +277,11 @@ class V4(ExperimentFormat):
     mask_scopes = True
     drops_empty_segmentations = False
 
-    def __init__(self) -> None:
+    def __init__(self, z_projection: str | None = None) -> None:
         #: mask views of thresholds removed in this transaction
         self.removed: list[int] = []
+        #: how a Z-stack's FOV is projected for the application
+        self.z_projection = z_projection
 
     # --- rows ----------------------------------------------------------------
 
@@ -284,7 +293,7 @@ class V4(ExperimentFormat):
         timepoint_id: int | None,
         bio_rep: str = DEFAULT_BIO_REP,
     ) -> int:
-        refuse_what_4_cannot_hold(rec.key, rec.shape)
+        refuse_what_4_cannot_hold(rec.key, rec.shape, self.z_projection)
         conn.execute(
             "INSERT INTO bio_reps (name) VALUES (?) ON CONFLICT(name) DO NOTHING",
             (bio_rep,),
@@ -496,20 +505,44 @@ class V4(ExperimentFormat):
         self, experiment: Path, conn: sqlite3.Connection, region_ids: list[int]
     ) -> None:
         for _, key, source, view in self._label_views(experiment, conn, region_ids):
-            views.refuse_replacing_edited_labels(key, source, view)
+            if self._projected(experiment, key):
+                views.refuse_replacing_edited_projection(key, source, view)
+            else:
+                views.refuse_replacing_edited_labels(key, source, view)
+
+    def _projected(self, experiment: Path, key: str) -> str | None:
+        """The projection a FOV's views are (a Z-stack's), else None (its
+        views are hard links)."""
+        meta = read_json(layout.image_path(experiment, key) / "0" / ".zarray")
+        return self.z_projection if is_stack(meta["shape"]) else None
 
     def publish_views(
         self, experiment: Path, conn: sqlite3.Connection, region_ids: list[int]
     ) -> None:
         for fov_id in region_ids:
             key = _key(conn, fov_id)
-            views.level0_view(
-                layout.image_path(experiment, key), image_view(experiment, fov_id)
-            )
-        for fov_id, _, source, view in self._label_views(experiment, conn, region_ids):
-            views.label_view(source, view, f"../../{layout.IMAGES}/fov_{fov_id}")
+            source = layout.image_path(experiment, key)
+            view = image_view(experiment, fov_id)
+            how = self._projected(experiment, key)
+            if how:
+                views.projected_view(source, view, how, channels=True)
+            else:
+                views.level0_view(source, view)
+        for fov_id, key, source, view in self._label_views(
+            experiment, conn, region_ids
+        ):
+            image = f"../../{layout.IMAGES}/fov_{fov_id}"
+            if self._projected(experiment, key):
+                # labels and masks by their maximum: a cell in any plane
+                label = {"version": ngff.NGFF_VERSION, "source": {"image": image}}
+                views.projected_view(
+                    source, view, "max", False, {"image-label": label}, labels=True
+                )
+            else:
+                views.label_view(source, view, image)
         for fov_id in region_ids:
             key = _key(conn, fov_id)
+            projected = self._projected(experiment, key)
             for run, threshold_id in conn.execute(
                 "SELECT run_name, threshold_run_id FROM percell_region_thresholds "
                 "WHERE region_id = ?",
@@ -517,7 +550,11 @@ class V4(ExperimentFormat):
             ).fetchall():
                 view = mask_view(experiment, threshold_id)
                 views.write_group(view, {})
-                views.level0_view(layout.mask_path(experiment, key, run), view / "mask")
+                source = layout.mask_path(experiment, key, run)
+                if projected:
+                    views.projected_view(source, view / "mask", "max", False)
+                else:
+                    views.level0_view(source, view / "mask")
         for threshold_id in self.removed:
             views.remove(mask_view(experiment, threshold_id))
         self.removed = []

@@ -18,6 +18,8 @@ chunk file).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -26,7 +28,9 @@ from typing import Any
 from percell import ngff
 from percell.errors import ExperimentError
 from percell.label_digest import labels_digest
+from percell.projection import write_projection
 from percell.storage import (
+    array_of,
     attrs_of,
     link_tree,
     open_group,
@@ -109,6 +113,66 @@ def level0_view(source: Path, view: Path, extra: dict[str, Any] | None = None) -
     with ``source``'s attributes (and ``extra``)."""
     sync(source / "0", view / "0")
     write_group(view, ngff.with_levels(attrs_of(open_group(source)), 1) | (extra or {}))
+
+
+def _stamp(source: Path, how: str) -> str:
+    """What a projection was made from: the source array's files (inodes:
+    the workflow replaces an array it changes) and the projection."""
+    data = json.dumps([how, _inodes(source)]).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def projected_view(
+    source: Path,
+    view: Path,
+    how: str,
+    channels: bool,
+    extra: dict[str, Any] | None = None,
+    labels: bool = False,
+) -> bool:
+    """``view`` as the projection along z of ``source``'s level 0 (written,
+    not linked: its pixels are new), remade only when the source or the
+    projection changed. Label views record the digest of the projected
+    labels, so that edits made in the application are recognised.
+
+    Returns:
+        Whether the view was (re)made.
+    """
+    stamp = _stamp(source / "0", how)
+    if (view / ".zattrs").is_file():
+        made = read_json(view / ".zattrs").get("percell", {})
+        if made.get("projected_from") == stamp:
+            return False
+    attrs = ngff.without_z(attrs_of(open_group(source))) | (extra or {})
+    attrs["percell"] = {"projected_from": stamp, "z_projection": how}
+    built = partial_path(view)
+    remove_tree(built)
+    write_projection(array_of(open_group(source)), built, how, channels, attrs)
+    if labels:
+        attrs["percell"]["labels_digest"] = labels_digest(built)
+        write_json(built / ".zattrs", attrs)
+    replace_directory(built, view)
+    return True
+
+
+def refuse_replacing_edited_projection(key: str, source: Path, view: Path) -> None:
+    """Before the commit: ExperimentError when the application edited a
+    projected label view and the workflow has new labels for the region."""
+    if not (view / ".zattrs").is_file():
+        return
+    recorded = read_json(view / ".zattrs").get("percell", {})
+    if recorded.get("projected_from") == _stamp(
+        source / "0", str(recorded.get("z_projection"))
+    ):
+        return  # the workflow's labels did not change; the view is kept
+    if labels_digest(view) != recorded.get("labels_digest"):
+        raise ExperimentError(
+            f"region {key}: its projected label image {view}/0 was edited in "
+            "the PerCell 3 application after the workflow wrote it, and the "
+            "workflow has segmented the region again. Registering the new cells "
+            "would replace the edits: keep the edits by putting the segmentation "
+            "settings back, or move the edited image aside."
+        )
 
 
 def digest_attr(group: Path) -> str | None:
