@@ -93,31 +93,116 @@ def validate(instance: Any, schema_name: str, source: str) -> Any:
 def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     """For oneOf/anyOf failures, the error of the branch that came closest.
 
-    "not valid under any of the given schemas" names no key; the best branch
-    error does (e.g. ``segmentation.diameter: 0 is less than the minimum``).
+    "not valid under any of the given schemas" names no key; the branch that
+    got furthest into the value does (``segmentation.diameter: '16' is a
+    string, expected a number``, not "is not of type 'null'"). Where every
+    branch refused the value's type, the oneOf itself stays, and its message
+    lists what each branch takes.
     """
     while error.context:
         import jsonschema
 
-        best = jsonschema.exceptions.best_match(
-            [e for e in error.context if e.validator != "type"] or error.context
-        )
+        deeper = [e for e in error.context if e.relative_path]
+        other = [e for e in error.context if e.validator != "type"]
+        best = jsonschema.exceptions.best_match(deeper or other or [])
         if best is None:
             break
         error = best
     return error
 
 
+#: JSON types in words
+TYPE_WORDS = {
+    "null": "null (nothing)",
+    "object": "a mapping of keys",
+    "array": "a list",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+}
+
+
+def _kind(value: Any) -> str:
+    """What a parsed YAML value is, in words."""
+    if value is None:
+        return "null"
+    for kind, words in (
+        (bool, "true/false"),
+        (int, "a whole number"),
+        (float, "a number with a fraction"),
+        (str, "a string"),
+        (list, "a list"),
+        (dict, "a mapping"),
+    ):
+        if isinstance(value, kind):
+            return words
+    return type(value).__name__
+
+
+def _takes(schema: dict[str, Any]) -> str:
+    """What a (branch) schema accepts, in words."""
+    if "expected" in schema:
+        return str(schema["expected"])
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+    kinds = schema.get("type")
+    if kinds is not None:
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        return " or ".join(TYPE_WORDS.get(k, k) for k in kinds)
+    if "$ref" in schema:
+        return "a name (letters, digits, '.', '_', '-')"
+    return "a valid value"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        return f"{error.message}; allowed keys: {', '.join(allowed)}"
-    if error.validator == "pattern" and isinstance(error.instance, str):
-        return f"{error.instance!r} does not match {error.validator_value}"
-    if error.validator == "not":
-        return f"{error.instance!r} is not allowed (contains '..')"
-    if error.validator in ("minProperties", "maxProperties") and not error.path:
-        return error.message
+    value, rule, schema = error.instance, error.validator, error.schema
+    if rule == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        unknown = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        return (
+            f"unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: "
+            f"{', '.join(allowed)}"
+        )
+    if rule in ("minProperties", "maxProperties") and "properties" in schema:
+        names = list(schema["properties"])
+        given = list(value) if isinstance(value, dict) else []
+        return (
+            f"expected exactly one of {', '.join(names[:-1])} or {names[-1]}; "
+            f"got {', '.join(given) or 'none'}"
+        )
+    if rule == "type":
+        return f"{_show(value)} is {_kind(value)}, expected {_takes(schema)}"
+    if rule in ("oneOf", "anyOf"):
+        branches = " or ".join(_takes(b) for b in error.validator_value)
+        return f"{_show(value)} is {_kind(value)}, expected {branches}"
+    if rule == "enum":
+        return f"{_show(value)} is not allowed, expected {_takes(schema)}"
+    if rule == "const":
+        return f"{_show(value)} is not allowed, expected {_takes(schema)}"
+    if rule == "pattern" and isinstance(value, str):
+        if "expected" in schema:
+            return f"{value!r} is not {schema['expected']}"
+        return f"{value!r} does not match {error.validator_value}"
+    bounds = {
+        "minimum": ("too small", "at least"),
+        "maximum": ("too large", "at most"),
+        "exclusiveMinimum": ("too small", "more than"),
+        "exclusiveMaximum": ("too large", "less than"),
+        "minItems": ("too short", "at least this many items:"),
+    }
+    if rule in bounds:
+        what, expected = bounds[rule]
+        return f"{_show(value)} is {what}, expected {expected} {error.validator_value}"
+    if rule == "not":
+        return f"{value!r} is not allowed (contains '..')"
     return error.message
 
 

@@ -160,7 +160,7 @@ def test_unknown_config_key(experiment_copy):
         config["pyramid"]["levles"] = 3
 
     out = rerun_expecting_failure(experiment_copy, config_edit=edit)
-    assert "pyramid" in out and "'levles' was unexpected" in out
+    assert "pyramid: unknown key(s) 'levles'" in out
     assert "allowed keys: levels, resources" in out
 
 
@@ -169,7 +169,10 @@ def test_wrong_config_type(experiment_copy):
         config["pixel_size_um"] = "half a micron"
 
     out = rerun_expecting_failure(experiment_copy, config_edit=edit)
-    assert "pixel_size_um" in out and "'half a micron' is not of type" in out
+    assert "pixel_size_um: 'half a micron' is a string, expected" in out
+    # a user's mistake: one message naming the config file, no traceback
+    assert f"percell: error in {experiment_copy['work'] / 'config.yaml'}" in out
+    assert "Traceback" not in out and 'File "' not in out
 
 
 def test_bad_channel_name_in_config(experiment_copy):

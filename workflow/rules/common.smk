@@ -4,8 +4,18 @@ import percell.demo_names
 import percell.manifest
 from percell import layout
 from percell.contracts import PyramidParams, QcExperimentParams
+from percell.errors import PercellError
 
-MANIFEST = percell.manifest.build_manifest(config)
+# the config files in use, for messages: --configfile's, else the demo's
+CONFIG_FILES = [str(f) for f in workflow.overwrite_configfiles] or [
+    "config/config.yaml"
+]
+try:
+    MANIFEST = percell.manifest.build_manifest(config)
+except PercellError as exc:
+    # a user's mistake: one message naming the config, no traceback (our own
+    # bugs are not PercellErrors, and keep theirs)
+    sys.exit(f"percell: error in {', '.join(CONFIG_FILES)}:\n{exc}")
 EXP = MANIFEST.experiment
 GROUPS = sorted(MANIFEST.groups)
 RUNS = sorted(MANIFEST.thresholds)
