@@ -61,6 +61,12 @@ def mask_path(experiment: Path, key: str, run: str) -> Path:
     return Path(experiment) / MASKS / key / f"threshold_{run}"
 
 
+def run_name(experiment: str | Path) -> str:
+    """The name an experiment's logs and benchmarks are kept under:
+    ``results/demo.percell`` → ``demo``."""
+    return Path(experiment).name.removesuffix(".percell")
+
+
 def qc_output_name(kind: str, name: str) -> str:
     """A QC figure's output name in its rule: ``<kind>_<name>``, an identifier."""
     return re.sub(r"\W", "_", f"{kind}_{name}")

@@ -183,8 +183,8 @@ def test_failed_cluster_job_is_reported_and_a_rerun_completes(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "Error in rule import_images" in out
-    assert "logs/import/drug.log" in out, out[-4000:]
-    log = work / "logs/import/drug.log"
+    assert "logs/exp/import/drug.log" in out, out[-4000:]
+    log = work / "logs/exp/import/drug.log"
     assert "region drug/r2" in log.read_text() and "drug_r2_GFP.tif" in log.read_text()
 
     make_raw(raw)  # the fixed files

@@ -57,8 +57,8 @@ def test_qc_figures_are_made_by_the_chain(demo):
     ):
         assert (qc / name).stat().st_size > 10_000, name
     steps = {
-        p.relative_to(demo / "benchmarks").parts[0].removesuffix(".tsv")
-        for p in (demo / "benchmarks").rglob("*.tsv")
+        p.relative_to(demo / "benchmarks/demo").parts[0].removesuffix(".tsv")
+        for p in (demo / "benchmarks/demo").rglob("*.tsv")
     }
     assert {"import", "pyramid", "segment", "measure", "register"} <= steps
     assert {"qc_regions", "qc_experiment"} <= steps

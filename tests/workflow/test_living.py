@@ -235,7 +235,7 @@ def test_a_rerun_with_a_changed_segmentation_moves_tags_by_overlap(measured_copy
             assert label in orphans, f"tag of vanished cell {label} not kept"
             assert orphans[label] == pytest.approx((cx, cy))
     assert moved >= 8 and len(orphans) >= 1
-    assert "kept in percell_orphan_tags" in (work / "logs/register.log").read_text()
+    assert "kept in percell_orphan_tags" in (work / "logs/exp/register.log").read_text()
 
 
 def test_edited_labels_are_never_overwritten_silently(measured_copy):

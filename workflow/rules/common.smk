@@ -1,6 +1,7 @@
 # Validation, the manifest of region groups, paths and input functions.
 # Everything beyond building paths lives in the percell package.
 import percell.demo_names
+import percell.layout
 import percell.manifest
 from percell import layout
 from percell.contracts import PyramidParams, QcExperimentParams
@@ -17,6 +18,10 @@ except PercellError as exc:
     # bugs are not PercellErrors, and keep theirs)
     sys.exit(f"percell: error in {', '.join(CONFIG_FILES)}:\n{exc}")
 EXP = MANIFEST.experiment
+# logs and benchmarks per experiment: another experiment run from the same
+# directory keeps its own (and the QC summary reads only this one's)
+LOGS = f"logs/{percell.layout.run_name(EXP)}"
+BENCHMARKS = f"benchmarks/{percell.layout.run_name(EXP)}"
 GROUPS = sorted(MANIFEST.groups)
 RUNS = sorted(MANIFEST.thresholds)
 # the per-cell export lands beside the experiment: results/demo_cells.csv
@@ -32,6 +37,14 @@ wildcard_constraints:
     region="[A-Za-z0-9][A-Za-z0-9._-]*",
     well="[A-Za-z]{1,2}[0-9]{1,3}",
     run="|".join(re.escape(r) for r in RUNS) or "NO_RUNS",
+
+
+def log_of(path):
+    return f"{LOGS}/{path}"
+
+
+def benchmark_of(path):
+    return f"{BENCHMARKS}/{path}"
 
 
 def sentinel(step, group="{group}"):
@@ -209,7 +222,7 @@ def get_qc_params():
         plates=tuple(get_qc_plates()),
         plate_channel=get_plate_channel(),
         plate_metric=MANIFEST.config.report.plate_metric,
-        benchmarks="benchmarks",
+        benchmarks=BENCHMARKS,
     ).to_params()
 
 

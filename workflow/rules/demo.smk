@@ -5,9 +5,9 @@ if MANIFEST.generated and MANIFEST.config.input.demo:
         output:
             tiffs=get_demo_outputs(),
         log:
-            "logs/demo/{group}/{region}.log",
+            log_of("demo/{group}/{region}.log"),
         benchmark:
-            "benchmarks/demo/{group}/{region}.tsv"
+            benchmark_of("demo/{group}/{region}.tsv")
         conda:
             "../../envs/percell.yaml"
         params:
@@ -25,9 +25,9 @@ for plate in MANIFEST.config.input.plates if MANIFEST.generated else ():
         output:
             tiffs=get_plate_demo_outputs(plate),
         log:
-            f"logs/demo/{plate.name}/{{well}}.log",
+            log_of(f"demo/{plate.name}/{{well}}.log"),
         benchmark:
-            f"benchmarks/demo/{plate.name}/{{well}}.tsv"
+            benchmark_of(f"demo/{plate.name}/{{well}}.tsv")
         conda:
             "../../envs/percell.yaml"
         params:

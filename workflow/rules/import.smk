@@ -8,9 +8,9 @@ if SCOPES:
         output:
             sentinel=sentinel("illumination", "{scope}"),
         log:
-            "logs/illumination/{scope}.log",
+            log_of("illumination/{scope}.log"),
         benchmark:
-            "benchmarks/illumination/{scope}.tsv"
+            benchmark_of("illumination/{scope}.tsv")
         conda:
             "../../envs/percell.yaml"
         threads: 1
@@ -30,9 +30,9 @@ rule import_images:
     output:
         sentinel=sentinel("import"),
     log:
-        "logs/import/{group}.log",
+        log_of("import/{group}.log"),
     benchmark:
-        "benchmarks/import/{group}.tsv"
+        benchmark_of("import/{group}.tsv")
     conda:
         "../../envs/percell.yaml"
     threads: get_resources("import", "threads")

@@ -4,9 +4,9 @@ rule pyramid:
     output:
         sentinel=sentinel("pyramid"),
     log:
-        "logs/pyramid/{group}.log",
+        log_of("pyramid/{group}.log"),
     benchmark:
-        "benchmarks/pyramid/{group}.tsv"
+        benchmark_of("pyramid/{group}.tsv")
     conda:
         "../../envs/percell.yaml"
     threads: get_resources("pyramid", "threads")

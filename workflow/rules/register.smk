@@ -2,9 +2,9 @@ rule hierarchy:
     output:
         sentinel=sentinel("hierarchy", "all"),
     log:
-        "logs/hierarchy.log",
+        log_of("hierarchy.log"),
     benchmark:
-        "benchmarks/hierarchy.tsv"
+        benchmark_of("hierarchy.tsv")
     localrule: True
     conda:
         "../../envs/percell.yaml"
@@ -25,9 +25,9 @@ rule register:
     output:
         sentinel=sentinel("register", "all"),
     log:
-        "logs/register.log",
+        log_of("register.log"),
     benchmark:
-        "benchmarks/register.tsv"
+        benchmark_of("register.tsv")
     localrule: True
     conda:
         "../../envs/percell.yaml"

@@ -17,9 +17,9 @@ rule qc_regions:
             labels={"region": "{name}"},
         ),
     log:
-        "logs/qc/regions/{group}.log",
+        log_of("qc/regions/{group}.log"),
     benchmark:
-        "benchmarks/qc_regions/{group}.tsv"
+        benchmark_of("qc_regions/{group}.tsv")
     # after the chain's own jobs of the same moment: pictures fill the cores
     # that register (a single local job) leaves idle
     priority: -1
@@ -37,12 +37,14 @@ rule qc_experiment:
     input:
         registered=sentinel("register", "all"),
         histograms=get_qc_histograms(),
+        # after every region's figures: the run summary reads their benchmarks
+        regions=[f"{QC}/regions/{g}" for g in GROUPS],
     output:
         **get_qc_outputs(),
     log:
-        "logs/qc/experiment.log",
+        log_of("qc/experiment.log"),
     benchmark:
-        "benchmarks/qc_experiment.tsv"
+        benchmark_of("qc_experiment.tsv")
     localrule: True
     conda:
         "../../envs/percell.yaml"

@@ -9,9 +9,9 @@ if MANIFEST.segmentation:
             output:
                 sentinel=sentinel("model", "segmentation"),
             log:
-                "logs/resolve_model.log",
+                log_of("resolve_model.log"),
             benchmark:
-                "benchmarks/resolve_model.tsv"
+                benchmark_of("resolve_model.tsv")
             localrule: True
             conda:
                 "../../envs/cellpose.yaml"
@@ -27,9 +27,9 @@ if MANIFEST.segmentation:
             output:
                 sentinel=sentinel("model", "cells"),
             log:
-                "logs/resolve_cells_model.log",
+                log_of("resolve_cells_model.log"),
             benchmark:
-                "benchmarks/resolve_cells_model.tsv"
+                benchmark_of("resolve_cells_model.tsv")
             localrule: True
             conda:
                 "../../envs/cellpose.yaml"
@@ -47,9 +47,9 @@ if MANIFEST.segmentation:
         output:
             sentinel=sentinel("segment"),
         log:
-            "logs/segment/{group}.log",
+            log_of("segment/{group}.log"),
         benchmark:
-            "benchmarks/segment/{group}.tsv"
+            benchmark_of("segment/{group}.tsv")
         conda:
             "../../envs/cellpose.yaml"
         threads: get_resources("segmentation", "threads")

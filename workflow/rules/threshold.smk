@@ -9,9 +9,9 @@ if MANIFEST.thresholds:
         output:
             histograms=f"{EXP}/.workflow/histogram/{{run}}/{{group}}.npz",
         log:
-            "logs/histogram/{run}/{group}.log",
+            log_of("histogram/{run}/{group}.log"),
         benchmark:
-            "benchmarks/histogram/{run}/{group}.tsv"
+            benchmark_of("histogram/{run}/{group}.tsv")
         conda:
             "../../envs/percell.yaml"
         threads: 1
@@ -31,9 +31,9 @@ if MANIFEST.thresholds:
         output:
             values=f"{EXP}/.workflow/threshold_value/{{run}}.json",
         log:
-            "logs/threshold_value/{run}.log",
+            log_of("threshold_value/{run}.log"),
         benchmark:
-            "benchmarks/threshold_value/{run}.tsv"
+            benchmark_of("threshold_value/{run}.tsv")
         localrule: True
         conda:
             "../../envs/percell.yaml"
@@ -50,9 +50,9 @@ if MANIFEST.thresholds:
         output:
             sentinel=sentinel("threshold/{run}"),
         log:
-            "logs/threshold/{run}/{group}.log",
+            log_of("threshold/{run}/{group}.log"),
         benchmark:
-            "benchmarks/threshold/{run}/{group}.tsv"
+            benchmark_of("threshold/{run}/{group}.tsv")
         conda:
             "../../envs/percell.yaml"
         threads: 1
@@ -77,9 +77,9 @@ if MANIFEST.segmentation:
         output:
             sentinel=sentinel("measure"),
         log:
-            "logs/measure/{group}.log",
+            log_of("measure/{group}.log"),
         benchmark:
-            "benchmarks/measure/{group}.tsv"
+            benchmark_of("measure/{group}.tsv")
         conda:
             "../../envs/percell.yaml"
         threads: 1
@@ -98,9 +98,9 @@ if MANIFEST.segmentation:
             csv=f"{EXPORT_PREFIX}_cells.csv",
             parquet=f"{EXPORT_PREFIX}_cells.parquet",
         log:
-            "logs/export.log",
+            log_of("export.log"),
         benchmark:
-            "benchmarks/export.tsv"
+            benchmark_of("export.tsv")
         localrule: True
         conda:
             "../../envs/percell.yaml"
