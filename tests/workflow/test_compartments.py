@@ -260,8 +260,8 @@ def test_changing_the_distance_regrows_cells_and_keeps_the_images(demo_copy):
     [
         (
             {"cells": "membrane"},
-            r"segmentation\.compartments\.cells: 'membrane' is not one of "
-            r"\['expand', 'watershed', 'cellpose'\]",
+            r"segmentation\.compartments\.cells: 'membrane' is not allowed, "
+            r"expected one of 'expand', 'watershed', 'cellpose'",
         ),
         (
             {"cells": "watershed", "channel": None},
@@ -282,7 +282,7 @@ def test_changing_the_distance_regrows_cells_and_keeps_the_images(demo_copy):
             {"channel": "CY5"},
             r"segmentation\.compartments\.channel: unknown channel 'CY5'",
         ),
-        ({"distance": -3}, r"segmentation\.compartments\.distance: -3 is less than"),
+        ({"distance": -3}, r"segmentation\.compartments\.distance: -3 is too small"),
         ({"nuclei": True}, r"segmentation\.compartments: .*'nuclei'"),
     ],
 )
@@ -323,11 +323,11 @@ def _rerun_expecting_failure(demo_copy, change, message):
         ),
         (
             {"GFP": {"method": "tophat", "radius": 3}},
-            r"background\.GFP\.method: 'tophat' is not one of",
+            r"background\.GFP\.method: 'tophat' is not allowed, expected one of",
         ),
         (
             {"GFP": {"method": "percentile", "percentile": 120}},
-            r"background\.GFP\.percentile: 120 is greater than",
+            r"background\.GFP\.percentile: 120 is too large, expected at most 100",
         ),
     ],
 )

@@ -161,14 +161,14 @@ def test_changing_segmentation_reruns_only_segment_and_register(segmented_copy):
         ({"channel": "CY5"}, "segmentation.channel: unknown channel 'CY5'"),
         (
             {"diameter": 0},
-            r"segmentation\.diameter: 0 is less than or equal to the minimum",
+            r"segmentation\.diameter: 0 is too small, expected more than 0",
         ),
-        ({"diameter": -3}, r"segmentation\.diameter: -3 is less than or equal"),
+        ({"diameter": -3}, r"segmentation\.diameter: -3 is too small, expected more than 0"),
         (
             {"method": "cellpose", "model": "/nowhere/model.pth"},
             "model file /nowhere/model.pth does not exist",
         ),
-        ({"method": "stardist"}, r"segmentation\.method: 'stardist' is not one of"),
+        ({"method": "stardist"}, r"segmentation\.method: 'stardist' is not allowed, expected one of"),
     ],
     ids=[
         "unknown-channel",

@@ -226,15 +226,15 @@ def test_changing_one_run_reruns_only_its_thresholds_measure_register(measured_c
     ("edit", "message"),
     [
         ({"channel": "CY5"}, r"thresholds\.1\.channel: unknown channel 'CY5'"),
-        ({"method": "magic"}, r"thresholds\.1\.method: 'magic' is not one of"),
+        ({"method": "magic"}, r"thresholds\.1\.method: 'magic' is not allowed, expected one of"),
         ({"method": "manual"}, r"thresholds\.1: method manual needs a value"),
         (
             {"method": "percentile", "percentile": 101},
-            r"thresholds\.1\.percentile: 101 is greater than the maximum of 100",
+            r"thresholds\.1\.percentile: 101 is too large, expected at most 100",
         ),
         (
             {"method": "percentile", "percentile": -1},
-            r"thresholds\.1\.percentile: -1 is less than the minimum of 0",
+            r"thresholds\.1\.percentile: -1 is too small, expected at least 0",
         ),
         ({"name": "GFP"}, r"thresholds\.1\.name: duplicate threshold run name 'GFP'"),
     ],
