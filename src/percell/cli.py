@@ -30,13 +30,20 @@ def main(argv: list[str] | None = None) -> int:
         "since March 2026) in place, keeping every id, tag and measurement",
     )
     upgrade.add_argument("experiment", help="the .percell directory")
+    unlock = sub.add_parser(
+        "unlock",
+        help="remove the run lock a lost run left (one killed on another host)",
+    )
+    unlock.add_argument("experiment", help="the .percell directory")
     args = parser.parse_args(argv)
     setup_logging()
     if args.command == "upgrade":
+        from percell import run_lock
         from percell.experiment_format.upgrade import upgrade as upgrade_experiment
 
         try:
-            counts = upgrade_experiment(args.experiment)
+            with run_lock.held(args.experiment):
+                counts = upgrade_experiment(args.experiment)
         except PercellError as exc:
             print(f"percell upgrade: {exc}", file=sys.stderr)
             return 2
@@ -45,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{v} {k}" for k, v in counts.items())
             + ")"
         )
+    if args.command == "unlock":
+        from percell import run_lock
+
+        holder = run_lock.unlock(args.experiment)
+        if holder is None:
+            print(f"{args.experiment}: no run lock")
+        else:
+            print(f"{args.experiment}: removed the lock of {run_lock.describe(holder)}")
     if args.command == "export":
         from percell.export import export_cells
 

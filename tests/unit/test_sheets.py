@@ -80,7 +80,9 @@ def test_sheet_row_missing_path(tmp_path):
 def test_sheet_z_must_be_an_integer(tmp_path):
     sheet = tmp_path / "s.tsv"
     sheet.write_text("condition\tregion\tchannel\tpath\tz\nc\tr\tDAPI\ta.tif\tone\n")
-    with pytest.raises(ConfigError, match=r"row 2: z: 'one' is a string, expected a whole number"):
+    with pytest.raises(
+        ConfigError, match=r"row 2: z: 'one' is a string, expected a whole"
+    ):
         read_sample_sheet(sheet)
 
 

@@ -163,12 +163,15 @@ def test_changing_segmentation_reruns_only_segment_and_register(segmented_copy):
             {"diameter": 0},
             r"segmentation\.diameter: 0 is too small, expected more than 0",
         ),
-        ({"diameter": -3}, r"segmentation\.diameter: -3 is too small, expected more than 0"),
+        ({"diameter": -3}, r"segmentation\.diameter: -3 is too small, expected more"),
         (
             {"method": "cellpose", "model": "/nowhere/model.pth"},
             "model file /nowhere/model.pth does not exist",
         ),
-        ({"method": "stardist"}, r"segmentation\.method: 'stardist' is not allowed, expected one of"),
+        (
+            {"method": "stardist"},
+            r"segmentation\.method: 'stardist' is not allowed, expected",
+        ),
     ],
     ids=[
         "unknown-channel",

@@ -226,7 +226,10 @@ def test_changing_one_run_reruns_only_its_thresholds_measure_register(measured_c
     ("edit", "message"),
     [
         ({"channel": "CY5"}, r"thresholds\.1\.channel: unknown channel 'CY5'"),
-        ({"method": "magic"}, r"thresholds\.1\.method: 'magic' is not allowed, expected one of"),
+        (
+            {"method": "magic"},
+            r"thresholds\.1\.method: 'magic' is not allowed, expected",
+        ),
         ({"method": "manual"}, r"thresholds\.1: method manual needs a value"),
         (
             {"method": "percentile", "percentile": 101},

@@ -3,6 +3,7 @@
 import percell.demo_names
 import percell.layout
 import percell.manifest
+import percell.run_lock
 from percell import layout
 from percell.contracts import PyramidParams, QcExperimentParams
 from percell.errors import PercellError
@@ -257,3 +258,21 @@ def get_qc_outputs():
         labels={"figure": "regions, cells, time and memory per step"},
     )
     return outputs
+
+
+# one run at a time per experiment, across working directories and hosts
+# (Snakemake's lock covers one working directory): taken before the first
+# job, released at the end; a killed run's lock is recognised as stale
+onstart:
+    try:
+        percell.run_lock.acquire(EXP)
+    except PercellError as exc:
+        sys.exit(f"percell: {exc}")
+
+
+onsuccess:
+    percell.run_lock.release(EXP)
+
+
+onerror:
+    percell.run_lock.release(EXP)
