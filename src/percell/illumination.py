@@ -109,18 +109,18 @@ def fit_scope(params: IlluminationParams, sentinel: str | Path) -> Illumination:
     settings = params.settings
     size = (settings.working_size, settings.working_size)
     stacks: dict[str, list[np.ndarray]] = {c: [] for c in params.corrected}
-    shapes = set()
+    first: tuple[int, int] | None = None
     for i, sample in enumerate(params.samples, start=1):
         try:
             planes, shape = binned_plane(sample, params, size)
         except SourceImageError as exc:
             raise SourceImageError(f"illumination {params.scope}: {exc}") from None
-        shapes.add(shape)
-        if len(shapes) > 1:
+        first = first or shape
+        if shape != first:
             raise ExperimentError(
                 f"illumination {params.scope}: field {sample.label} is "
                 f"{shape[0]}x{shape[1]} px but earlier fields are "
-                f"{min(shapes)[0]}x{min(shapes)[1]}: one flat-field needs fields "
+                f"{first[0]}x{first[1]}: one flat-field needs fields "
                 "of one size (set illumination.scope so that each scope holds one "
                 "field size)"
             )
@@ -133,7 +133,7 @@ def fit_scope(params: IlluminationParams, sentinel: str | Path) -> Illumination:
             f"illumination {params.scope}: {len(params.samples)} field(s); BaSiC "
             "needs at least 2 (and gives a good estimate from about 20)"
         )
-    (height, width) = shapes.pop()
+    (height, width) = first or (0, 0)
     from skimage.transform import resize
 
     profiles = []

@@ -342,7 +342,10 @@ def shrunk(name: str, fmt: str = "3.0.0") -> dict:
     config["experiment"].update(path="out/exp.percell", format=fmt)
     source = config["input"]
     if "demo" in source:
-        source["demo"].update(size=192, large_size=256, timepoints=["t0"])
+        demo = source["demo"]
+        # a demo whose fields are all one size (one flat-field) stays so
+        one_size = demo.get("large_size") == demo.get("size")
+        demo.update(size=192, large_size=192 if one_size else 256, timepoints=["t0"])
     plates = source.get("plate") or []
     for plate in plates if isinstance(plates, list) else [plates]:
         plate["demo"]["wells"] = plate["demo"]["wells"][:3]

@@ -105,7 +105,7 @@ def get_plate_demo_outputs(plate):
     first = plate.demo.wells[0]
     # one well's names with the well as a wildcard: the same for every well
     return [
-        f"{plate.directory}/{n.replace(first + '_', '{well}_')}" for n in names[first]
+        f"{plate.directory}/{n.replace(f'{first}_', '{well}_')}" for n in names[first]
     ]
 
 
