@@ -17,6 +17,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -292,6 +293,9 @@ def connect(
         conn.close()
         raise _busy_error(path, reason)
     conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+    # 256 MB of page cache (default 2 MB): a 4.0.0 measurements table has
+    # nine indexes, and inserting into them thrashes a small cache
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     if create:
         with transaction(conn):
             create_schema(conn)
@@ -614,6 +618,20 @@ def insert_cells(
 MAX_PARAMETERS = 999
 
 
+CACHE_KIB = 256 * 1024
+
+
+@contextmanager
+def checks_off(conn: sqlite3.Connection) -> Iterator[None]:
+    """Skip CHECK constraints for rows that are right by construction (a
+    fifth of a 4.0.0 measurement insert goes to its scope CHECK otherwise)."""
+    conn.execute("PRAGMA ignore_check_constraints = ON")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA ignore_check_constraints = OFF")
+
+
 def insert_rows(
     conn: sqlite3.Connection,
     table: str,
@@ -657,13 +675,6 @@ def _column(series: pd.Series) -> list[Any]:
     return values.tolist()
 
 
-METRIC_INDEXES = (
-    "idx_measurements_cell",
-    "idx_measurements_channel",
-    "idx_measurements_metric",
-)
-
-
 def insert_measurements(
     conn: sqlite3.Connection,
     cell_ids: np.ndarray,
@@ -676,8 +687,8 @@ def insert_measurements(
 
     Rows go in (cell, channel, metric) order, so the UNIQUE index only ever
     appends. For a large load, drop the secondary indexes first
-    (``drop_measurement_indexes``) and build them once afterwards
-    (``create_measurement_indexes``): much faster than row by row.
+    (``drop_indexes``) and build them once afterwards (``restore_indexes``):
+    much faster than row by row.
     """
     upsert_measurements(conn, cell_ids, channel_ids, metrics, values, new_cells=True)
 
@@ -714,10 +725,25 @@ def refresh_segmentation_counts(
         )
 
 
-def drop_measurement_indexes(conn: sqlite3.Connection) -> None:
-    """Drop the secondary indexes of measurements before a bulk load."""
-    for name in METRIC_INDEXES:
-        conn.execute(f"DROP INDEX IF EXISTS {name}")
+def drop_indexes(conn: sqlite3.Connection, table: str) -> list[str]:
+    """Drop every index of ``table`` before a bulk load (a 4.0.0
+    measurements table has nine, and a row costs a B-tree insert in each);
+    returns their SQL, as the schema wrote it, for ``restore_indexes``."""
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+        "AND sql IS NOT NULL ORDER BY name",
+        (table,),
+    ).fetchall()
+    for name, _ in rows:
+        conn.execute(f'DROP INDEX "{name}"')
+    return [sql for _, sql in rows]
+
+
+def restore_indexes(conn: sqlite3.Connection, statements: list[str]) -> None:
+    """Build indexes dropped by ``drop_indexes`` once, from sorted rows (a
+    UNIQUE one fails here if the load broke it, inside the transaction)."""
+    for sql in statements:
+        conn.execute(sql)
 
 
 def workflow_parameters(parameters: dict[str, Any]) -> str:
@@ -1047,23 +1073,24 @@ def upsert_measurements(
     keep = ~nan
     n_rows = int(keep.sum())
     key = scope.key() if scope else "(cell_id, channel_id, metric)"
-    insert_rows(
-        conn,
-        "measurements",
-        ["cell_id", "channel_id", "metric", "value"]
-        + (scope.columns() if scope else []),
-        [
-            cell_col[keep].tolist(),
-            channel_col[keep].tolist(),
-            metric_col[keep].tolist(),
-            flat[keep].tolist(),
-            *([v] * n_rows for v in scoped),
-        ],
-        conflict=""
-        if new_cells
-        else f"ON CONFLICT{key} DO UPDATE SET "
-        "value = excluded.value WHERE value IS NOT excluded.value",
-    )
+    with checks_off(conn):  # the scope is one of the format's own
+        insert_rows(
+            conn,
+            "measurements",
+            ["cell_id", "channel_id", "metric", "value"]
+            + (scope.columns() if scope else []),
+            [
+                cell_col[keep].tolist(),
+                channel_col[keep].tolist(),
+                metric_col[keep].tolist(),
+                flat[keep].tolist(),
+                *([v] * n_rows for v in scoped),
+            ],
+            conflict=""
+            if new_cells
+            else f"ON CONFLICT{key} DO UPDATE SET "
+            "value = excluded.value WHERE value IS NOT excluded.value",
+        )
 
 
 #: the columns of ``percell_cell_shape`` after cell_id

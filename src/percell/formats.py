@@ -184,16 +184,19 @@ def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo
             f"{path}: its metadata cannot be read ({type(exc).__name__}: {exc})"
         ) from None
     n_c, n_z = int(dims.C), int(dims.Z)
+    where = f"{path}: scene {chosen}"
     if samples > 1:
         raise SourceImageError(
-            f"{path}: scene {chosen} is a colour (RGB) image; percell reads "
+            f"{where} is a colour (RGB) image; percell reads "
             "fluorescence channels, one grey value per pixel"
         )
+    _refuse_what_percell_does_not_model(where, dims, sizes)
     if dtype.str not in SUPPORTED_DTYPES:
         raise SourceImageError(
             f"{path}: unsupported pixel type {dtype} (expected one of uint8, "
             "uint16, uint32, int8, int16, int32, float32, float64)"
         )
+    _decode_a_piece(where, image)
     axes = ("C" if n_c > 1 or multichannel else "") + ("Z" if n_z > 1 else "") + "YX"
     lengths = {"C": n_c, "Z": n_z, "Y": int(dims.Y), "X": int(dims.X)}
     return SourceInfo(
@@ -209,6 +212,62 @@ def probe_vendor(path: str, multichannel: bool, scene: str | None) -> SourceInfo
         channel_names=names,
         timepoints=int(dims.T),
     )
+
+
+#: the axes percell models (S: samples of an RGB pixel, refused above)
+MODELLED_AXES = "TCZYXS"
+
+
+def _refuse_what_percell_does_not_model(where: str, dims: Any, sizes: Any) -> None:
+    """Acquisitions that would otherwise be imported as something else: an
+    extra axis (a spectral λ sweep, a rotation, a mosaic index), XZ or XT
+    line scans (one row per plane), pixels that are not square."""
+    percell_reads = "percell reads XY images (with channels, Z and timepoints)"
+    for axis in str(dims.order):
+        if axis not in MODELLED_AXES and int(getattr(dims, axis, 1) or 1) > 1:
+            what = "a spectral (lambda) sweep" if axis in "Lλ" else "an axis"
+            raise SourceImageError(
+                f"{where} holds {what} {axis!r} of {getattr(dims, axis)} "
+                f"(its axes: {dims.order} = {dims.shape}); {percell_reads}"
+            )
+    if int(dims.Y) == 1 and int(dims.X) > 1:
+        raise SourceImageError(
+            f"{where}: each plane is 1 row of {int(dims.X)} px (an XZ or XT line "
+            f"scan, {int(dims.Z)} z and {int(dims.T)} t); {percell_reads}"
+        )
+    x, y = sizes.X, sizes.Y
+    if x and y and abs(x - y) > 1e-6 * max(x, y):
+        raise SourceImageError(
+            f"{where}: its pixels are {x:g} um wide and {y:g} um tall; percell "
+            "holds square pixels (one pixel_size_um for X and Y)"
+        )
+
+
+def _decode_a_piece(where: str, image: Any) -> None:
+    """Decode the first rows of the first plane (one chunk, at most a
+    plane): a file whose header reads but whose pixels the installed reader
+    cannot decode is refused now, not inside an import job."""
+    try:
+        lazy = image.get_image_dask_data("YX", T=0, C=0, Z=0)
+        np.asarray(lazy[: min(16, lazy.shape[0]), : min(16, lazy.shape[1])].compute())
+    except Exception as exc:
+        version = _reader_version(image)
+        raise SourceImageError(
+            f"{where}: the installed reader{version} cannot decode its pixels "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _reader_version(image: Any) -> str:
+    """' (bioio-czi 3.0.1)': the plugin that opened the file, if known."""
+    from importlib import metadata
+
+    module = type(getattr(image, "reader", image)).__module__.split(".")[0]
+    name = module.replace("_", "-")
+    try:
+        return f" ({name} {metadata.version(name)})"
+    except (metadata.PackageNotFoundError, ValueError):
+        return ""
 
 
 #: planes a reader keeps: the importer's z chunk, read band by band in turn

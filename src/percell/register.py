@@ -136,10 +136,10 @@ def register(
             run.remove_threshold_runs(region_ids, list(params.threshold_runs))
             fmt.forget_thresholds(conn, db.drop_unused_threshold_runs(conn, fmt.names))
             bulk = run.bulk = run.first_load(sentinels.measured)
-            if bulk:
-                db.drop_measurement_indexes(conn)
+            dropped = db.drop_indexes(conn, "measurements") if bulk else []
             for path in sentinels.measured:
                 run.measurements(Path(path), region_ids)
+            db.restore_indexes(conn, dropped)
             db.create_measurement_indexes(conn)
             db.refresh_segmentation_counts(
                 conn, fmt.names, drop_empty=fmt.drops_empty_segmentations

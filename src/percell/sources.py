@@ -9,6 +9,7 @@ file: the importer asks for one plane's rows ``y0:y1`` at a time.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import xml.etree.ElementTree as ET
@@ -246,6 +247,27 @@ def source_id(path: str, scene: str | None) -> str:
 PROBE_CACHE = ".snakemake/percell/probes.json"
 
 
+@functools.cache
+def reader_versions() -> str:
+    """The readers a probe goes through, with their versions. A probe made
+    under other versions is not trusted: after an upgrade or a downgrade a
+    file may decode differently, or not at all."""
+    from importlib import metadata
+
+    names = {"percell", "tifffile", "zarr"} | {
+        name.lower()
+        for name in (d.metadata["Name"] for d in metadata.distributions())
+        if name and name.lower().startswith("bioio")
+    }
+    versions = []
+    for name in sorted(names):
+        try:
+            versions.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ",".join(versions)
+
+
 def file_stamps(paths: list[str]) -> dict[str, tuple[int, int]]:
     """(size, mtime in ns) of each file, one stat each; missing ones are named."""
     out = {}
@@ -290,7 +312,7 @@ def probe_many(
     stamps: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, SourceInfo]:
     """Probe many files (each with its scene, or None), remembering results
-    by ``source_id``, size and mtime.
+    by ``source_id``, size, mtime and the readers' versions.
 
     A plate has tens of thousands of field files and the workflow is parsed
     on every invocation (dry runs too); a file probed before and unchanged
@@ -306,7 +328,7 @@ def probe_many(
     for path, scene in sources:
         key = source_id(path, scene)
         multi = path in multichannel
-        stamp = [*stamps[path], multi]
+        stamp = [*stamps[path], multi, reader_versions()]
         hit = cache.get(key)
         if hit and hit[0] == stamp:
             fields = hit[1]
@@ -336,11 +358,14 @@ def contents_of(paths: list[str]) -> dict[str, tuple[tuple[str, int], ...]]:
     for path in paths:
         key = f"{path}[contents]"
         hit = cache.get(key)
-        if hit and hit[0] == list(stamps[path]):
+        if hit and hit[0] == [*stamps[path], reader_versions()]:
             out[path] = tuple((str(s), int(t)) for s, t in hit[1])
             continue
         out[path] = formats.file_contents(path)
-        cache[key] = [list(stamps[path]), [list(x) for x in out[path]]]
+        cache[key] = [
+            [*stamps[path], reader_versions()],
+            [list(x) for x in out[path]],
+        ]
         changed = True
     if changed:
         _save_probes(cache_path, cache)

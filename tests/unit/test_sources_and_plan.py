@@ -204,6 +204,35 @@ def test_probe_many_remembers_unchanged_files(tmp_path, monkeypatch):
         sources.probe_many([(str(b), None)], {str(b)})
 
 
+def test_a_probe_made_by_other_reader_versions_is_not_trusted(tmp_path, monkeypatch):
+    """A probe remembered under another tifffile (or bioio plugin) version
+    is made again: after a reader upgrade or downgrade a file may decode
+    differently, and the failure must come at parse time, not in a job."""
+    import json
+    from importlib import metadata
+
+    from percell import sources
+
+    cache = tmp_path / "probes.json"
+    monkeypatch.setenv("PERCELL_PROBE_CACHE", str(cache))
+    a = tmp_path / "a.tif"
+    tifffile.imwrite(a, np.zeros((8, 9), np.uint16))
+    assert sources.probe_many([(str(a), None)], set())[str(a)].shape == (8, 9)
+    entry = json.loads(cache.read_text())[str(a)]
+    assert f"tifffile={metadata.version('tifffile')}" in entry[0][-1]
+    # the same file as remembered by another tifffile: a wrong shape, trusted
+    # only if the versions were ignored
+    entry[0][-1] = entry[0][-1].replace("tifffile=", "tifffile=0.0-")
+    entry[1]["shape"] = [1, 1]
+    cache.write_text(json.dumps({str(a): entry}))
+    assert sources.probe_many([(str(a), None)], set())[str(a)].shape == (8, 9)
+    # and the same versions are trusted (the remembered probe is used as is)
+    entry = json.loads(cache.read_text())[str(a)]
+    entry[1]["shape"] = [1, 1]
+    cache.write_text(json.dumps({str(a): entry}))
+    assert sources.probe_many([(str(a), None)], set())[str(a)].shape == (1, 1)
+
+
 def test_ome_tiff_channel_names_are_matched_by_name(tmp_path):
     data = rand((2, 40, 50))
     path = tmp_path / "named.ome.tif"
@@ -243,3 +272,24 @@ def test_a_colour_czi_is_refused_by_name(tmp_path):
         czi.write_metadata()
     with pytest.raises(SourceImageError, match=r"brightfield\.czi: scene .* colour"):
         probe_source(path, multichannel=True)
+
+
+def test_an_axis_percell_does_not_model_is_refused_naming_it():
+    """A spectral sweep (bioio names the axis as the plugin reports it) is
+    refused, not read as channels or planes; T, C, Z, Y, X pass."""
+    from bioio_base.dimensions import Dimensions
+
+    from percell.formats import _refuse_what_percell_does_not_model
+
+    square = type("Sizes", (), {"X": 0.2, "Y": 0.2, "Z": None})()
+    _refuse_what_percell_does_not_model(
+        "f.lif: scene 0", Dimensions("TCZYX", (2, 3, 4, 10, 10)), square
+    )
+    with pytest.raises(
+        SourceImageError,
+        match=r"f\.lif: scene 0 holds a spectral \(lambda\) sweep 'L' of 5 .*"
+        r"percell reads XY images",
+    ):
+        _refuse_what_percell_does_not_model(
+            "f.lif: scene 0", Dimensions("LTCZYX", (5, 1, 1, 1, 10, 10)), square
+        )

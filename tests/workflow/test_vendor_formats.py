@@ -64,6 +64,23 @@ def write_czi(path: Path, channels: tuple[str, ...], seed: int = 0) -> dict:
     return pixels
 
 
+def plain_czi(path: str, z_y: tuple[int, int], case: str) -> None:
+    """A one-scene CZI of ``z_y`` planes x rows x 150 px: a line scan (one
+    row per plane), non-square pixels, or a subblock that cannot be decoded
+    (its header broken, the directory and metadata intact)."""
+    with pyczi.create_czi(path, exist_ok=True) as czi:
+        for z in range(z_y[0]):
+            plane = np.full((z_y[1], 150), z, np.uint16)
+            czi.write(data=plane, plane={"C": 0, "Z": z, "T": 0})
+        tall = 0.5e-6 if case == "anisotropic" else 0.325e-6
+        czi.write_metadata(scale_x=0.325e-6, scale_y=tall, scale_z=1e-6)
+    if case == "undecodable":
+        data = bytearray(Path(path).read_bytes())
+        at = data.index(b"ZISRAWSUBBLOCK")
+        data[at : at + 14] = b"X" * 14
+        Path(path).write_bytes(bytes(data))
+
+
 def level0(experiment: Path, region: str) -> np.ndarray:
     groups = list((experiment / "images.zarr").glob(f"*/{region}"))
     assert len(groups) == 1, groups
@@ -258,6 +275,9 @@ def test_timepoints_inside_a_czi_and_a_channel_map(tmp_path):
         ("corrupt", r"broken\.czi: not a readable \.czi file"),
         ("nd2", r"x\.nd2: not a readable \.nd2 file"),
         ("lif", r"x\.lif: not a readable \.lif file"),
+        ("line-scan", r"line\.czi: scene Image:0: each plane is 1 row of 150 px"),
+        ("anisotropic", r"aniso\.czi: scene Image:0: its pixels are 0\.325 um wide "),
+        ("undecodable", r"bad\.czi: scene Image:0: the installed reader \(bioio-czi"),
     ],
 )
 def test_bad_vendor_input_stops_before_any_job(
@@ -271,6 +291,12 @@ def test_bad_vendor_input_stops_before_any_job(
     if case == "corrupt":
         path = str(tmp_path / "broken.czi")
         Path(path).write_bytes(czi.read_bytes()[:2000])
+    if case in ("line-scan", "anisotropic", "undecodable"):
+        # what the header says is read, and one piece decoded, at parse time
+        name = {"line-scan": "line", "anisotropic": "aniso"}.get(case, "bad")
+        path = str(tmp_path / f"{name}.czi")
+        plain_czi(path, (5, 1) if case == "line-scan" else (1, 40), case)
+        scene = ""
     if case in ("nd2", "lif"):
         # the plugins' plumbing on files they must refuse (no real ND2 or LIF
         # sample can be had here)

@@ -220,12 +220,15 @@ def _migrate(conn: sqlite3.Connection, fmt: V4) -> dict:
         _fovs(conn)
         _segmentations(conn)
         _thresholds(conn)
+        # (its nine indexes built once from the loaded rows, not row by row)
+        indexes = db.drop_indexes(conn, "measurements")
         conn.execute(
             "INSERT INTO measurements (id, cell_id, channel_id, metric, value, scope, "
             "segmentation_id) SELECT m.id, m.cell_id, m.channel_id, m.metric, m.value, "
             "'whole_cell', c.segmentation_id FROM v3_measurements m "
             "JOIN cells c ON c.id = m.cell_id"
         )
+        db.restore_indexes(conn, indexes)
         runs = sorted(
             {
                 n
