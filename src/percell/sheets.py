@@ -203,12 +203,52 @@ def expand_files(
         return sheet
     contents = contents_of(vendor)
     rows = []
-    for row in sheet.to_dict("records"):
-        for scene_row in _scene_rows(row, contents.get(row["path"])):
-            rows.extend(_timepoint_rows(scene_row, contents, file_timepoints))
+    grown: dict[int, list[dict]] = {}  # sheet row -> the rows it became
+    for i, row in enumerate(sheet.to_dict("records")):
+        made = [
+            r
+            for scene_row in _scene_rows(row, contents.get(row["path"]))
+            for r in _timepoint_rows(scene_row, contents, file_timepoints)
+        ]
+        if len(made) > 1:
+            grown[i] = made
+        rows.extend(made)
     if len(rows) == len(sheet):
         return sheet
+    _check_expanded_timepoints(rows, grown, contents)
     return check_sheet(pd.DataFrame(rows, columns=COLUMNS), "the sample sheet")
+
+
+def _check_expanded_timepoints(
+    rows: list[dict],
+    grown: dict[int, list[dict]],
+    contents: dict[str, tuple[tuple[str, int], ...]],
+) -> None:
+    """A condition's rows all have a timepoint or none: where a file's
+    expansion broke that (scenes of several timepoints beside scenes of
+    one), say what the file expanded into, not only that the condition is
+    mixed (the user's sheet may have one row)."""
+    with_tp = {r["condition"] for r in rows if r["timepoint"] is not None}
+    without = {r["condition"] for r in rows if r["timepoint"] is None}
+    for i, made in grown.items():
+        condition = made[0]["condition"]
+        if condition not in with_tp & without:
+            continue
+        scenes = ", ".join(
+            f"{scene} ({n} timepoint{'s' * (n != 1)})"
+            for scene, n in contents[made[0]["path"]]
+        )
+        regions = ", ".join(
+            f"{r['region']}" + (f" at {r['timepoint']}" if r["timepoint"] else "")
+            for r in made
+        )
+        raise ConfigError(
+            f"the sample sheet, row {i + 2} ({condition}, {made[0]['path']}): the "
+            f"file holds scenes {scenes}, so the row became regions {regions}; a "
+            "condition's regions all have a timepoint or none. Give each scene a "
+            "row of its own (with a timepoint, or t, where it has one), or put "
+            "the scenes of one timepoint in a condition of their own"
+        )
 
 
 def _scene_rows(row: dict, contents: tuple[tuple[str, int], ...] | None) -> list[dict]:

@@ -221,20 +221,29 @@ class Staging:
     def __init__(self) -> None:
         self.directories: list[tuple[Path, Path]] = []
         self.files: list[tuple[Path, Path]] = []
+        #: parent directories this staging made, deepest last
+        self.made: list[Path] = []
+
+    def _parents(self, final: Path) -> None:
+        """Make ``final``'s missing parents, remembering them: a failed block
+        removes them again (no empty ``images.zarr/<condition>/`` left)."""
+        missing = [p for p in [final.parent, *final.parent.parents] if not p.exists()]
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.made.extend(reversed(missing))
 
     def directory(self, final: Path) -> Path:
         """A fresh hidden sibling directory of ``final`` to build into."""
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._parents(final)
         built = partial_path(final)
         remove_tree(built)
-        built.mkdir()
+        built.mkdir(parents=True)  # (parents: another job's failure may race)
         self.directories.append((built, final))
         return built
 
     def file(self, final: Path) -> Path:
         """A hidden sibling path of file ``final`` to write (same suffix, so
         libraries that look at it write the right format)."""
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._parents(final)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial{final.suffix}")
         self.files.append((tmp, final))
         return tmp
@@ -248,6 +257,11 @@ class Staging:
                 remove_tree(built)
             for tmp, _final in self.files:
                 tmp.unlink(missing_ok=True)
+            for made in reversed(self.made):
+                try:
+                    made.rmdir()  # only if empty: another job may use it now
+                except OSError:
+                    pass
             return
         for built, final in self.directories:
             replace_directory(built, final)

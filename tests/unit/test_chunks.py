@@ -81,3 +81,29 @@ def test_unaligned_block_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="not on a chunk boundary"):
         BlockIO(arr).write((5, 0), np.zeros((10, 10), np.uint16))
+
+
+def test_a_failed_staging_leaves_no_directory_it_made(tmp_path):
+    """A job that fails leaves no empty group behind (an import of a new
+    condition made images.zarr/<condition>/ for its region); a directory
+    that held something before, or that another job filled meanwhile, stays."""
+    from percell.storage import Staging
+
+    exp = tmp_path / "exp.percell"
+    (exp / "images.zarr/ctrl").mkdir(parents=True)
+    with pytest.raises(RuntimeError), Staging() as staged:
+        staged.directory(exp / "images.zarr/drug/r1")
+        staged.file(exp / "labels.zarr/drug/r1/.zattrs")
+        staged.directory(exp / "images.zarr/ctrl/r9")
+        (exp / "masks.zarr/drug").mkdir(parents=True)  # another job's
+        staged.directory(exp / "masks.zarr/drug/r2")
+        raise RuntimeError("the reader failed")
+    assert sorted(str(p.relative_to(exp)) for p in exp.rglob("*")) == [
+        "images.zarr",
+        "images.zarr/ctrl",
+        "masks.zarr",
+        "masks.zarr/drug",
+    ]
+    with Staging() as staged:  # a block that succeeds keeps what it made
+        (staged.directory(exp / "images.zarr/drug/r1") / "0").mkdir()
+    assert (exp / "images.zarr/drug/r1/0").is_dir()

@@ -123,6 +123,20 @@ def test_every_scene_of_a_file_without_scene_becomes_a_region():
     assert got == [("q", "B2"), ("r_B2", "B2"), ("r_C3", "C3"), ("t", "")]
 
 
+def test_a_file_expanding_into_rows_with_and_without_timepoints_says_so():
+    """One sheet row; the file holds a time series and a single image: the
+    error names the row, what the file holds and what it expanded into."""
+    sheet = _sheet([{"condition": "sweep", "region": "r", "path": "a.lif"}])
+    series = contents({"a.lif": (("Series 1", 3), ("Series 2", 1))})
+    with pytest.raises(
+        ConfigError,
+        match=r"row 2 \(sweep, a\.lif\): the file holds scenes Series 1 \(3 "
+        r"timepoints\), Series 2 \(1 timepoint\), so the row became regions "
+        r"r_Series_1 at t0, r_Series_1 at t1, r_Series_1 at t2, r_Series_2;",
+    ):
+        expand_files(sheet, lambda p: True, series, ["t0", "t1", "t2"])
+
+
 def test_scene_names_become_valid_names_or_indices():
     sheet = _sheet([{"condition": "c", "region": "r", "path": "a.lif"}])
     series = contents({"a.lif": (("Series 1", 1), ("Series/2", 1))})
