@@ -58,13 +58,41 @@ def _open(path: str | Path, suffix: str | None = None) -> Any:
         )
     from bioio import BioImage
 
-    reader = importlib.import_module(module).Reader
+    if suffix == ".czi":
+        reader = _czi_reader()
+    else:
+        reader = importlib.import_module(module).Reader
     try:
         return BioImage(path, reader=reader)
     except Exception as exc:  # the plugins raise many types on corrupt files
         raise SourceImageError(
             f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})"
         ) from None
+
+
+@functools.cache
+def _czi_reader() -> type:
+    """bioio-czi's libCZI reader, which finds scenes where libCZI does (in
+    the subblocks), naming a scene by its index (``Image:<index>``, as
+    bioio does) where the file's metadata lacks Zen's scene list.
+    (bioio-czi's default reader, aicspylibczi, then reports one scene and
+    reads only the first; its libCZI reader refuses the file.)"""
+    from bioio_czi.metadata import generate_ome_image_id
+    from bioio_czi.pylibczirw_reader.reader import Reader
+
+    class SceneIndexedReader(Reader):
+        @property
+        def scenes(self) -> tuple[str, ...]:
+            if self._scenes is None:
+                try:
+                    return tuple(super().scenes)
+                except Exception:  # no scene list: bioio's names by index
+                    self._scenes = tuple(
+                        generate_ome_image_id(i) for i in self._czi_scene_indices
+                    )
+            return tuple(self._scenes)
+
+    return SceneIndexedReader
 
 
 @functools.lru_cache(maxsize=8)
@@ -262,8 +290,9 @@ def _reader_version(image: Any) -> str:
     """' (bioio-czi 3.0.1)': the plugin that opened the file, if known."""
     from importlib import metadata
 
-    module = type(getattr(image, "reader", image)).__module__.split(".")[0]
-    name = module.replace("_", "-")
+    mro = type(getattr(image, "reader", image)).__mro__
+    modules = [c.__module__.split(".")[0] for c in mro]
+    name = next((m for m in modules if m != "percell"), "").replace("_", "-")
     try:
         return f" ({name} {metadata.version(name)})"
     except (metadata.PackageNotFoundError, ValueError):

@@ -29,9 +29,12 @@ SCENES = ("wellA", "wellB")
 SHAPE = (3, 120, 150)  # z, y, x
 
 
-def write_czi(path: Path, channels: tuple[str, ...], seed: int = 0) -> dict:
+def write_czi(
+    path: Path, channels: tuple[str, ...], seed: int = 0, zen_scenes: bool = True
+) -> dict:
     """A CZI of two scenes × channels × 3 z, with Zen's scene names in its
-    metadata; returns {(scene, channel): (z, y, x) pixels}."""
+    metadata (``zen_scenes``; libCZI's writer alone leaves them out);
+    returns {(scene, channel): (z, y, x) pixels}."""
     rng = np.random.default_rng(seed)
     pixels = {}
     with pyczi.create_czi(str(path), exist_ok=True) as czi:
@@ -53,6 +56,8 @@ def write_czi(path: Path, channels: tuple[str, ...], seed: int = 0) -> dict:
             scale_y=0.325e-6,
             scale_z=1.5e-6,
         )
+    if not zen_scenes:
+        return pixels
     # the scene list Zen writes beside the image (libCZI's writer leaves it out)
     with pyczi.edit_czi(str(path)) as editor, editor.edit_session() as builder:
         root = ET.fromstring(builder.get_xml())
@@ -79,6 +84,24 @@ def plain_czi(path: str, z_y: tuple[int, int], case: str) -> None:
         at = data.index(b"ZISRAWSUBBLOCK")
         data[at : at + 14] = b"X" * 14
         Path(path).write_bytes(bytes(data))
+
+
+def test_czi_scenes_libczi_sees_without_zens_scene_list(tmp_path):
+    """A CZI whose scenes are only in its subblocks (no scene list in the
+    metadata): percell sees both, by index, with each scene's own pixels."""
+    from percell import formats
+    from percell.sources import open_source
+
+    path = tmp_path / "bare.czi"
+    pixels = write_czi(path, ("GFP", "DAPI"), zen_scenes=False)
+    assert formats.file_contents(str(path)) == (("Image:0", 1), ("Image:1", 1))
+    for index, scene in enumerate(SCENES):
+        info = formats.probe_vendor(str(path), True, str(index))
+        assert info.scene == f"Image:{index}" and info.shape == (2, *SHAPE)
+        with open_source(info) as reader:
+            for c, channel in enumerate(("GFP", "DAPI")):
+                got = [reader.read(c, z, 0, SHAPE[1]) for z in range(SHAPE[0])]
+                np.testing.assert_array_equal(np.stack(got), pixels[(scene, channel)])
 
 
 def level0(experiment: Path, region: str) -> np.ndarray:
