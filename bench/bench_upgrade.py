@@ -21,7 +21,7 @@ database's size shows that memory does not grow with the experiment.
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -30,20 +30,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import bench_register as staging
-
-from percell import layout
+DATABASE = "experiment.db"
 
 
 def build(exp: Path, regions: int, cells: int) -> None:
-    """A registered 3.0.0 experiment with arrays and tags."""
+    """A registered 3.0.0 experiment with arrays and tags (run in a child
+    process: the parent stays small, so that the upgrade's child, forked
+    from it, reports its own peak memory)."""
+    import bench_register as staging
+
+    exp.mkdir()
     values = {"GFP": 100.0, "RFP": 200.0}
     staged = []
     for i in range(regions):
         staged.append(staging.stage_region(exp, i, cells, values, "3.0.0"))
         staging.stage_arrays(exp, f"ctrl/t0/r{i:04d}")
     staging.timed_register(exp, staged, "3.0.0")
-    conn = sqlite3.connect(exp / layout.DATABASE)
+    conn = sqlite3.connect(exp / DATABASE)
     with conn:
         conn.execute("INSERT INTO tags (name) VALUES ('bench')")
         conn.execute(
@@ -54,7 +57,7 @@ def build(exp: Path, regions: int, cells: int) -> None:
 
 
 def counts(exp: Path) -> tuple[int, int, int, str]:
-    conn = sqlite3.connect(exp / layout.DATABASE)
+    conn = sqlite3.connect(exp / DATABASE)
     try:
         return (
             conn.execute("SELECT count(*) FROM cells").fetchone()[0],
@@ -70,14 +73,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--regions", type=int, default=50)
     parser.add_argument("--cells", type=int, default=20_000)
+    parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build:
+        sys.path.insert(0, str(Path(__file__).parent))
+        return build(args.build, args.regions, args.cells)
     percell = Path(sys.executable).with_name("percell")
     with tempfile.TemporaryDirectory(prefix="percell-bench-upgrade-") as tmp:
         exp = Path(tmp) / "bench.percell"
-        exp.mkdir()
         t0 = time.perf_counter()
-        build(exp, args.regions, args.cells)
-        database = exp / layout.DATABASE
+        subprocess.run(
+            [
+                *(sys.executable, __file__, "--build", str(exp)),
+                *("--regions", str(args.regions), "--cells", str(args.cells)),
+            ],
+            check=True,
+        )
+        database = exp / DATABASE
         size_mb = database.stat().st_size / 1e6
         before = counts(exp)
         print(
@@ -93,13 +105,18 @@ def main() -> None:
         print(f"  anchor, a copy of experiment.db: {t_copy:7.2f} s")
 
         start = time.perf_counter()
-        proc = subprocess.run(
-            [str(percell), "upgrade", str(exp)], capture_output=True, text=True
+        proc = subprocess.Popen(
+            [str(percell), "upgrade", str(exp)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        output = proc.stdout.read() if proc.stdout else ""
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak
         t_upgrade = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if proc.returncode != 0:
-            sys.exit(f"percell upgrade failed:\n{proc.stdout}\n{proc.stderr}")
+        peak_mb = usage.ru_maxrss / 1024
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"percell upgrade failed:\n{output}")
         after = counts(exp)
         print(
             f"  percell upgrade:                 {t_upgrade:7.2f} s  "
