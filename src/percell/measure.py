@@ -43,6 +43,8 @@ from percell.contracts import (
     compartment_metric,
 )
 from percell.errors import ExperimentError
+from percell.experiment_format import application_label_view
+from percell.experiment_format.views import digest_attr, edited_digest
 from percell.label_digest import label_state
 from percell.projection import ZProjected, is_stack
 from percell.sentinel import write_sentinel
@@ -385,7 +387,18 @@ def check_labels_as_segmented(experiment: str | Path, key: str) -> None:
     """Refuse to measure a label image edited since the segment step wrote it:
     its cells would no longer be the ones in experiment.db."""
     group = layout.label_path(Path(experiment), key)
-    if label_state(group)[1]:
+    edited = label_state(group)[1]
+    # where the application edits a view: the edits of the labels measured
+    # (a view made of older labels is replaced by register, as segment chose)
+    view = application_label_view(experiment, key)
+    if (
+        not edited
+        and view is not None
+        and digest_attr(view) == digest_attr(group)
+        and edited_digest(group, view) is not None
+    ):
+        group, edited = view, True
+    if edited:
         raise ExperimentError(
             f"region {key}: the label image {group}/0 was changed after the "
             "segment step wrote it (edited in the PerCell 3 application or by "

@@ -41,6 +41,8 @@ from percell.contracts import (
     SegmentedRegion,
 )
 from percell.errors import ExperimentError
+from percell.experiment_format import application_label_view
+from percell.experiment_format.views import edited_digest, replace_edits
 from percell.label_digest import label_state, labels_digest
 from percell.matching import best_matches
 from percell.pyramid import build_levels, nearest_2x2
@@ -219,14 +221,38 @@ def check_labels_unedited(experiment: Path, key: str, overwrite: bool) -> str | 
     final = layout.label_path(experiment, key)
     current, edited = label_state(final)
     if edited and not overwrite:
-        raise ExperimentError(
-            f"region {key}: the label image {final}/0 was changed after the "
-            "workflow wrote it (edited in the PerCell 3 application or by hand); "
-            "segmenting again would replace the edits. Keep them by leaving "
-            "segmentation as it was, or set segmentation.overwrite_edited_labels: "
-            "true to replace them."
-        )
+        raise _edited_error(key, final)
     return current
+
+
+def check_application_labels_unedited(
+    experiment: Path, key: str, overwrite: bool
+) -> Path | None:
+    """Refuse to segment a region whose labels the application edited in its
+    own view of them (a 4.0.0 FOV's ``seg_<id>``, a 3.0.0 plate well's
+    path): the edits are there, not in the workflow's label image.
+
+    Returns:
+        The view, where its edits are to be replaced (``overwrite``).
+    """
+    view = application_label_view(experiment, key)
+    if view is None:
+        return None
+    if edited_digest(layout.label_path(experiment, key), view) is None:
+        return None
+    if not overwrite:
+        raise _edited_error(key, view)
+    return view
+
+
+def _edited_error(key: str, labels: Path) -> ExperimentError:
+    return ExperimentError(
+        f"region {key}: the label image {labels}/0 was changed after the "
+        "workflow wrote it (edited in the PerCell 3 application or by hand); "
+        "segmenting again would replace the edits. Keep them by leaving "
+        "segmentation as it was, or set segmentation.overwrite_edited_labels: "
+        "true to replace them."
+    )
 
 
 def segment_region(
@@ -417,6 +443,12 @@ def segment_group(
         check_labels_unedited(experiment, record.key, seg.overwrite_edited_labels)
         for record in records
     ]
+    replaced = [
+        check_application_labels_unedited(
+            experiment, record.key, seg.overwrite_edited_labels
+        )
+        for record in records
+    ]
     tables, outputs, matches = [], [], []
     table_path = staged_cells_path(sentinel)
     matches_path = staged_matches_path(sentinel)
@@ -436,6 +468,9 @@ def segment_group(
         pd.concat(matches, ignore_index=True).to_parquet(
             staged.file(matches_path), index=False
         )
+    for record, view in zip(records, replaced, strict=True):
+        if view is not None:  # the edits replaced, as the user chose
+            replace_edits(layout.label_path(experiment, record.key), view)
     segmented = Segmented(
         regions=tuple(outputs),
         cells_table=table_path.name,

@@ -4,6 +4,7 @@ and numpy 1), never imported by the tests.
 
     python percell3_app.py inspect EXPERIMENT OUT   # read everything, re-measure
     python percell3_app.py tag EXPERIMENT TAG CELL_ID...
+    python percell3_app.py edit_labels EXPERIMENT SEGMENTATION_ID  # a cell drawn
     python percell3_app.py create EXPERIMENT        # an empty experiment
     python percell3_app.py read3 EXPERIMENT OUT RUN...  # 3.0.0 (c4330ca)
 
@@ -184,6 +185,15 @@ def read3(path: Path, out: Path, runs: list[str]) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=1))
 
 
+def edit_labels(path: Path, segmentation_id: int) -> None:
+    """A cell drawn by hand in the application's label editor: a square of a
+    new label, written by the application's own ``write_labels``."""
+    with ExperimentStore.open(path) as store:
+        labels = store.read_labels(segmentation_id)
+        labels[10:30, 10:30] = labels.max() + 1
+        store.write_labels(labels, segmentation_id)
+
+
 def tag(path: Path, name: str, cell_ids: list[int]) -> None:
     with ExperimentStore.open(path) as store:
         store.add_tag(name)
@@ -198,6 +208,8 @@ if __name__ == "__main__":
         ExperimentStore.create(experiment, name="empty").close()
     elif action == "read3":
         read3(experiment, Path(sys.argv[3]), sys.argv[4:])
+    elif action == "edit_labels":
+        edit_labels(experiment, int(sys.argv[3]))
     elif action == "tag":
         tag(experiment, sys.argv[3], [int(c) for c in sys.argv[4:]])
     else:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from percell.storage import array_of, open_group
-from tests.conftest import REPO, run_workflow, write_config
+from tests.conftest import REPO, run_workflow, tree_digest, write_config
 
 APP_PYTHON = REPO / ".venv-percell3/bin/python"
 #: the application of schema 3.0.0 (commit c4330ca)
@@ -260,6 +260,56 @@ def test_tags_the_application_adds_survive_reruns(demo4, tmp_path):
     assert len(report["fovs"]) == 12
     assert report["remeasure"]["changed"] == 0
     assert report["remeasure"]["added"] == 0
+
+
+def test_labels_edited_in_the_application_are_never_overwritten_silently(
+    demo4, tmp_path
+):
+    """The application edits its own path (``labels.zarr/seg_<id>``, a view
+    of the workflow's labels): a segmentation or threshold change stops
+    before replacing or measuring past the edits; the experiment stays as it
+    was; ``overwrite_edited_labels: true`` replaces them."""
+    from percell.experiment_format import views
+
+    work = tmp_path / "work"
+    shutil.copytree(demo4["work"], work, symlinks=True)
+    exp = work / "out/demo.percell"
+    conn = sqlite3.connect(exp / "experiment.db")
+    key, seg_id = conn.execute(
+        "SELECT p.key, s.id FROM percell_fovs p JOIN segmentations s ON "
+        "s.source_fov_id = p.fov_id ORDER BY p.fov_id LIMIT 1"
+    ).fetchone()
+    conn.close()
+    app("edit_labels", exp, seg_id)
+    view = exp / f"labels.zarr/seg_{seg_id}"
+    assert (level0(exp, "labels.zarr", f"seg_{seg_id}")[10:30, 10:30] > 0).all()
+    before = {p: tree_digest(p) for p in (view, exp / "labels.zarr" / key)}
+    db_before = (exp / "experiment.db").read_bytes()
+
+    def refused(change) -> None:
+        config = demo_config()
+        change(config)
+        write_config(work, config)
+        proc = run_workflow(work, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert f"region {key}" in out and "overwrite_edited_labels" in out, out
+        assert f"seg_{seg_id}/0 was changed" in out
+        assert {p: tree_digest(p) for p in before} == before
+        assert (exp / "experiment.db").read_bytes() == db_before
+
+    # a segmentation change: segment would replace the edits
+    refused(lambda c: c["segmentation"].update(min_size=35))
+    # a threshold change: measure would measure cells the edits changed
+    refused(lambda c: c["thresholds"][0].update(method="li"))
+
+    config = demo_config()
+    config["segmentation"].update(min_size=35, overwrite_edited_labels=True)
+    write_config(work, config)
+    run_workflow(work)
+    source = exp / "labels.zarr" / key
+    assert views.is_view_of(view / "0", source / "0")
+    assert not (level0(exp, "labels.zarr", f"seg_{seg_id}")[10:30, 10:30] > 0).all()
 
 
 def test_a_run_of_another_format_stops_before_any_job(demo4, tmp_path):

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_BIO_REP",
     "FORMATS",
     "ExperimentFormat",
+    "application_label_view",
     "check_configured",
     "connect_for_reading",
     "get",
@@ -70,6 +71,25 @@ def stored_version(experiment: str | Path) -> str | None:
     finally:
         conn.close()
     return None if row is None else str(row[0])
+
+
+def application_label_view(experiment: str | Path, key: str) -> Path | None:
+    """The label group the application reads (and edits) for region ``key``
+    where it is a view of the workflow's (a 4.0.0 FOV's ``seg_<id>``, a
+    3.0.0 plate well's ``<condition>/<region>``); None where the application
+    reads the workflow's own group, or there is no database yet. Read-only."""
+    version = stored_version(experiment)
+    if version is None:
+        return None
+    fmt = next(f() for v, f in FORMATS.items() if same_major(v, version))
+    path = Path(experiment) / layout.DATABASE
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return fmt.label_view_of(Path(experiment), conn, key)
+    except sqlite3.OperationalError:  # (a database of an older percell)
+        return None
+    finally:
+        conn.close()
 
 
 def check_configured(experiment: str | Path, configured: str, source: str) -> None:

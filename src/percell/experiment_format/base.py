@@ -102,6 +102,13 @@ class ExperimentFormat:
     ) -> None:
         """Before the commit: refuse anything the views cannot carry."""
 
+    def label_view_of(
+        self, experiment: Path, conn: sqlite3.Connection, key: str
+    ) -> Path | None:
+        """The label group the application reads (and edits) for region
+        ``key`` where it is a view, not the workflow's own group."""
+        return None
+
     def publish_views(
         self, experiment: Path, conn: sqlite3.Connection, region_ids: list[int]
     ) -> None:

@@ -134,6 +134,15 @@ class V3(ExperimentFormat):
                 layout.label_path(experiment, app_key),
             )
 
+    def label_view_of(
+        self, experiment: Path, conn: sqlite3.Connection, key: str
+    ) -> Path | None:
+        row = conn.execute(
+            "SELECT id FROM regions WHERE zarr_path = ?", (f"{layout.IMAGES}/{key}",)
+        ).fetchone()
+        moved = [app for _, k, app in self._moved(conn, [row[0]])] if row else []
+        return layout.label_path(experiment, moved[0]) if moved else None
+
     def publish_views(
         self, experiment: Path, conn: sqlite3.Connection, region_ids: list[int]
     ) -> None:

@@ -510,6 +510,15 @@ class V4(ExperimentFormat):
             else:
                 views.refuse_replacing_edited_labels(key, source, view)
 
+    def label_view_of(
+        self, experiment: Path, conn: sqlite3.Connection, key: str
+    ) -> Path | None:
+        row = conn.execute(
+            "SELECT fov_id FROM percell_fovs WHERE key = ?", (key,)
+        ).fetchone()
+        seg_id = None if row is None else self._workflow_segmentation(conn, row[0])
+        return None if seg_id is None else label_view(experiment, seg_id)
+
     def _projected(self, experiment: Path, key: str) -> str | None:
         """The projection a FOV's views are (a Z-stack's), else None (its
         views are hard links)."""

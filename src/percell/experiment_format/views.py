@@ -155,9 +155,42 @@ def projected_view(
     return True
 
 
+def edited_digest(source: Path, view: Path) -> str | None:
+    """The digest of a label view's level 0 where the application edited it
+    after the workflow wrote it (None where it did not, or there is none).
+    The application writes a chunk by replacing its file, so an edited
+    view no longer shares the source's files; a projected view is compared
+    with the digest recorded when it was made."""
+    if not (view / "0").is_dir() or not (view / ".zattrs").is_file():
+        return None
+    recorded = read_json(view / ".zattrs").get("percell", {})
+    if "projected_from" not in recorded and is_view_of(view / "0", source / "0"):
+        return None
+    made = recorded.get("labels_digest")
+    current = labels_digest(view)
+    return current if made is not None and current != made else None
+
+
+def replace_edits(source: Path, view: Path) -> None:
+    """The user chose to replace the application's edits of a label view
+    (``segmentation.overwrite_edited_labels``): the view shows the
+    workflow's labels again, even where they came out as before. A
+    projection is left for register to make anew."""
+    attrs = read_json(view / ".zattrs")
+    recorded = attrs.get("percell", {})
+    if "projected_from" in recorded:
+        remove_tree(view / "0")
+        recorded.pop("projected_from")
+    else:
+        sync(source / "0", view / "0")
+        recorded["labels_digest"] = digest_attr(source)
+    write_json(view / ".zattrs", attrs | {"percell": recorded})
+
+
 def refuse_replacing_edited_projection(key: str, source: Path, view: Path) -> None:
     """Before the commit: ExperimentError when the application edited a
-    projected label view and the workflow has new labels for the region."""
+    projected label view and the workflow has new labels for the region
+    (edited after the segment step checked)."""
     if not (view / ".zattrs").is_file():
         return
     recorded = read_json(view / ".zattrs").get("percell", {})
@@ -165,7 +198,7 @@ def refuse_replacing_edited_projection(key: str, source: Path, view: Path) -> No
         source / "0", str(recorded.get("z_projection"))
     ):
         return  # the workflow's labels did not change; the view is kept
-    if labels_digest(view) != recorded.get("labels_digest"):
+    if edited_digest(source, view) is not None:
         raise ExperimentError(
             f"region {key}: its projected label image {view}/0 was edited in "
             "the PerCell 3 application after the workflow wrote it, and the "
@@ -187,13 +220,13 @@ def digest_attr(group: Path) -> str | None:
 
 def refuse_replacing_edited_labels(key: str, source: Path, view: Path) -> None:
     """Before the commit: ExperimentError when the application edited the
-    label view and the workflow has new labels for the region."""
+    label view and the workflow has new labels for the region (edited after
+    the segment step checked)."""
     if not (view / "0").is_dir() or is_view_of(view / "0", source / "0"):
         return
-    linked = digest_attr(view)
-    if linked == digest_attr(source):
+    if digest_attr(view) == digest_attr(source):
         return  # the workflow's labels did not change; the view is kept
-    if linked is not None and labels_digest(view) != linked:
+    if edited_digest(source, view) is not None:
         raise ExperimentError(
             f"region {key}: its label image {view}/0 was edited in the "
             "PerCell 3 application after the workflow wrote it, and the "
