@@ -7,7 +7,7 @@ import numpy as np
 from percell.matching import matched_f1  # noqa: F401 (tests import it here)
 from percell.storage import LABEL_COMPRESSOR, create_array, open_group
 from percell.tiling import segment_tiled
-from percell.watershed import region_background, watershed_segment
+from percell.watershed import region_background, volume_segment, watershed_segment
 
 
 class Watershed:
@@ -15,13 +15,34 @@ class Watershed:
     the region's background and noise once, then a method per tile that
     takes (background, image)."""
 
-    def __init__(self, image, diameter=16.0, min_size=30, sigma=1.0):
+    def __init__(self, image, diameter=16.0, min_size=30, sigma=1.0, anisotropy=None):
         plane = image.max(axis=0) if image.ndim == 3 else image
         middle = image[image.shape[0] // 2] if image.ndim == 3 else image
         self.background = region_background(
             plane, 1.0, middle[:512, :512], diameter, sigma
         )
         self.diameter, self.min_size, self.sigma = diameter, min_size, sigma
+        self.anisotropy = anisotropy  # a stack segmented as a volume
+
+    def segment(self, image, background):
+        if self.anisotropy is not None:
+            return volume_segment(
+                image,
+                background,
+                self.diameter,
+                self.background.noise,
+                self.anisotropy,
+                self.sigma,
+                self.min_size,
+            )
+        return watershed_segment(
+            image,
+            background,
+            self.diameter,
+            self.background.noise,
+            self.sigma,
+            self.min_size,
+        )
 
     def window(self, tile, image):
         return np.broadcast_to(
@@ -30,26 +51,12 @@ class Watershed:
         )
 
     def __call__(self, tile):
-        return watershed_segment(
-            tile[1],
-            tile[0],
-            self.diameter,
-            self.background.noise,
-            self.sigma,
-            self.min_size,
-        )
+        return self.segment(tile[1], tile[0])
 
     def whole(self, image):
         """The untiled result."""
         behind = self.background.window((0, image.shape[-2]), (0, image.shape[-1]))
-        return watershed_segment(
-            image,
-            np.broadcast_to(behind, image.shape),
-            self.diameter,
-            self.background.noise,
-            self.sigma,
-            self.min_size,
-        )
+        return self.segment(image, np.broadcast_to(behind, image.shape))
 
 
 def segment_in_memory(
@@ -60,15 +67,15 @@ def segment_in_memory(
     overlap: int,
     name: str = "labels",
 ):
-    """Run the tiled segmentation of ``image`` (Y, X) into a zarr array; a
-    ``Watershed`` method gets its background as the tile's first plane."""
+    """Run the tiled segmentation of ``image`` (Y, X) or (Z, Y, X) into a
+    zarr array; a ``Watershed`` method gets its background as the tile's
+    first plane."""
     group = open_group(tmp_path / name, mode="w")
-    labels = create_array(
-        group, "0", image.shape, (512, 512), np.int32, LABEL_COMPRESSOR
-    )
+    chunks = (*image.shape[:-2], 512, 512)
+    labels = create_array(group, "0", image.shape, chunks, np.int32, LABEL_COMPRESSOR)
 
     def read_tile(tile):
-        window = image[slice(*tile.pad_y), slice(*tile.pad_x)]
+        window = image[..., slice(*tile.pad_y), slice(*tile.pad_x)]
         if isinstance(method, Watershed):
             return np.stack([method.window(tile, image), window])
         return window

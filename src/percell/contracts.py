@@ -115,6 +115,9 @@ class SegmentationSettings(Contract):
     tile_size: int = 2048
     tile_overlap: int | Literal["auto"] = "auto"
     z_mode: Literal["do_3D", "stitch"] = "stitch"
+    #: Z-stacks with the watershed: each nucleus one column through all
+    #: planes (monolayers), or nuclei segmented in 3-D (tissue)
+    stacks: Literal["columns", "volume"] = "columns"
     stitch_threshold: Number = 0.5
     smoothing_sigma: Number = 1.0
     threshold_method: Literal["otsu", "li", "triangle"] = "otsu"
@@ -130,6 +133,8 @@ class SegmentationSettings(Contract):
             params.pop("compartments")
         else:
             params["compartments"] = self.compartments.run_parameters()
+        if self.stacks == "columns":  # as before volumes existed
+            params.pop("stacks")
         if self.method != "cellpose":
             for key in (
                 "model",

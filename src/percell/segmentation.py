@@ -62,6 +62,7 @@ from percell.watershed import (
     region_background,
     region_threshold,
     smooth,
+    volume_segment,
     watershed_segment,
 )
 
@@ -211,6 +212,17 @@ def _cells_method(
     return [index], by_watershed
 
 
+def anisotropy_of(record: ImportedRegion, key: str) -> float:
+    """A stack's z step in xy pixels (``segmentation.stacks: volume``)."""
+    if not record.z_step_um or not record.pixel_size_um:
+        raise ExperimentError(
+            f"region {key}: segmentation.stacks: volume needs the z step and the "
+            "pixel size (z_step_um and pixel_size_um in the config, or in the "
+            "file's metadata); this stack has no z step"
+        )
+    return float(record.z_step_um) / float(record.pixel_size_um)
+
+
 def check_labels_unedited(experiment: Path, key: str, overwrite: bool) -> str | None:
     """Refuse to replace a label image edited since the workflow wrote it.
 
@@ -316,6 +328,17 @@ def segment_region(
             sigma=seg.smoothing_sigma,
             min_size=seg.min_size,
         )
+        if has_z and seg.stacks == "volume":  # nuclei in 3-D, z scaled
+            anisotropy = anisotropy_of(record, key)
+            log.info("region %s: volumes, z step %.2f xy pixels", key, anisotropy)
+            method = functools.partial(
+                volume_segment,
+                diameter_px=diameter_px,
+                noise=background.noise,
+                anisotropy=anisotropy,
+                sigma=seg.smoothing_sigma,
+                min_size=seg.min_size,
+            )
         channels = [channel]
 
         # a watershed tile is (background, channel[, cytoplasm])
