@@ -26,6 +26,7 @@ from percell import experiment_format, layout
 from percell.config import check_timepoints, load_config, pixel_size_or_error
 from percell.contracts import (
     COMPARTMENTS,
+    Channel,
     Config,
     HierarchyParams,
     IlluminationParams,
@@ -105,6 +106,13 @@ class Manifest:
         """Every raw file of a group's regions."""
         return [f.path for r in self.groups[group] for f in r.files]
 
+    @property
+    def pixel_channels(self) -> tuple[Channel, ...]:
+        """The channels as the steps that make pixels see them: their names,
+        in order. Colours, roles and wavelengths are display metadata, which
+        register writes (a colour change re-imports nothing)."""
+        return tuple(Channel(name=c.name) for c in self.config.channels)
+
     def import_params(self, group: str) -> ImportParams:
         """Everything a group's import depends on (its Snakemake params)."""
         cfg = self.config
@@ -124,7 +132,7 @@ class Manifest:
         return ImportParams(
             group=group,
             regions=tuple(self.groups[group]),
-            channels=cfg.channels,
+            channels=self.pixel_channels,
             pixel_size_um=cfg.pixel_size_um,
             z_step_um=cfg.z_step_um,
             **extra,
@@ -190,7 +198,7 @@ class Manifest:
         return IlluminationParams(
             scope=scope,
             settings=settings,
-            channels=self.config.channels,
+            channels=self.pixel_channels,
             samples=tuple(samples),
             **extra,
         )

@@ -90,6 +90,20 @@ def omero(
     return {"version": NGFF_VERSION, "channels": entries}
 
 
+def with_channel_colours(attrs: dict[str, Any], channels: Sequence[Channel]) -> dict:
+    """Copy of image ``attrs`` whose ``omero`` channels have the configured
+    colours (display metadata: set by register, so that a colour change
+    re-imports nothing)."""
+    omero_block = attrs.get("omero")
+    if not omero_block:
+        return attrs
+    entries = [
+        {**entry, "color": ch.color.lstrip("#").upper()}
+        for entry, ch in zip(omero_block["channels"], channels, strict=False)
+    ]
+    return {**attrs, "omero": {**omero_block, "channels": entries}}
+
+
 def image_attrs(
     name: str,
     n_levels: int,

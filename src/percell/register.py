@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from percell import db, experiment_format, layout
+from percell import db, experiment_format, layout, ngff
 from percell.cells import SHAPE_COLUMNS
 from percell.contracts import (
     ImportedRegion,
@@ -55,6 +55,7 @@ from percell.experiment_format import DEFAULT_BIO_REP, ExperimentFormat
 from percell.matching import MIN_IOU
 from percell.measure import METRICS
 from percell.sentinel import contract_of, read_outputs, read_sentinel, write_sentinel
+from percell.storage import read_json, write_json_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +149,26 @@ def register(
             fmt.check_views(experiment, conn, list(region_ids.values()))
             db.record_digests(conn, run.written)
             db.touch_experiment(conn)
-        # the paths the application reads follow the committed rows; a kill
-        # here leaves the register sentinel unwritten, and the rerun syncs them
+        # the display colours, which the import leaves to register (a colour
+        # change re-imports nothing); then the paths the application reads
+        # follow the committed rows. A kill here leaves the register
+        # sentinel unwritten, and the rerun syncs them
+        for record in records:
+            colour_channels(layout.image_path(experiment, record.key), params)
         fmt.publish_views(experiment, conn, list(region_ids.values()))
     finally:
         conn.close()
     log.info("registered %s in %s", counts, experiment / layout.DATABASE)
     write_sentinel(sentinel, "register", "all", params, sentinels.all(), counts)
     return counts
+
+
+def colour_channels(image: Path, params: RegisterParams) -> None:
+    """Give a region's image the configured channel colours (its attributes
+    rewritten only where they change)."""
+    path = image / ".zattrs"
+    attrs = read_json(path)
+    write_json_if_changed(path, ngff.with_channel_colours(attrs, params.channels))
 
 
 def _digest(*parts: object) -> str:

@@ -67,12 +67,17 @@ def _plane(arr: zarr.Array[Any], channel: int | None) -> np.ndarray:
     return out
 
 
-def composite(image_group: zarr.Group) -> tuple[np.ndarray, str]:
-    """RGB thumbnail (uint8) of every channel, in its omero colour and window."""
+def composite(
+    image_group: zarr.Group, colours: Sequence[str] | None = None
+) -> tuple[np.ndarray, str]:
+    """RGB thumbnail (uint8) of every channel, in its omero colour (or the
+    configured ``colours``, which register writes there later) and window."""
     level = nearest_level(image_group)
     arr = array_of(image_group, level)
     rgb = np.zeros((*arr.shape[-2:], 3), np.float32)
     for c, ch in enumerate(attrs_of(image_group)["omero"]["channels"]):
+        if colours is not None:
+            ch = {**ch, "color": colours[c].lstrip("#").upper()}
         window = ch["window"]
         plane = _plane(arr, c).astype(np.float32)
         span = max(float(window["end"]) - float(window["start"]), 1e-12)
@@ -101,12 +106,16 @@ def outlines(labels: np.ndarray) -> np.ndarray:
 
 
 def region_figure(
-    experiment: str | Path, key: str, runs: Sequence[str], out: Path
+    experiment: str | Path,
+    key: str,
+    runs: Sequence[str],
+    out: Path,
+    colours: Sequence[str] | None = None,
 ) -> None:
     """Composite, the same with label outlines, and each run's mask overlaid."""
     experiment = Path(experiment)
     image = open_group(layout.image_path(experiment, key))
-    full, level = composite(image)
+    full, level = composite(image, colours)
     # panels at PANEL_PX: the composite averaged down, labels and masks
     # sampled (never averaged: ids and 0/255 stay what they are)
     step = max(1, -(-max(full.shape[:2]) // PANEL_PX))
@@ -198,12 +207,15 @@ def region_figures(
     keys: Sequence[str],
     runs: Sequence[str],
     out_dir: str | Path,
+    colours: Sequence[str] | None = None,
 ) -> None:
-    """``region_figure`` of each region, as ``<key with _>.png`` in ``out_dir``."""
+    """``region_figure`` of each region, as ``<key with _>.png`` in ``out_dir``
+    (``colours``: the configured channel colours)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for key in keys:
-        region_figure(experiment, key, runs, out_dir / f"{key.replace('/', '_')}.png")
+        png = out_dir / f"{key.replace('/', '_')}.png"
+        region_figure(experiment, key, runs, png, colours)
         log.info("region %s: QC figure", key)
 
 

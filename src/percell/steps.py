@@ -285,11 +285,12 @@ def qc_regions(
     runs: Sequence[str],
     figures: str,
     log_file: str,
+    colours: Sequence[str] | None = None,
 ) -> None:
     from percell.report import region_figures
 
     setup_logging(log_file)
-    region_figures(experiment, list(regions), list(runs), figures)
+    region_figures(experiment, list(regions), list(runs), figures, colours)
 
 
 def qc_experiment(

@@ -29,6 +29,8 @@ rule qc_regions:
         regions=get_group_keys,
         runs=RUNS,
         experiment=get_experiment_of_input,
+        # (register writes them into the images, maybe after these figures)
+        colours=[c.color for c in MANIFEST.config.channels],
     script:
         "../scripts/qc_regions.py"
 

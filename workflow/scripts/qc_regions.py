@@ -7,5 +7,6 @@ steps.qc_regions(
     regions=snakemake.params.regions,
     runs=snakemake.params.runs,
     figures=snakemake.output.figures,
+    colours=snakemake.params.colours,
     log_file=snakemake.log[0],
 )
