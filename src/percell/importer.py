@@ -26,6 +26,7 @@ from percell.contracts import ImportedRegion, ImportParams, Region
 from percell.errors import SourceImageError
 from percell.illumination import STORE as ILLUMINATION_STORE
 from percell.illumination import check_field_shape, divide, load_profiles
+from percell.logs import Progress
 from percell.plan import RegionPlan, plan_region
 from percell.sentinel import write_sentinel
 from percell.source_info import SourceInfo
@@ -281,11 +282,12 @@ def write_image(
 
         done = 0
         report_every = max(1, len(tasks) // 10)
+        progress = Progress(f"import {label or target}", len(tasks), "bands")
         with ThreadPoolExecutor(max(1, threads)) as pool:
             for c, bmin, bmax in pool.map(write_band, tasks):
                 lo[c] = min(lo[c], bmin)
                 hi[c] = max(hi[c], bmax)
                 done += 1
-                if done % report_every == 0:
-                    log.info("  %s: %d/%d bands", label or target, done, len(tasks))
+                if done % report_every == 0 or done == len(tasks):
+                    progress.step(done)
     return ngff.display_windows(plan.dtype, lo, hi)

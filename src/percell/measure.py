@@ -46,6 +46,7 @@ from percell.errors import ExperimentError
 from percell.experiment_format import application_label_view
 from percell.experiment_format.views import digest_attr, edited_digest
 from percell.label_digest import label_state
+from percell.logs import Progress
 from percell.projection import ZProjected, is_stack
 from percell.sentinel import write_sentinel
 from percell.storage import Staging, array_of, open_group
@@ -254,8 +255,10 @@ def measure_region(
     threads: int = 1,
     band_pixels: int = BAND_PIXELS,
     mask_scopes: bool = False,
+    key: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every metric of every cell of a region, streamed by bands of rows.
+    """Every metric of every cell of a region (``key``, for progress
+    lines), streamed by bands of rows.
 
     A cell is measured once, whole, when the band holding its last row has
     been read: the pixels of cells that go on below a band are carried to the
@@ -286,6 +289,8 @@ def measure_region(
     held_masks = [np.zeros(0, bool) for _ in masks]
     wide_parts: list[pd.DataFrame] = []
     mask_parts: list[list[pd.DataFrame]] = [[] for _ in masks]
+    n_bands = -(-labels.shape[-2] // rows)
+    progress = Progress(f"measure {key}", n_bands, "bands")
     for b, y0 in enumerate(range(0, labels.shape[-2], rows)):
         window = (..., slice(y0, y0 + rows), slice(None))
         band = np.asarray(labels[window]).ravel()
@@ -319,12 +324,11 @@ def measure_region(
             held_values = [v[keep] for v in held_values]
             held_masks = [on[keep] for on in held_masks]
         if rows < labels.shape[-2]:
-            log.info(
-                "  rows %d-%d: %d cells measured so far, %d pixels carried",
-                y0,
-                min(y0 + rows, labels.shape[-2]) - 1,
-                sum(len(p) for p in wide_parts),
-                held_labels.size,
+            progress.step(
+                b + 1,
+                f"rows {y0}-{min(y0 + rows, labels.shape[-2]) - 1}: "
+                f"{sum(len(p) for p in wide_parts)} cells measured so far, "
+                f"{held_labels.size} pixels carried",
             )
     if not wide_parts:  # no cell at all: the tables' columns, no rows
         empty = LabelIndex(np.zeros(0, np.int64))
@@ -459,6 +463,7 @@ def measure_group(
             masks,
             threads,
             mask_scopes=params.mask_scopes,
+            key=key,
         )
         for name in params.compartments:
             part = _level0(compartment_path(experiment, key, name), how)

@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from percell.cells import cell_table
 from percell.errors import ExperimentError
+from percell.logs import Progress
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def segment_tiled(
     """
     height, width = labels.shape[-2:]
     tiles = tile_grid(height, width, tile_size, overlap)
+    progress = Progress(f"segment {label}", len(tiles), "tiles")
     next_id = 1
     tables = []
     for i, tile in enumerate(tiles, start=1):
@@ -139,14 +141,7 @@ def segment_tiled(
                 new, pixel_size_um, offset=(tile.pad_y[0], tile.pad_x[0])
             )
             tables.append(table)
-        log.info(
-            "  %s: tile %d/%d, %d cell(s) kept, %d so far",
-            label,
-            i,
-            len(tiles),
-            keep.size,
-            next_id - 1,
-        )
+        progress.step(i, f"{keep.size} cell(s) kept, {next_id - 1} so far")
     if not tables:
         return cell_table(np.zeros((1, 1), np.int32), pixel_size_um)
     cells = pd.concat(tables, ignore_index=True)

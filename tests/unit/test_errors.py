@@ -52,3 +52,44 @@ def test_the_percell_command_reports_a_user_error_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{missing}/experiment.db: no experiment database" in err
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_long_loops_show_progress_and_time_left_in_the_terminal(
+    tmp_path, capsys, monkeypatch
+):
+    """Every step goes to the rule's log; the terminal gets a line only once
+    the loop has run for the interval (short jobs stay quiet), then the
+    last one, naming the job's log."""
+    import logging
+    import sys
+
+    from percell import logs
+    from percell.logs import Progress, setup_logging
+
+    log_file = tmp_path / "logs/segment/ctrl.log"
+    stderr = sys.stderr
+    # (restored after the test: setup_logging sets them for the job)
+    monkeypatch.setattr(logs, "_terminal", stderr)
+    monkeypatch.setattr(logs, "_job", "")
+    try:
+        setup_logging(log_file)
+        quick = Progress("segment ctrl/r1", 3, "tiles")
+        for i in range(1, 4):
+            quick.step(i, "detail")
+        monkeypatch.setenv("PERCELL_PROGRESS_EVERY_S", "0")
+        slow = Progress("segment ctrl/r2", 2, "tiles")
+        for i in range(1, 3):
+            slow.step(i)
+    finally:
+        logging.getLogger().handlers.clear()
+        sys.stderr.close()
+        sys.stderr = stderr
+    terminal = capsys.readouterr().err.splitlines()
+    assert terminal == [
+        f"percell: segment ctrl/r2: {i}/2 tiles, 0:00 so far, about 0:00 left "
+        f"[{log_file}]"
+        for i in (1, 2)
+    ]
+    logged = log_file.read_text()
+    assert "segment ctrl/r1: 3/3 tiles, 0:00 so far, about 0:00 left (detail)" in logged
+    assert "segment ctrl/r2: 2/2 tiles" in logged

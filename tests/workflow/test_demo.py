@@ -4,6 +4,7 @@ and its report opens in a real browser."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -25,8 +26,25 @@ def demo(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
     (work / "config").mkdir()
     shutil.copy(REPO / "config/config.yaml", work / "config/config.yaml")
-    run_workflow(work, configfile="config/config.yaml")
+    # every progress line to the terminal (by default: after 15 s of a loop)
+    os.environ["PERCELL_PROGRESS_EVERY_S"] = "0"
+    try:
+        proc = run_workflow(work, configfile="config/config.yaml")
+    finally:
+        del os.environ["PERCELL_PROGRESS_EVERY_S"]
+    (work / "terminal.txt").write_text(proc.stdout + proc.stderr)
     return work
+
+
+def test_the_terminal_shows_long_steps_progress_and_time_left(demo):
+    terminal = (demo / "terminal.txt").read_text()
+    # (measure reads a demo region in one band: no loop to show)
+    for step, unit in (("import", "bands"), ("segment", "tiles")):
+        pattern = (
+            rf"percell: {step} ctrl/t0/r\d: \d+/\d+ {unit}, \d+:\d\d so far, about "
+            rf"\d+:\d\d left \[logs/demo/{step}/ctrl/t0\.log\]"
+        )
+        assert re.search(pattern, terminal), (step, terminal[-3000:])
 
 
 def test_default_config_demo(demo):
