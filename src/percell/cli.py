@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         help="remove the run lock a lost run left (one killed on another host)",
     )
     unlock.add_argument("experiment", help="the .percell directory")
+    check = sub.add_parser(
+        "check-config",
+        help="read and validate a workflow config file, naming the line of a "
+        "YAML error (Snakemake's own message names neither file nor line)",
+    )
+    check.add_argument("config", help="the config file (YAML)")
     args = parser.parse_args(argv)
     setup_logging()
     if args.command == "upgrade":
@@ -60,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.experiment}: no run lock")
         else:
             print(f"{args.experiment}: removed the lock of {run_lock.describe(holder)}")
+    if args.command == "check-config":
+        from percell.config import check_config_file
+
+        try:
+            check_config_file(args.config)
+        except PercellError as exc:
+            print(f"percell check-config: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.config}: a valid percell config")
     if args.command == "export":
         from percell.export import export_cells
 

@@ -223,6 +223,35 @@ def load_config(config: dict[str, Any], source: str = "config") -> Config:
     return typed
 
 
+def check_config_file(path: str | Path) -> Config:
+    """Read a config file as Snakemake would and validate it; ConfigError
+    naming the file, and for a YAML error its line and column."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        line = text.splitlines()[mark.line] if mark else ""
+        tab = (
+            " (a tab in the indentation: YAML indents with spaces)"
+            if ("\t" in line[: len(line) - len(line.lstrip())])
+            else ""
+        )
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{path}{where}: not valid YAML: {problem}{tab}\n    {line.rstrip()}"
+        ) from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, not {config!r}")
+    return load_config(config, str(path))
+
+
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Validate the workflow config; return it with defaults filled in."""
     validate(config, "config", source)

@@ -93,3 +93,28 @@ def test_long_loops_show_progress_and_time_left_in_the_terminal(
     logged = log_file.read_text()
     assert "segment ctrl/r1: 3/3 tiles, 0:00 so far, about 0:00 left (detail)" in logged
     assert "segment ctrl/r2: 2/2 tiles" in logged
+
+
+def test_check_config_names_the_line_of_a_yaml_tab_and_the_key_of_a_bad_value(
+    tmp_path, capsys
+):
+    """Snakemake refuses a YAML file with a tab naming neither file nor line
+    (its loader runs before the workflow); ``percell check-config`` names
+    both, and the schema's own errors, by key."""
+    from percell.cli import main
+
+    good = (REPO / "config/config.yaml").read_text()
+    tabbed = tmp_path / "tabbed.yaml"
+    lines = good.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  name:"))
+    lines[at] = "\t" + lines[at].lstrip()
+    tabbed.write_text("\n".join(lines) + "\n")
+    assert main(["check-config", str(tabbed)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tabbed}, line {at + 1}, column 1: not valid YAML" in err
+    assert "a tab in the indentation" in err
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(good.replace("diameter: 16", 'diameter: "16"'))
+    assert main(["check-config", str(typo)]) == 2
+    assert "segmentation.diameter" in capsys.readouterr().err
+    assert main(["check-config", str(REPO / "config/config.yaml")]) == 0
