@@ -66,6 +66,7 @@ def segment_in_memory(
     tile_size: int,
     overlap: int,
     name: str = "labels",
+    threads: int = 1,
 ):
     """Run the tiled segmentation of ``image`` (Y, X) or (Z, Y, X) into a
     zarr array; a ``Watershed`` method gets its background as the tile's
@@ -80,5 +81,7 @@ def segment_in_memory(
             return np.stack([method.window(tile, image), window])
         return window
 
-    cells = segment_tiled(read_tile, method, labels, tile_size, overlap, 0.5)
+    cells = segment_tiled(
+        read_tile, method, labels, tile_size, overlap, 0.5, threads=threads
+    )
     return labels[:], cells

@@ -276,12 +276,15 @@ def segment_region(
     cellpose: CellposeSegmenter | None = None,
     previous: str | None = None,
     cells_cellpose: CellposeSegmenter | None = None,
+    threads: int = 1,
 ) -> tuple[pd.DataFrame, SegmentedRegion, pd.DataFrame]:
     """Segment one region and build its labels group aside.
 
     ``previous`` is the digest of the label image being replaced (None if
     there is none), from ``check_labels_unedited``; ``cells_cellpose`` the
-    cell model of ``compartments.cells: cellpose``.
+    cell model of ``compartments.cells: cellpose``; ``threads``: tiles
+    segmented at once where no cellpose model runs (a model uses the
+    threads itself).
 
     Returns:
         The region's cells; its record for the sentinel (with the new and the
@@ -387,9 +390,19 @@ def segment_region(
             layers.append(
                 create_array(layer, "0", shape, chunks, np.int32, LABEL_COMPRESSOR)
             )
+    uses_model = cellpose is not None or cells_cellpose is not None
+    tile_threads = 1 if uses_model else max(1, threads)
     start = time.monotonic()
     cells = segment_tiled(
-        read_tile, run, labels, tiles, overlap, pixel_size, label=key, layers=layers
+        read_tile,
+        run,
+        labels,
+        tiles,
+        overlap,
+        pixel_size,
+        label=key,
+        layers=layers,
+        threads=tile_threads,
     )
     digest = labels_digest(built)
     matches = pd.DataFrame({"old_label": [], "new_label": [], "iou": []})
@@ -480,7 +493,15 @@ def segment_group(
     with Staging() as staged:
         for record, old in zip(records, previous, strict=True):
             cells, output, matched = segment_region(
-                record, experiment, seg, channels, staged, cellpose, old, cells_cellpose
+                record,
+                experiment,
+                seg,
+                channels,
+                staged,
+                cellpose,
+                old,
+                cells_cellpose,
+                threads or 1,
             )
             tables.append(cells)
             outputs.append(output)

@@ -11,8 +11,11 @@ core lies wholly inside the padded tile, so no cell is cut at a tile border.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +81,35 @@ def _kept_objects(local: np.ndarray, tile: Tile) -> np.ndarray:
     return ids[inside]
 
 
+def _segmented(
+    tiles: Sequence[Tile],
+    read_tile: Callable[[Tile], np.ndarray],
+    segment: Callable[[np.ndarray], np.ndarray],
+    threads: int,
+) -> Iterator[np.ndarray]:
+    """Each tile's segmentation, in tile order; with ``threads`` > 1 the
+    tiles ahead are read and segmented in a pool (at most two per thread in
+    flight, so memory stays a few tiles)."""
+
+    def one(tile: Tile) -> np.ndarray:
+        return np.asarray(segment(read_tile(tile)))
+
+    if threads <= 1:
+        yield from (one(tile) for tile in tiles)
+        return
+    ahead = iter(tiles)
+    with ThreadPoolExecutor(threads) as pool:
+        pending = deque(
+            pool.submit(one, t) for t in itertools.islice(ahead, 2 * threads)
+        )
+        while pending:
+            done = pending.popleft().result()
+            following = next(ahead, None)
+            if following is not None:
+                pending.append(pool.submit(one, following))
+            yield done
+
+
 def segment_tiled(
     read_tile: Callable[[Tile], np.ndarray],
     segment: Callable[[np.ndarray], np.ndarray],
@@ -87,6 +119,7 @@ def segment_tiled(
     pixel_size_um: float,
     label: str = "",
     layers: Sequence[zarr.Array] = (),
+    threads: int = 1,
 ) -> pd.DataFrame:
     """Segment every tile, paste kept objects into ``labels``, measure them.
 
@@ -103,6 +136,9 @@ def segment_tiled(
         layers: Zero-filled int32 arrays shaped like ``labels``, one per
             further layer of the stack: each gets the parts of the cells
             pasted into ``labels``, under the same ids.
+        threads: Tiles segmented at once (``segment`` must be thread-safe);
+            they are pasted in tile order, so the labels are those of one
+            thread.
 
     Returns:
         One row per cell (see ``percell.cells.cell_table``), label ids 1..n.
@@ -112,8 +148,8 @@ def segment_tiled(
     progress = Progress(f"segment {label}", len(tiles), "tiles")
     next_id = 1
     tables = []
-    for i, tile in enumerate(tiles, start=1):
-        local = np.asarray(segment(read_tile(tile)))
+    results = _segmented(tiles, read_tile, segment, threads)
+    for i, (tile, local) in enumerate(zip(tiles, results, strict=True), start=1):
         parts = []
         if layers:  # a stack: cells first, then the layers
             local, parts = local[0], list(local[1:])

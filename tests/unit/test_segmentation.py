@@ -179,3 +179,16 @@ def test_a_tiled_volume_equals_the_untiled_one(tmp_path):
     assert whole.ndim == 3 and len(cells) > 50
     assert len(np.unique(tiled)) == len(np.unique(whole))
     assert matched_f1(whole, tiled) >= 0.99
+
+
+def test_tiles_in_threads_give_the_labels_of_one_thread(tmp_path):
+    """A segment job's threads segment tiles at once; pasted in tile order,
+    the labels (and their ids) are exactly those of one thread."""
+    image, _ = held_out(6, shape=(700, 760))
+    method = watershed_for(image)
+    one, cells_one = segment_in_memory(image, method, tmp_path, 192, 32, "one")
+    three, cells_three = segment_in_memory(
+        image, method, tmp_path, 192, 32, "three", threads=3
+    )
+    np.testing.assert_array_equal(three, one)
+    assert cells_three.equals(cells_one)
