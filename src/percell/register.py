@@ -167,6 +167,8 @@ def colour_channels(image: Path, params: RegisterParams) -> None:
     """Give a region's image the configured channel colours (its attributes
     rewritten only where they change)."""
     path = image / ".zattrs"
+    if not path.is_file():  # (no image: nothing to show)
+        return
     attrs = read_json(path)
     write_json_if_changed(path, ngff.with_channel_colours(attrs, params.channels))
 
