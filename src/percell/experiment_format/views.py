@@ -199,13 +199,7 @@ def refuse_replacing_edited_projection(key: str, source: Path, view: Path) -> No
     ):
         return  # the workflow's labels did not change; the view is kept
     if edited_digest(source, view) is not None:
-        raise ExperimentError(
-            f"region {key}: its projected label image {view}/0 was edited in "
-            "the PerCell 3 application after the workflow wrote it, and the "
-            "workflow has segmented the region again. Registering the new cells "
-            "would replace the edits: keep the edits by putting the segmentation "
-            "settings back, or move the edited image aside."
-        )
+        raise _edits_error(key, f"its projected label image {view}/0")
 
 
 def digest_attr(group: Path) -> str | None:
@@ -227,13 +221,17 @@ def refuse_replacing_edited_labels(key: str, source: Path, view: Path) -> None:
     if digest_attr(view) == digest_attr(source):
         return  # the workflow's labels did not change; the view is kept
     if edited_digest(source, view) is not None:
-        raise ExperimentError(
-            f"region {key}: its label image {view}/0 was edited in the "
-            "PerCell 3 application after the workflow wrote it, and the "
-            "workflow has segmented the region again. Registering the new "
-            "cells would replace the edits: keep the edits by putting the "
-            "segmentation settings back, or move the edited image aside."
-        )
+        raise _edits_error(key, f"its label image {view}/0")
+
+
+def _edits_error(key: str, image: str) -> ExperimentError:
+    return ExperimentError(
+        f"region {key}: {image} was edited in the PerCell 3 application after "
+        "the workflow wrote it, and the workflow has segmented the region "
+        "again. Registering the new cells would replace the edits: keep them "
+        "by putting the segmentation settings back, or set segmentation."
+        "overwrite_edited_labels: true to replace them."
+    )
 
 
 def label_view(source: Path, view: Path, image: str) -> None:
