@@ -7,7 +7,7 @@ import numpy as np
 from percell.matching import matched_f1  # noqa: F401 (tests import it here)
 from percell.storage import LABEL_COMPRESSOR, create_array, open_group
 from percell.tiling import segment_tiled
-from percell.watershed import region_background, volume_segment, watershed_segment
+from percell.watershed import region_background, segment_nuclei
 
 
 class Watershed:
@@ -25,23 +25,14 @@ class Watershed:
         self.anisotropy = anisotropy  # a stack segmented as a volume
 
     def segment(self, image, background):
-        if self.anisotropy is not None:
-            return volume_segment(
-                image,
-                background,
-                self.diameter,
-                self.background.noise,
-                self.anisotropy,
-                self.sigma,
-                self.min_size,
-            )
-        return watershed_segment(
+        return segment_nuclei(
             image,
             background,
             self.diameter,
             self.background.noise,
             self.sigma,
             self.min_size,
+            self.anisotropy,
         )
 
     def window(self, tile, image):

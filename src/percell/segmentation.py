@@ -61,9 +61,8 @@ from percell.watershed import (
     RegionBackground,
     region_background,
     region_threshold,
+    segment_nuclei,
     smooth,
-    volume_segment,
-    watershed_segment,
 )
 
 if TYPE_CHECKING:  # cellpose is optional: loaded only for method cellpose
@@ -324,24 +323,18 @@ def segment_region(
             background.grid.max(),
             background.noise,
         )
+        anisotropy = None
+        if has_z and seg.stacks == "volume":  # nuclei in 3-D, z scaled
+            anisotropy = anisotropy_of(record, key)
+            log.info("region %s: volumes, z step %.2f xy pixels", key, anisotropy)
         method = functools.partial(
-            watershed_segment,
+            segment_nuclei,
             diameter_px=diameter_px,
             noise=background.noise,
             sigma=seg.smoothing_sigma,
             min_size=seg.min_size,
+            anisotropy=anisotropy,
         )
-        if has_z and seg.stacks == "volume":  # nuclei in 3-D, z scaled
-            anisotropy = anisotropy_of(record, key)
-            log.info("region %s: volumes, z step %.2f xy pixels", key, anisotropy)
-            method = functools.partial(
-                volume_segment,
-                diameter_px=diameter_px,
-                noise=background.noise,
-                anisotropy=anisotropy,
-                sigma=seg.smoothing_sigma,
-                min_size=seg.min_size,
-            )
         channels = [channel]
 
         # a watershed tile is (background, channel[, cytoplasm])

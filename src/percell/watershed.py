@@ -34,6 +34,7 @@ plane's background is the region's; smoothing and seeds in y and x).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,19 +218,43 @@ def watershed_segment(
     if not markers.any():
         return np.zeros(image.shape, np.int32)
     basins = segmentation.watershed(-blobs, markers, mask=signal > level)
-    peak = np.zeros(int(markers.max()) + 1, np.float64)
-    peak[1:] = ndimage.maximum(signal, basins, np.arange(1, markers.max() + 1))
-    basins[signal < NUCLEUS_FRACTION * peak[basins]] = 0
+    return _trim_and_split(
+        signal,
+        basins,
+        int(markers.max()),
+        NUCLEUS_FRACTION,
+        sampling=None,
+        smoothing=tuple(max(0.5, d * DISTANCE_SMOOTHING) * a for a in yx),
+        seeds=lambda distance, nuclei: _peaks(distance, d * SEED_SPACING, mask=nuclei),
+        smallest=max(min_size, MIN_AREA_FRACTION * math.pi * (d / 2) ** 2),
+    )
+
+
+def _trim_and_split(
+    signal: np.ndarray,
+    basins: np.ndarray,
+    n: int,
+    fraction: float,
+    sampling: tuple[float, ...] | None,
+    smoothing: tuple[float, ...],
+    seeds: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    smallest: float,
+) -> np.ndarray:
+    """Steps 3 and 4 of both the planar and the volume watershed: each of
+    the ``n`` basins keeps its pixels above ``fraction`` of its own peak;
+    what is still joined is split on the distance transform (``sampling``:
+    the voxel's size by axis; ``smoothing``: its Gaussian sigmas), from the
+    ``seeds(distance, nuclei)`` markers; objects under ``smallest`` pixels
+    go."""
+    peak = np.zeros(n + 1, np.float64)
+    peak[1:] = ndimage.maximum(signal, basins, np.arange(1, n + 1))
+    basins[signal < fraction * peak[basins]] = 0
     nuclei = basins > 0
     # split what is still joined: distance to the background or to a seam
     seams = segmentation.find_boundaries(basins, mode="inner") & nuclei
-    distance = ndimage.distance_transform_edt(nuclei & ~seams)
-    distance = ndimage.gaussian_filter(
-        distance, tuple(max(0.5, d * DISTANCE_SMOOTHING) * a for a in yx)
-    )
-    markers = _peaks(distance, d * SEED_SPACING, mask=nuclei)
-    labels = segmentation.watershed(-distance, markers, mask=nuclei)
-    smallest = max(min_size, MIN_AREA_FRACTION * math.pi * (d / 2) ** 2)
+    distance = ndimage.distance_transform_edt(nuclei & ~seams, sampling=sampling)
+    distance = ndimage.gaussian_filter(distance, smoothing)
+    labels = segmentation.watershed(-distance, seeds(distance, nuclei), mask=nuclei)
     sizes = np.bincount(labels.ravel())
     labels[sizes[labels] < smallest] = 0
     return labels.astype(np.int32)
@@ -253,11 +278,8 @@ def volume_segment(
     """
     d = float(diameter_px)
     per_axis = (1.0 / anisotropy, 1.0, 1.0)  # voxels per xy pixel, by axis
-
-    def blur(values: np.ndarray, scale: float) -> np.ndarray:
-        return ndimage.gaussian_filter(values, tuple(scale * k for k in per_axis))
-
-    signal = blur(image.astype(np.float32), smoothing_sigma(d, sigma)) - background
+    smoothing = tuple(smoothing_sigma(d, sigma) * k for k in per_axis)
+    signal = ndimage.gaussian_filter(image.astype(np.float32), smoothing) - background
     level = DETECTION_SIGMAS * noise
     inside = signal > level
     # the Laplacian of Gaussian in xy-pixel units (z's term scaled back)
@@ -271,22 +293,19 @@ def volume_segment(
     if not markers.any():
         return np.zeros(image.shape, np.int32)
     basins = segmentation.watershed(-blobs, markers, mask=inside)
-    peak = np.zeros(int(markers.max()) + 1, np.float64)
-    peak[1:] = ndimage.maximum(signal, basins, np.arange(1, markers.max() + 1))
-    basins[signal < VOLUME_NUCLEUS_FRACTION * peak[basins]] = 0
-    nuclei = basins > 0
-    seams = segmentation.find_boundaries(basins, mode="inner") & nuclei
-    distance = ndimage.distance_transform_edt(
-        nuclei & ~seams, sampling=(anisotropy, 1.0, 1.0)
-    )
-    distance = blur(distance, max(0.5, d * DISTANCE_SMOOTHING))
-    markers = _maxima(distance, d * VOLUME_SEED_SPACING, per_axis, nuclei)
-    labels = segmentation.watershed(-distance, markers, mask=nuclei)
     sphere = math.pi / 6 * d**3 / anisotropy  # a nucleus's volume in voxels
-    smallest = max(min_size, MIN_AREA_FRACTION * sphere)
-    sizes = np.bincount(labels.ravel())
-    labels[sizes[labels] < smallest] = 0
-    return labels.astype(np.int32)
+    return _trim_and_split(
+        signal,
+        basins,
+        int(markers.max()),
+        VOLUME_NUCLEUS_FRACTION,
+        sampling=(anisotropy, 1.0, 1.0),
+        smoothing=tuple(max(0.5, d * DISTANCE_SMOOTHING) * k for k in per_axis),
+        seeds=lambda distance, nuclei: _maxima(
+            distance, d * VOLUME_SEED_SPACING, per_axis, nuclei
+        ),
+        smallest=max(min_size, MIN_AREA_FRACTION * sphere),
+    )
 
 
 def _maxima(
@@ -306,6 +325,25 @@ def _maxima(
     return markers.astype(np.int32)
 
 
+def segment_nuclei(
+    image: np.ndarray,
+    background: np.ndarray,
+    diameter_px: float,
+    noise: float,
+    sigma: float = 1.0,
+    min_size: int = 15,
+    anisotropy: float | None = None,
+) -> np.ndarray:
+    """The watershed of one tile: a stack given its ``anisotropy`` (z step
+    in xy pixels) as a volume (``volume_segment``), anything else as planes,
+    a stack's nuclei as columns through its planes (``watershed_segment``)."""
+    if anisotropy is not None and image.ndim == 3:
+        return volume_segment(
+            image, background, diameter_px, noise, anisotropy, sigma, min_size
+        )
+    return watershed_segment(image, background, diameter_px, noise, sigma, min_size)
+
+
 def segment_image(
     image: np.ndarray,
     diameter_px: float,
@@ -315,7 +353,7 @@ def segment_image(
 ) -> np.ndarray:
     """The whole method on one in-memory image, (Y, X) or (Z, Y, X): its
     background and noise from the image itself, then ``watershed_segment``
-    (or, for a stack given its ``anisotropy``, ``volume_segment``)."""
+    (``segment_nuclei``: as a volume where a stack's ``anisotropy`` is given)."""
     plane = image.max(axis=0) if image.ndim == 3 else image
     middle = image[image.shape[0] // 2] if image.ndim == 3 else image
     h, w = plane.shape
@@ -323,21 +361,12 @@ def segment_image(
     crop = middle[y0 : y0 + 512, x0 : x0 + 512]
     background = region_background(plane, 1.0, crop, diameter_px, sigma)
     behind = background.window((0, h), (0, w))
-    if anisotropy is not None and image.ndim == 3:
-        return volume_segment(
-            image,
-            np.broadcast_to(behind, image.shape),
-            diameter_px,
-            background.noise,
-            anisotropy,
-            sigma,
-            min_size,
-        )
-    return watershed_segment(
+    return segment_nuclei(
         image,
         np.broadcast_to(behind, image.shape),
         diameter_px,
         background.noise,
         sigma,
         min_size,
+        anisotropy,
     )
