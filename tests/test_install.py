@@ -55,7 +55,11 @@ def installed(tmp_path_factory) -> Path:
     )
     (wheel,) = (root / "dist").glob("percell-*.whl")
     run([sys.executable, "-m", "venv", "venv"], root)
-    run([str(root / "venv/bin/pip"), "install", "-q", str(wheel)], root)
+    constraints = str(REPO / "envs/constraints.txt")
+    run(
+        [str(root / "venv/bin/pip"), "install", "-q", "-c", constraints, str(wheel)],
+        root,
+    )
     return root / "venv"
 
 
