@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib import resources
@@ -220,7 +221,22 @@ def load_config(config: dict[str, Any], source: str = "config") -> Config:
         raise config_error(exc, source) from None
     if typed.segmentation is not None:
         check_segmentation(typed.segmentation, typed.channel_names, source)
+    check_experiment_is_local(typed.experiment.path, source)
     return typed
+
+
+def check_experiment_is_local(path: str, source: str = "config") -> None:
+    """The experiment is a directory on a local or shared filesystem: its
+    SQLite database needs file locks and in-place page writes, which object
+    storage and HTTP do not offer. Inputs may be URLs; the experiment not."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+        raise ConfigError(
+            f"{source}: experiment.path {path!r} is a URL, but an experiment "
+            "must be on a local or shared filesystem (its SQLite database "
+            "needs file locks and in-place writes, which object storage does "
+            "not offer); inputs may be URLs. Give a local path ending in "
+            ".percell"
+        )
 
 
 def check_config_file(path: str | Path) -> Config:

@@ -321,6 +321,13 @@ class RegisterSettings(StepSettings):
     busy_timeout_s: Number = 30
 
 
+class StorageSettings(Contract):
+    """Where inputs given as URLs are read from."""
+
+    #: URL prefix (``s3://bucket[/prefix]``) -> S3 endpoint URL
+    endpoints: dict[str, str] = {}
+
+
 class Config(Contract):
     """The whole workflow config, validated (see ``percell.config``)."""
 
@@ -347,6 +354,7 @@ class Config(Contract):
     measure: StepSettings = StepSettings()
     report: ReportSettings = ReportSettings()
     register_: RegisterSettings = Field(default=RegisterSettings(), alias="register")
+    storage: StorageSettings = StorageSettings()
 
     @property
     def channel_names(self) -> list[str]:
@@ -426,8 +434,8 @@ class ImportParams(Contract):
     channels: tuple[Channel, ...]
     pixel_size_um: Number | None
     z_step_um: Number | None
-    #: for a plate read from disk: a digest of every field file's size and
-    #: mtime, standing in for the files as inputs
+    #: for a plate read from disk or inputs behind URLs: a digest of every
+    #: file's size and mtime (or ETag), standing in for the files as inputs
     sources: str | None = None
     #: a vendor file's channel name -> the configured channel it is
     channel_map: dict[str, str] = {}
@@ -435,6 +443,8 @@ class ImportParams(Contract):
     background: dict[str, BackgroundSettings] = {}
     #: region key -> the illumination scope whose flat-fields correct it
     illumination: dict[str, str] = {}
+    #: URL prefix -> S3 endpoint, where inputs are read from such endpoints
+    endpoints: dict[str, str] = {}
 
     @property
     def channel_names(self) -> list[str]:
@@ -460,6 +470,8 @@ class IlluminationParams(Contract):
     samples: tuple[IlluminationSample, ...]
     #: for a plate read from disk: a digest of the sampled files' stamps
     sources: str | None = None
+    #: URL prefix -> S3 endpoint, as in ImportParams
+    endpoints: dict[str, str] = {}
 
     @property
     def corrected(self) -> list[str]:

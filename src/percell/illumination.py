@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from percell import layout
+from percell import layout, remote
 from percell.basic import basic_flatfield
 from percell.contracts import Illumination, IlluminationParams, IlluminationSample
 from percell.dtypes import cast_to
@@ -106,6 +106,7 @@ def fit_scope(params: IlluminationParams, sentinel: str | Path) -> Illumination:
     """Fit the flat-field of every corrected channel of a scope; store them
     aside and move them into place; write the sentinel last."""
     experiment = Path(layout.experiment_of_sentinel(sentinel))
+    remote.configure(params.endpoints)
     settings = params.settings
     size = (settings.working_size, settings.working_size)
     stacks: dict[str, list[np.ndarray]] = {c: [] for c in params.corrected}

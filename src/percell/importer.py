@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from percell import layout, ngff
+from percell import layout, ngff, remote
 from percell.background import subtract_background
 from percell.chunks import BlockIO
 from percell.config import pixel_size_or_error
@@ -104,6 +104,7 @@ def import_group(
         sentinel.
     """
     experiment = Path(layout.experiment_of_sentinel(sentinel))
+    remote.configure(params.endpoints)
     planned = _plan_group(params)
     log.info("group %s: %d region(s) checked, importing", params.group, len(planned))
     records = []
@@ -199,8 +200,8 @@ def _import_region(
         dtype=np.dtype(plan.dtype).name,
         pixel_size_um=item.pixel_size_um,
         z_step_um=item.z_step_um,
-        source_file=str(Path(region.files[0].path).resolve()),
-        source_files=tuple(str(Path(f.path).resolve()) for f in region.files),
+        source_file=remote.canonical(region.files[0].path),
+        source_files=tuple(remote.canonical(f.path) for f in region.files),
         **well,
     )
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from percell import experiment_format, layout
+from percell import experiment_format, layout, remote
 from percell.config import check_timepoints, load_config, pixel_size_or_error
 from percell.contracts import (
     COMPARTMENTS,
@@ -63,17 +63,18 @@ class Manifest:
         groups: Group id → its regions, in a stable order.
         generated: Whether the source files are made by the workflow (demo)
             and so need not exist at parse time.
-        stamps: For a plate read from disk: (size, mtime) of every field
-            file. Its import jobs then carry these in their params instead
-            of listing tens of thousands of files as Snakemake inputs, which
-            would dominate every dry run; a changed file still reruns its
-            well (the params trigger).
+        stamps: For a plate read from disk, or inputs behind URLs: (size,
+            mtime) of every field file, (size, ETag) of every object. Its
+            import jobs then carry these in their params instead of listing
+            tens of thousands of files as Snakemake inputs (which would
+            dominate every dry run, and cannot name an object); a changed
+            file still reruns its group (the params trigger).
     """
 
     config: Config
     groups: dict[str, list[Region]] = field(default_factory=dict)
     generated: bool = False
-    stamps: dict[str, tuple[int, int]] | None = None
+    stamps: dict[str, tuple[int, int | str]] | None = None
     #: region key → biological replicate, where the sheet or plate map
     #: names one (the others are the default, ``N1``)
     bio_reps: dict[str, str] = field(default_factory=dict)
@@ -100,7 +101,11 @@ class Manifest:
 
     def source_files(self, group: str) -> list[str]:
         """The raw files a group's import reads (as Snakemake inputs)."""
-        return [] if self.stamps is not None else self.source_files_of(group)
+        if self.stamps is not None:
+            return []
+        # an object behind a URL is never a Snakemake input: its ETag is
+        # in the params instead (stamps)
+        return [p for p in self.source_files_of(group) if not remote.is_url(p)]
 
     def source_files_of(self, group: str) -> list[str]:
         """Every raw file of a group's regions."""
@@ -129,6 +134,8 @@ class Manifest:
             extra["illumination"] = {
                 r.key: self.illumination_scope(r) for r in self.groups[group]
             }
+        if cfg.storage.endpoints:
+            extra["endpoints"] = cfg.storage.endpoints
         return ImportParams(
             group=group,
             regions=tuple(self.groups[group]),
@@ -195,6 +202,8 @@ class Manifest:
         if self.stamps is not None:  # files are not inputs: their stamps are
             paths = {f.path for sample in samples for f in sample.files}
             extra["sources"] = self._stamps_digest(paths)
+        if self.config.storage.endpoints:
+            extra["endpoints"] = self.config.storage.endpoints
         return IlluminationParams(
             scope=scope,
             settings=settings,
@@ -344,6 +353,7 @@ def _collector_paused() -> Iterator[None]:
 
 def _build_manifest(config: dict[str, Any], check_files: bool) -> Manifest:
     cfg = load_config(config)
+    remote.configure(cfg.storage.endpoints)
     experiment_format.check_configured(
         cfg.experiment.path, cfg.experiment.format, "config"
     )
@@ -527,7 +537,7 @@ def check_sources(manifest: Manifest) -> None:
     paths = sorted({f.path for r in regions for f in r.files})
     sources = sorted({(f.path, f.scene) for r in regions for f in r.files}, key=str)
     stamps = file_stamps(paths)  # names every missing file
-    if manifest.config.input.plates:
+    if manifest.config.input.plates or any(remote.is_url(p) for p in paths):
         manifest.stamps = stamps
     multichannel = {f.path for r in regions for f in r.files if f.channel is None}
     infos: dict[str, SourceInfo] = probe_many(sources, multichannel, stamps)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+from percell import remote
 from percell.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -114,12 +115,7 @@ def discover_files(directory: str | Path, pattern: str) -> list[MatchedFile]:
         ConfigError: no directory, nothing matched, or two files for the same
             well, field, channel, z and timepoint.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ConfigError(f"input.plate.directory {directory} is not a directory")
-    names = sorted(
-        p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()
-    )
+    names = remote.files_under(directory, "input.plate.directory")
     found = parse_names(directory, names, pattern)
     if not found:
         raise ConfigError(

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from percell import remote
 from percell.contracts import Contract
 from percell.errors import ExperimentError
 from percell.storage import read_json, write_json
@@ -48,9 +49,15 @@ def package_versions() -> dict[str, str]:
 
 
 def describe_inputs(paths: list[str]) -> list[dict]:
-    """Path, size and modification time of each input file."""
+    """Path, size and modification time of each input file; URL, size and
+    ETag of each object behind a URL (one listing per bucket)."""
     out = []
+    objects = remote.stamps(p for p in paths if remote.is_url(p))
     for p in paths:
+        if p in objects:
+            size, etag = objects[p]
+            out.append({"path": p, "size": size, "etag": etag})
+            continue
         st = os.stat(p)
         mtime = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC).isoformat()
         out.append({"path": str(p), "size": st.st_size, "mtime": mtime})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from percell import remote
 from percell.config import validate
 from percell.errors import ConfigError
 from percell.formats import find_scene
@@ -58,7 +59,8 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     base = path.parent
     if "path" in df.columns:
         df["path"] = [
-            p if not p or Path(p).is_absolute() else str(base / p) for p in df["path"]
+            p if not p or Path(p).is_absolute() or remote.is_url(p) else str(base / p)
+            for p in df["path"]
         ]
     return check_sheet(df, str(path))
 
@@ -161,17 +163,14 @@ def scan_directory(
     Raises:
         ConfigError: if the directory is missing or nothing matches.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ConfigError(f"input.scan.directory {directory} is not a directory")
     regex = pattern_to_regex(pattern, channels)
     rows = []
-    for f in sorted(directory.rglob("*")):
-        if not f.is_file():
-            continue
-        m = regex.match(f.relative_to(directory).as_posix())
+    for relative in remote.files_under(directory, "input.scan.directory"):
+        m = regex.match(relative)
         if m:
-            rows.append({**m.groupdict(), "path": str(f)})
+            rows.append(
+                {**m.groupdict(), "path": remote.join(str(directory), relative)}
+            )
     if not rows:
         raise ConfigError(
             f"input.scan.pattern {pattern!r} matches no file under {directory}"

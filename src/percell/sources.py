@@ -21,7 +21,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from percell import formats
+from percell import formats, remote
 from percell.errors import SourceImageError
 from percell.source_info import (
     SUPPORTED_DTYPES,
@@ -91,7 +91,8 @@ def probe_source(
         SourceImageError: Missing, unreadable, corrupt or truncated file,
             unsupported layout or dtype. The message names the file.
     """
-    p = Path(path)
+    # a URL stays a string: Path would fold its "//"
+    p = str(path) if remote.is_url(path) else Path(path)
     if formats.is_vendor_file(p):
         return formats.probe_vendor(str(p), multichannel, scene)
     if scene is not None:
@@ -99,15 +100,15 @@ def probe_source(
             f"{p}: the sample sheet gives scene {scene!r}, but a TIFF holds no "
             "scenes (leave the scene column empty)"
         )
-    if not p.is_file():
+    if isinstance(p, Path) and not p.is_file():
         raise SourceImageError(f"{p}: file not found")
     try:
-        with tifffile.TiffFile(p) as tf:
+        with _open_tiff(p) as tf:
             series = tf.series[0]
             shape = tuple(int(s) for s in series.shape)
             dtype = np.dtype(series.dtype)
             axes = _normalise_axes(series.axes, shape, multichannel)
-            _check_not_truncated(tf, p)
+            _check_not_truncated(tf)
             pixel_size, z_step, names = _ome_metadata(tf.ome_metadata)
             if pixel_size is None and tf.is_imagej:
                 pixel_size = _imagej_pixel_size(tf)
@@ -137,8 +138,16 @@ def probe_source(
     )
 
 
-def _check_not_truncated(tf: tifffile.TiffFile, p: Path) -> None:
-    size = p.stat().st_size
+def _open_tiff(path: str | Path) -> tifffile.TiffFile:
+    """A TIFF on disk, or behind a URL read by byte ranges (its header, then
+    only the strips or tiles asked for)."""
+    if isinstance(path, str) and remote.is_url(path):
+        return tifffile.TiffFile(remote.open_url(path), name=path.rsplit("/", 1)[-1])
+    return tifffile.TiffFile(path)
+
+
+def _check_not_truncated(tf: tifffile.TiffFile) -> None:
+    size = tf.filehandle.size
     for page in tf.pages:
         offsets = page.dataoffsets
         counts = page.databytecounts
@@ -175,10 +184,11 @@ class SourceReader:
     _tf: tifffile.TiffFile | None = None
 
     def __enter__(self) -> SourceReader:
-        self._tf = tifffile.TiffFile(self.info.path)
+        self._tf = _open_tiff(self.info.path)
         series = self._tf.series[0]
         offset = series.dataoffset
-        if offset is not None and series.keyframe.compression == 1:
+        local = not remote.is_url(self.info.path)
+        if local and offset is not None and series.keyframe.compression == 1:
             self._offset = int(offset)
             self._fd = os.open(self.info.path, os.O_RDONLY)
         else:
@@ -268,11 +278,16 @@ def reader_versions() -> str:
     return ",".join(versions)
 
 
-def file_stamps(paths: list[str]) -> dict[str, tuple[int, int]]:
-    """(size, mtime in ns) of each file, one stat each; missing ones are named."""
-    out = {}
+def file_stamps(paths: list[str]) -> dict[str, tuple[int, int | str]]:
+    """(size, mtime in ns) of each file, one stat each; (size, ETag) of each
+    object behind a URL, one listing per bucket. Missing ones are named."""
+    out: dict[str, tuple[int, int | str]] = dict(
+        remote.stamps(p for p in paths if remote.is_url(p))
+    )
     missing = []
     for path in paths:
+        if remote.is_url(path):
+            continue
         try:
             st = os.stat(path)
         except OSError:
@@ -309,7 +324,7 @@ def _save_probes(cache_path: Path, cache: dict[str, Any]) -> None:
 def probe_many(
     sources: list[tuple[str, str | None]],
     multichannel: set[str],
-    stamps: dict[str, tuple[int, int]] | None = None,
+    stamps: dict[str, tuple[int, int | str]] | None = None,
 ) -> dict[str, SourceInfo]:
     """Probe many files (each with its scene, or None), remembering results
     by ``source_id``, size, mtime and the readers' versions.

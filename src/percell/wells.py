@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from percell import remote
 from percell.chunks import BlockIO
 from percell.config import pixel_size_or_error
 from percell.contracts import (
@@ -492,4 +493,4 @@ def field_records(plan: WellPlan) -> list[FieldRecord]:
 
 
 def _resolved(files: Iterable[SourceFile]) -> tuple[str, ...]:
-    return tuple(str(Path(f.path).resolve()) for f in files)
+    return tuple(remote.canonical(f.path) for f in files)
