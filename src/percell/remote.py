@@ -55,9 +55,18 @@ def endpoint_for(url: str) -> str | None:
     return None if best is None else _endpoints[best]
 
 
+def _missing_extra(url: str) -> SourceImageError:
+    return SourceImageError(
+        f"{url}: reading inputs by URL needs the s3 extra: pip install 'percell[s3]'"
+    )
+
+
 @functools.cache
 def _s3(endpoint: str | None) -> Any:
-    import s3fs
+    try:
+        import s3fs
+    except ImportError:
+        raise _missing_extra("s3://") from None
 
     client: dict[str, Any] = {}
     if endpoint is not None:
@@ -75,7 +84,10 @@ def _s3(endpoint: str | None) -> Any:
 def _http() -> Any:
     import fsspec
 
-    return fsspec.filesystem("http")
+    try:
+        return fsspec.filesystem("http")
+    except ImportError:
+        raise _missing_extra("http://") from None
 
 
 def filesystem(url: str) -> tuple[Any, str]:

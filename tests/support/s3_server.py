@@ -54,7 +54,9 @@ def s3_server(log: Path) -> Iterator[dict[str, str]]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start: {log.read_text()}")
+                    raise RuntimeError(
+                        f"moto_server did not start: {log.read_text()}"
+                    ) from None
                 time.sleep(0.2)
         iam = boto3.client(
             "iam",
@@ -77,7 +79,7 @@ def s3_server(log: Path) -> Iterator[dict[str, str]]:
         proc.wait(timeout=30)
 
 
-def s3_client(env: dict[str, str]):  # noqa: ANN201 - boto3 ships no types
+def s3_client(env: dict[str, str]):
     """A boto3 S3 client with the server's valid key, to put test objects."""
     import boto3
 
