@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from percell import remote
 from percell.errors import SourceImageError
 from percell.source_info import SUPPORTED_DTYPES, SourceInfo, file_channel_names
 
@@ -62,8 +63,14 @@ def _open(path: str | Path, suffix: str | None = None) -> Any:
         reader = _czi_reader()
     else:
         reader = importlib.import_module(module).Reader
+    options: dict[str, Any] = {}
+    if remote.is_url(path):
+        if suffix == ".zarr":  # read by its chunks, where it is
+            options["fs_kwargs"] = remote.fs_kwargs(str(path))
+        else:  # the plugin needs a file
+            path = remote.local_copy(str(path))
     try:
-        return BioImage(path, reader=reader)
+        return BioImage(path, reader=reader, **options)
     except Exception as exc:  # the plugins raise many types on corrupt files
         raise SourceImageError(
             f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})"
@@ -102,7 +109,9 @@ def plate_images(path: str) -> tuple[str, ...] | None:
     one image at a time, so each field of a plate is a scene here. Kept
     for the process: every field's probe asks, and the answer reads every
     well's metadata."""
-    if Path(path).suffix.lower() != ".zarr" or not Path(path).is_dir():
+    if Path(path).suffix.lower() != ".zarr":
+        return None
+    if not remote.is_url(path) and not Path(path).is_dir():
         return None
     import zarr
 
@@ -110,7 +119,13 @@ def plate_images(path: str) -> tuple[str, ...] | None:
         return attrs.get(key) or attrs.get("ome", {}).get(key)
 
     try:
-        root = zarr.open_group(str(path), mode="r")
+        if remote.is_url(path):
+            store = zarr.storage.FsspecStore.from_url(
+                path, storage_options=remote.fs_kwargs(path), read_only=True
+            )
+            root = zarr.open_group(store, mode="r")
+        else:
+            root = zarr.open_group(str(path), mode="r")
         plate = ngff(root.attrs, "plate")
         if not plate:
             return None
@@ -157,7 +172,7 @@ def _choose(path: str, scenes: Sequence[str], scene: str | None) -> str:
 
 def _open_scene(path: str, scene: str | None) -> tuple[Any, str, int]:
     """The image of one scene of a file, that scene's name and index."""
-    if not Path(path).exists():
+    if not remote.is_url(path) and not Path(path).exists():
         raise SourceImageError(f"{path}: file not found")
     images = plate_images(path)
     if images is not None:
@@ -373,7 +388,10 @@ class CziBandReader:
 
         self._stack = ExitStack()
         try:
-            self._czi = self._stack.enter_context(pyczi.open_czi(self.info.path))
+            path = self.info.path
+            if remote.is_url(path):
+                path = str(remote.local_copy(path))
+            self._czi = self._stack.enter_context(pyczi.open_czi(path))
             rects = self._czi.scenes_bounding_rectangle
             if rects:  # the scene's place in the file's coordinates
                 self._scene = sorted(rects)[self.info.scene_index or 0]

@@ -140,7 +140,9 @@ def stamps(urls: Iterable[str]) -> dict[str, tuple[int, str]]:
     out: dict[str, tuple[int, str]] = {}
     by_bucket: dict[str, list[str]] = {}
     for url in urls:
-        if url.startswith("s3://"):
+        if is_zarr(url):
+            out[url] = _zarr_stamp(url)
+        elif url.startswith("s3://"):
             by_bucket.setdefault(url[5:].split("/", 1)[0], []).append(url)
         else:
             out[url] = _http_stamp(url)
@@ -190,6 +192,99 @@ def _find(prefix_url: str) -> dict[str, Any]:
 def _etag(entry: Mapping[str, Any]) -> str:
     tag = entry.get("ETag") or entry.get("VersionId") or entry.get("LastModified")
     return str(tag).strip('"')
+
+
+def is_zarr(url: str) -> bool:
+    """Whether ``url`` names an OME-Zarr (a prefix of many objects)."""
+    return url.rstrip("/").lower().endswith(".zarr")
+
+
+def _zarr_stamp(url: str) -> tuple[int, str]:
+    """An OME-Zarr is many objects: in S3, the digest of every object's ETag
+    under it (one paged listing); over HTTP, which cannot list, that of its
+    root metadata (``zarr.json`` or ``.zattrs``)."""
+    import hashlib
+
+    base = url.rstrip("/")
+    if base.startswith("s3://"):
+        listing = _find(base)
+        if not listing:
+            raise explain(url, FileNotFoundError(url))
+        h = hashlib.sha256()
+        for key in sorted(listing):
+            h.update(f"{key}\0{_etag(listing[key])}\n".encode())
+        return sum(int(e["size"]) for e in listing.values()), h.hexdigest()
+    for name in ("zarr.json", ".zattrs"):
+        try:
+            size, tag = _http_stamp(f"{base}/{name}")
+        except SourceImageError:
+            continue
+        return size, f"{name}:{tag}"
+    raise SourceImageError(f"{url}: no OME-Zarr there (neither zarr.json nor .zattrs)")
+
+
+def fs_kwargs(url: str) -> dict[str, Any]:
+    """What fsspec needs beyond the environment to reach ``url`` (a readers'
+    ``storage_options``): the configured endpoint, if any."""
+    endpoint = endpoint_for(url) if url.startswith("s3://") else None
+    return {} if endpoint is None else {"endpoint_url": endpoint}
+
+
+#: where vendor files behind URLs are staged (their readers need a local
+#: file); PERCELL_REMOTE_CACHE overrides it
+STAGING_DIR = Path("~/.cache/percell/remote")
+#: the most the staging cache keeps, in GB (PERCELL_REMOTE_CACHE_GB)
+STAGING_LIMIT_GB = 20.0
+
+
+def local_copy(url: str) -> Path:
+    """A local copy of ``url`` for readers that need a file (CZI, ND2, LIF
+    through bioio): staged once per ETag into a bounded cache, the least
+    recently used copies removed beyond its limit. Said in the log."""
+    import hashlib
+    import logging
+    import shutil
+    import uuid
+
+    log = logging.getLogger("percell")
+    size, etag = stamps([url])[url]
+    cache = Path(os.environ.get("PERCELL_REMOTE_CACHE", STAGING_DIR)).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(f"{url}\0{etag}".encode()).hexdigest()[:24]
+    target = cache / f"{name}{Path(url.split('?')[0]).suffix}"
+    if target.exists() and target.stat().st_size == size:
+        os.utime(target)  # recently used
+        return target
+    log.info("staging %s (%.1f MB) into %s", url, size / 1e6, cache)
+    part = cache / f".{name}.{uuid.uuid4().hex}.part"
+    try:
+        with open_url(url) as src, part.open("wb") as dst:
+            shutil.copyfileobj(src, dst, length=READ_BLOCK)
+        os.replace(part, target)
+    except Exception as exc:
+        part.unlink(missing_ok=True)
+        if isinstance(exc, SourceImageError):
+            raise
+        raise explain(url, exc) from None
+    _evict(cache, keep=target, log=log)
+    return target
+
+
+def _evict(cache: Path, keep: Path, log: Any) -> None:
+    limit = float(os.environ.get("PERCELL_REMOTE_CACHE_GB", STAGING_LIMIT_GB)) * 1e9
+    files = sorted(
+        (f for f in cache.iterdir() if f.is_file() and not f.name.startswith(".")),
+        key=lambda f: f.stat().st_mtime,
+    )
+    total = sum(f.stat().st_size for f in files)
+    for f in files:
+        if total <= limit:
+            break
+        if f == keep:
+            continue
+        total -= f.stat().st_size
+        f.unlink(missing_ok=True)
+        log.info("staging cache over %.1f GB: removed %s", limit / 1e9, f.name)
 
 
 def _http_stamp(url: str) -> tuple[int, str]:

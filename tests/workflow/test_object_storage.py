@@ -12,6 +12,11 @@ left byte-for-byte as it was; no secret lands in the experiment or its logs.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -26,7 +31,10 @@ from tests.conftest import (
     tree_digest,
     write_config,
 )
-from tests.support.s3_server import s3_client, s3_server
+from tests.hcs_support import write_plate
+from tests.support.ome_zarr_plate import write_ome_zarr_plate
+from tests.support.s3_server import free_port, s3_client, s3_server
+from tests.workflow.test_vendor_formats import write_czi
 
 pytestmark = pytest.mark.slow
 
@@ -219,3 +227,100 @@ def test_an_experiment_path_given_as_a_url_is_refused(bucket_run, tmp_path):
     out = refused(bucket_run, tmp_path, edit)
     assert "experiment.path 's3://results/exp.percell' is a URL" in out
     assert "local or shared filesystem" in out
+
+
+def test_a_plate_of_field_files_in_a_bucket_is_stitched_as_on_disk(server, tmp_path):
+    truth = write_plate(tmp_path / "raw", ["B03", "C04"], grid=(2, 3), field=(40, 50))
+    s3 = s3_client(server)
+    s3.create_bucket(Bucket="plates")
+    for f in sorted((tmp_path / "raw").rglob("*.tif")):
+        key = f"screen-7/{f.relative_to(tmp_path / 'raw').as_posix()}"
+        s3.put_object(Bucket="plates", Key=key, Body=f.read_bytes())
+    work = tmp_path / "work"
+    work.mkdir()
+    plate = {
+        "name": "P1",
+        "directory": "s3://plates/screen-7",
+        "pattern": "metaxpress",
+        "grid": {"rows": 2, "columns": 3},
+    }
+    write_config(work, base_config({"plate": plate}))
+    run_workflow(work)
+    for (well, _), expected in truth.items():
+        path = work / f"out/exp.percell/images.zarr/P1/{well[0]}/{well[1:]}/0"
+        arr = zarr.open_group(path, mode="r")["0"]
+        np.testing.assert_array_equal(np.asarray(arr).reshape(expected.shape), expected)
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A plain HTTP server on loopback serving ``tmp_path / "www"``."""
+    root = tmp_path / "www"
+    root.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "http.server did not start"
+                time.sleep(0.1)
+        yield root, f"http://127.0.0.1:{port}"
+    finally:
+        os.kill(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_ome_zarr_over_http_and_in_s3_and_a_czi_staged_from_s3(
+    server, http_server, tmp_path, monkeypatch
+):
+    www, base = http_server
+    pixels = write_ome_zarr_plate(www / "plate.zarr")
+    s3 = s3_client(server)
+    s3.create_bucket(Bucket="zarr")
+    for f in sorted((www / "plate.zarr").rglob("*")):
+        if f.is_file():
+            key = f"screens/plate.zarr/{f.relative_to(www / 'plate.zarr').as_posix()}"
+            s3.put_object(Bucket="zarr", Key=key, Body=f.read_bytes())
+    czi = write_czi(tmp_path / "scenes.czi", ("GFP", "DAPI"))
+    s3.put_object(
+        Bucket="zarr", Key="raw/scenes.czi", Body=(tmp_path / "scenes.czi").read_bytes()
+    )
+    monkeypatch.setenv("PERCELL_REMOTE_CACHE", str(tmp_path / "staged"))
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(
+        "condition\tregion\tpath\tscene\n"
+        f"ctrl\tp\t{base}/plate.zarr\t\n"  # every field, over HTTP
+        "drug\tone\ts3://zarr/screens/plate.zarr\tC/5/1\n"  # one field, from S3
+        "drug\tczi\ts3://zarr/raw/scenes.czi\twellB\n"  # staged for its reader
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    config = base_config({"sample_sheet": str(sheet)}, pixel_size_um=None)
+    config["channels"] = [{"name": "GFP"}, {"name": "DAPI"}]
+    write_config(work, config)
+    run_workflow(work, "--until", "pyramid")
+    experiment = work / "out/exp.percell"
+
+    def level0(region):
+        (group,) = (experiment / "images.zarr").glob(f"*/{region}")
+        return np.asarray(zarr.open_group(group, mode="r")["0"][:])
+
+    for scene, image in pixels.items():
+        region = "p_" + scene.replace("/", "_")
+        np.testing.assert_array_equal(level0(region), image)
+    np.testing.assert_array_equal(level0("one"), pixels["C/5/1"])
+    got = level0("czi")
+    for c, channel in enumerate(("GFP", "DAPI")):
+        np.testing.assert_array_equal(got[c], czi[("wellB", channel)])
+    # the CZI was staged once, into the cache named, and nothing else was
+    staged = list((tmp_path / "staged").iterdir())
+    assert [f.suffix for f in staged] == [".czi"], staged

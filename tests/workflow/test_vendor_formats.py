@@ -22,6 +22,7 @@ from tests.conftest import (
     tree_digest,
     write_config,
 )
+from tests.support.ome_zarr_plate import write_ome_zarr_plate
 
 pyczi = pytest.importorskip("pylibCZIrw.czi")
 
@@ -200,31 +201,7 @@ def test_ome_zarr_input_written_by_ome_zarr_py(tmp_path):
 
 
 def test_ome_zarr_plate_fields_become_regions(tmp_path):
-    from ome_zarr.format import FormatV04
-    from ome_zarr.writer import write_image, write_plate_metadata, write_well_metadata
-
-    fmt = FormatV04()
-    plate = zarr.open_group(str(tmp_path / "plate.zarr"), mode="w", zarr_format=2)
-    wells = ["B/3", "C/5"]
-    write_plate_metadata(plate, ["B", "C"], ["3", "5"], wells, fmt=fmt)
-    rng = np.random.default_rng(9)
-    pixels = {}
-    for well in wells:
-        group = plate.require_group(well)
-        write_well_metadata(group, [{"path": "0"}, {"path": "1"}], fmt=fmt)
-        for field in ("0", "1"):
-            image = rng.integers(0, 4000, (2, 60, 70)).astype(np.uint16)
-            pixels[f"{well}/{field}"] = image
-            write_image(
-                image,
-                group.require_group(field),
-                axes="cyx",
-                fmt=fmt,
-                scale_factors=(),
-                coordinate_transformations=[
-                    [{"type": "scale", "scale": [1, 0.65, 0.65]}]
-                ],
-            )
+    pixels = write_ome_zarr_plate(tmp_path / "plate.zarr")
     sheet = tmp_path / "samples.tsv"
     sheet.write_text(
         "condition\tregion\tpath\tscene\n"
