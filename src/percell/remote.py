@@ -29,6 +29,11 @@ SCHEMES = ("s3://", "http://", "https://")
 READ_BLOCK = 8 * 2**20
 
 _endpoints: dict[str, str] = {}
+#: sizes the listings told, by URL: opening a small object is then one GET
+_sizes: dict[str, int] = {}
+#: (size, ETag) of the objects a directory listing just found: the stamps
+#: that follow in the same parse take them instead of listing again
+_listed: dict[str, tuple[int, str]] = {}
 
 
 def is_url(path: str | os.PathLike[str]) -> bool:
@@ -123,11 +128,24 @@ def explain(url: str, exc: BaseException) -> SourceImageError:
     return SourceImageError(f"{url}: {what}")
 
 
-def open_url(url: str) -> IO[bytes]:
-    """A seekable file object over ``url`` that fetches byte ranges."""
+#: objects up to this size are fetched whole by one GET when opened (a
+#: plate's small field files: their header and pixels in one request)
+WHOLE_OBJECT = 2**20
+
+
+def open_url(url: str, cache: str = "readahead") -> IO[bytes]:
+    """A seekable file object over ``url`` that fetches byte ranges: reads
+    ahead by ``READ_BLOCK`` (headers, strips, tiles), or with ``cache="none"``
+    exactly the ranges asked for (a band of an uncompressed plane)."""
     fs, path = filesystem(url)
+    size = _sizes.get(url)
     try:
-        return fs.open(path, "rb", block_size=READ_BLOCK, cache_type="readahead")
+        if size is not None and size <= WHOLE_OBJECT:
+            import io
+
+            return io.BytesIO(fs.cat_file(path))
+        known = {} if size is None or not url.startswith("s3://") else {"size": size}
+        return fs.open(path, "rb", block_size=READ_BLOCK, cache_type=cache, **known)
     except Exception as exc:
         raise explain(url, exc) from None
 
@@ -142,12 +160,15 @@ def stamps(urls: Iterable[str]) -> dict[str, tuple[int, str]]:
     for url in urls:
         if is_zarr(url):
             out[url] = _zarr_stamp(url)
+        elif url in _listed:
+            out[url] = _listed.pop(url)
         elif url.startswith("s3://"):
             by_bucket.setdefault(url[5:].split("/", 1)[0], []).append(url)
         else:
             out[url] = _http_stamp(url)
     for group in by_bucket.values():
         out.update(_listed_stamps(group))
+    _sizes.update((url, size) for url, (size, _) in out.items())
     missing = [u for u in urls if u not in out]
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -326,11 +347,12 @@ def list_files(directory: str) -> list[str]:
     base = directory.rstrip("/")
     listing = _find(base)
     root = base[len("s3://") :] + "/"
-    return sorted(
-        key[len(root) :]
-        for key, entry in listing.items()
-        if key.startswith(root) and entry.get("type") != "directory"
-    )
+    names = []
+    for key, entry in listing.items():
+        if key.startswith(root) and entry.get("type") != "directory":
+            names.append(key[len(root) :])
+            _listed[f"s3://{key}"] = (int(entry["size"]), _etag(entry))
+    return sorted(names)
 
 
 def join(directory: str, relative: str) -> str:

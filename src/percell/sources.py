@@ -15,7 +15,7 @@ import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import tifffile
@@ -182,15 +182,18 @@ class SourceReader:
     _zarr: zarr.Array[Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _tf: tifffile.TiffFile | None = None
+    _remote: IO[bytes] | None = None
 
     def __enter__(self) -> SourceReader:
         self._tf = _open_tiff(self.info.path)
         series = self._tf.series[0]
         offset = series.dataoffset
-        local = not remote.is_url(self.info.path)
-        if local and offset is not None and series.keyframe.compression == 1:
+        if offset is not None and series.keyframe.compression == 1:
             self._offset = int(offset)
-            self._fd = os.open(self.info.path, os.O_RDONLY)
+            if remote.is_url(self.info.path):  # a band is one ranged GET
+                self._remote = remote.open_url(self.info.path, cache="none")
+            else:
+                self._fd = os.open(self.info.path, os.O_RDONLY)
         else:
             self._zarr = zarr.open_array(series.aszarr(), mode="r")
         return self
@@ -198,6 +201,8 @@ class SourceReader:
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
             os.close(self._fd)
+        if self._remote is not None:
+            self._remote.close()
         if self._tf is not None:
             self._tf.close()
 
@@ -208,13 +213,13 @@ class SourceReader:
         dtype = np.dtype(info.dtype)
         width = info.width
         try:
-            if self._fd is not None and self._offset is not None:
+            if self._offset is not None:
                 lead = self._stored_lead()
                 plane = int(np.ravel_multi_index(stored, lead)) if stored else 0
                 row = plane * info.height + y0
                 start = self._offset + row * width * dtype.itemsize
                 nbytes = (y1 - y0) * width * dtype.itemsize
-                buf = os.pread(self._fd, nbytes, start)
+                buf = self._read_at(start, nbytes)
                 if len(buf) != nbytes:
                     raise SourceImageError("file ends before the pixel data does")
                 return np.frombuffer(buf, dtype=dtype).reshape(y1 - y0, width)
@@ -228,6 +233,14 @@ class SourceReader:
                 f"{info.path}: reading rows {y0}-{y1} failed "
                 f"({type(exc).__name__}: {exc})"
             ) from None
+
+    def _read_at(self, start: int, nbytes: int) -> bytes:
+        if self._fd is not None:
+            return os.pread(self._fd, nbytes, start)
+        assert self._remote is not None
+        with self._lock:  # one file object: its position is shared
+            self._remote.seek(start)
+            return self._remote.read(nbytes)
 
     def _stored_lead(self) -> tuple[int, ...]:
         """Shape of the non-YX axes in the file's own order."""
@@ -251,6 +264,9 @@ def source_id(path: str, scene: str | None) -> str:
     """How a file's scene is named among probes: the path, plus the scene."""
     return path if scene is None else f"{path}[scene={scene}]"
 
+
+#: probes of objects behind URLs in flight at once
+PROBE_REQUESTS = 16
 
 #: Where parse-time probes are remembered, relative to the working directory
 #: (beside Snakemake's own metadata); PERCELL_PROBE_CACHE overrides it.
@@ -339,11 +355,11 @@ def probe_many(
     if stamps is None:
         stamps = file_stamps(sorted({path for path, _ in sources}))
     cache_path, cache = _load_probes()
-    out, changed = {}, False
+    out: dict[str, SourceInfo] = {}
+    todo: dict[str, tuple[str, str | None, list[Any]]] = {}
     for path, scene in sources:
         key = source_id(path, scene)
-        multi = path in multichannel
-        stamp = [*stamps[path], multi, reader_versions()]
+        stamp = [*stamps[path], path in multichannel, reader_versions()]
         hit = cache.get(key)
         if hit and hit[0] == stamp:
             fields = hit[1]
@@ -354,11 +370,27 @@ def probe_many(
                     "channel_names": tuple(fields.get("channel_names", ())),
                 }
             )
-            continue
-        out[key] = probe_source(path, multi, scene)
+        else:
+            todo[key] = (path, scene, stamp)
+
+    def probe(key: str) -> SourceInfo:
+        path, scene, _ = todo[key]
+        return probe_source(path, path in multichannel, scene)
+
+    # objects behind URLs are probed many at a time: each probe waits on
+    # the network (a header's byte range), not on a core
+    remote_keys = [k for k in todo if remote.is_url(todo[k][0])]
+    if remote_keys:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(PROBE_REQUESTS) as pool:
+            out.update(zip(remote_keys, pool.map(probe, remote_keys), strict=True))
+    for key in todo:
+        if key not in out:
+            out[key] = probe(key)
+    for key, (_, _, stamp) in todo.items():
         cache[key] = [stamp, dataclasses.asdict(out[key])]
-        changed = True
-    if changed:
+    if todo:
         _save_probes(cache_path, cache)
     return out
 

@@ -156,7 +156,7 @@ def test_a_scan_of_a_bucket_prefix_finds_the_files(bucket_run, tmp_path):
             }
         ),
     )
-    run_workflow(work)
+    run_workflow(work, "--until", "import_images")
     stack = level0(work / "out/exp.percell", "drug", "t0", "r1")
     want = bucket_run["pixels"][("drug", "t0", "r1", "DAPI")]
     np.testing.assert_array_equal(stack[0].reshape(stack.shape[-2:]), want)
@@ -245,7 +245,7 @@ def test_a_plate_of_field_files_in_a_bucket_is_stitched_as_on_disk(server, tmp_p
         "grid": {"rows": 2, "columns": 3},
     }
     write_config(work, base_config({"plate": plate}))
-    run_workflow(work)
+    run_workflow(work, "--until", "import_images")
     for (well, _), expected in truth.items():
         path = work / f"out/exp.percell/images.zarr/P1/{well[0]}/{well[1:]}/0"
         arr = zarr.open_group(path, mode="r")["0"]
