@@ -25,8 +25,9 @@ from percell.errors import ConfigError, SourceImageError
 #: URL schemes read through fsspec
 SCHEMES = ("s3://", "http://", "https://")
 
-#: bytes fetched per range request: a band of a large plane is one or two
-READ_BLOCK = 8 * 2**20
+#: bytes read ahead per range request (a header, strips, tiles); a band of
+#: an uncompressed plane is fetched as one range of its own size instead
+READ_BLOCK = 2**20
 
 _endpoints: dict[str, str] = {}
 #: sizes the listings told, by URL: opening a small object is then one GET

@@ -13,6 +13,8 @@ import functools
 import os
 import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -138,12 +140,19 @@ def probe_source(
     )
 
 
-def _open_tiff(path: str | Path) -> tifffile.TiffFile:
+@contextmanager
+def _open_tiff(path: str | Path) -> Iterator[tifffile.TiffFile]:
     """A TIFF on disk, or behind a URL read by byte ranges (its header, then
-    only the strips or tiles asked for)."""
+    only the strips or tiles asked for); both closed on leaving."""
     if isinstance(path, str) and remote.is_url(path):
-        return tifffile.TiffFile(remote.open_url(path), name=path.rsplit("/", 1)[-1])
-    return tifffile.TiffFile(path)
+        with (
+            remote.open_url(path) as fh,
+            tifffile.TiffFile(fh, name=path.rsplit("/", 1)[-1]) as tf,
+        ):
+            yield tf
+    else:
+        with tifffile.TiffFile(path) as tf:
+            yield tf
 
 
 def _check_not_truncated(tf: tifffile.TiffFile) -> None:
@@ -183,9 +192,11 @@ class SourceReader:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _tf: tifffile.TiffFile | None = None
     _remote: IO[bytes] | None = None
+    _files: ExitStack | None = None
 
     def __enter__(self) -> SourceReader:
-        self._tf = _open_tiff(self.info.path)
+        self._files = ExitStack()
+        self._tf = self._files.enter_context(_open_tiff(self.info.path))
         series = self._tf.series[0]
         offset = series.dataoffset
         if offset is not None and series.keyframe.compression == 1:
@@ -203,8 +214,8 @@ class SourceReader:
             os.close(self._fd)
         if self._remote is not None:
             self._remote.close()
-        if self._tf is not None:
-            self._tf.close()
+        if self._files is not None:
+            self._files.close()
 
     def read(self, c: int, z: int, y0: int, y1: int) -> np.ndarray:
         """Rows ``y0:y1`` of channel ``c``, plane ``z`` (indices in the file)."""
