@@ -81,7 +81,10 @@ def _s3(endpoint: str | None) -> Any:
     # s3fs itself retries transient errors with backoff during reads
     return s3fs.S3FileSystem(
         client_kwargs=client,
-        config_kwargs={"connect_timeout": 5, "retries": {"max_attempts": 3}},
+        config_kwargs={
+            "connect_timeout": 5,
+            "retries": {"max_attempts": 3},
+        },
         skip_instance_cache=True,
     )
 
