@@ -122,6 +122,16 @@ def test_changing_pyramid_levels_reruns_pyramid_and_register_only(experiment_cop
     pyramids = [f for f in reasons if "/pyramid/" in f]
     assert len(pyramids) == 4
     assert all("Params have changed" in reasons[f] for f in pyramids)
+    # and in words: what changed, for which groups (Snakemake prints only the
+    # whole params before and after)
+    said = [
+        line
+        for line in run_workflow(work, "-n").stderr.splitlines()
+        if line.startswith("percell: ")
+    ]
+    assert len(said) == 1, said
+    assert said[0].startswith("percell: pyramid of ctrl/t0, "), said
+    assert said[0].endswith(' and 1 more runs again: levels: "auto" → 3'), said
 
     level0 = {
         k: v

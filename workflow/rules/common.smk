@@ -3,6 +3,7 @@
 import percell.demo_names
 import percell.layout
 import percell.manifest
+import percell.rerun_reasons
 import percell.run_lock
 from percell import layout
 from percell.contracts import PyramidParams, QcExperimentParams
@@ -19,6 +20,9 @@ except PercellError as exc:
     # bugs are not PercellErrors, and keep theirs)
     sys.exit(f"percell: error in {', '.join(CONFIG_FILES)}:\n{exc}")
 EXP = MANIFEST.experiment
+# what a rerun changes, in words (Snakemake prints only whole params dicts)
+for line in percell.rerun_reasons.reasons(MANIFEST):
+    print(f"percell: {line}", file=sys.stderr)
 # logs and benchmarks per experiment: another experiment run from the same
 # directory keeps its own (and the QC summary reads only this one's)
 LOGS = f"logs/{percell.layout.run_name(EXP)}"
