@@ -711,6 +711,9 @@ class PooledValues(Contract):
 class MeasuredRegion(Contract):
     key: str
     cells: int
+    #: measured on its projection along z (schema 4.0.0): the cells' areas
+    #: in experiment.db are then those of the projected labels
+    projected: bool = False
 
 
 class Measured(Contract):

@@ -1122,6 +1122,18 @@ def upsert_cell_shapes(
     )
 
 
+def set_cell_areas(
+    conn: sqlite3.Connection, cell_ids: np.ndarray, areas: np.ndarray
+) -> None:
+    """Set cells' areas in pixels, their area in µm² following (its ratio to
+    the pixels is the pixel size, squared; NULL stays NULL)."""
+    conn.executemany(
+        "UPDATE cells SET area_um2 = CASE WHEN area_pixels > 0 "
+        "THEN area_um2 * (? / area_pixels) END, area_pixels = ? WHERE id = ?",
+        ((float(a), float(a), int(i)) for i, a in zip(cell_ids, areas, strict=True)),
+    )
+
+
 def upsert_cell_masks(
     conn: sqlite3.Connection,
     cell_ids: np.ndarray,

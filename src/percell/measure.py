@@ -486,7 +486,8 @@ def measure_group(
         )
         if how:
             log.info("region %s: measured on its %s projection along z", key, how)
-        outputs.append(MeasuredRegion(key=key, cells=len(wide)))
+        projected = {"projected": True} if how else {}
+        outputs.append(MeasuredRegion(key=key, cells=len(wide), **projected))
     staged = {}
     with Staging() as staging:
         for suffix, tables in (("measurements", wide_tables), ("masks", mask_tables)):

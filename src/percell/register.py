@@ -537,6 +537,11 @@ class _Registration:
                     scope=self.fmt.whole_cell_scope(conn, region_id),
                 )
                 self.counts["measurements"] += int(values.size)
+                area = f"{channels[0]}|area"
+                if region.projected and area in part.columns:
+                    # the application sees the projected labels: a cell's
+                    # area is its pixels there, not its voxels in the stack
+                    db.set_cell_areas(conn, ids, part[area].to_numpy(np.float64))
             for name in todo_masks:
                 part = masks.iloc[mask_rows[(key, name)]]
                 run_id = run_ids.get((name, region_id))

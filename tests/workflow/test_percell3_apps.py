@@ -98,6 +98,21 @@ def ours(experiment: Path) -> dict:
     return {"fovs": fovs, "thresholds": thresholds}
 
 
+def areas(experiment: Path, fov: str) -> dict[int, float]:
+    """Label value -> area_pixels of a FOV's cells."""
+    conn = sqlite3.connect(experiment / "experiment.db")
+    try:
+        return dict(
+            conn.execute(
+                "SELECT c.label_value, c.area_pixels FROM cells c JOIN fovs f "
+                "ON f.id = c.fov_id WHERE f.display_name = ?",
+                (fov,),
+            )
+        )
+    finally:
+        conn.close()
+
+
 def tagged_cells(experiment: Path, tag: str = "mitotic") -> list[tuple]:
     """(id, FOV, label value) of the cells carrying ``tag``, by id."""
     conn = sqlite3.connect(experiment / "experiment.db")
@@ -519,6 +534,11 @@ def test_the_application_opens_and_uses_other_demos_as_4_0_0(
         labels = plane(level0(exp, "labels.zarr", fov["key"]), 0)
         np.testing.assert_array_equal(arrays[f"labels/{name_}"], labels)
         assert report["cells"][name_] == np.unique(labels[labels > 0]).size > 0
+        if projection:  # a cell's area is its pixels in what the app shows
+            ids, counts = np.unique(labels[labels > 0], return_counts=True)
+            assert areas(exp, name_) == dict(
+                zip(ids.tolist(), counts.astype(float).tolist(), strict=True)
+            )
         for _, threshold, _ in report["config"][name_][1:]:
             key, run = mine["thresholds"][str(threshold)]
             mask = plane(level0(exp, "masks.zarr", f"{key}/threshold_{run}"), 0)
