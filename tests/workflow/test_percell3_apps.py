@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from percell.storage import array_of, open_group
+from percell.storage import array_of, open_group, read_json
 from tests.conftest import REPO, run_workflow, tree_digest, write_config
 
 APP_PYTHON = REPO / ".venv-percell3/bin/python"
@@ -548,6 +548,15 @@ def test_the_application_opens_and_uses_other_demos_as_4_0_0(
     assert remeasure["added"] == 0 and remeasure["changed"] == 0, remeasure
     assert remeasure["before"] > 0
     assert report["plugin"]["nan_zero"] == ["completed"]
+    if projection == "max":  # a colour change reaches the projected views
+        config["channels"][0]["color"] = "12AB34"
+        write_config(work, config)
+        run_workflow(work)
+        shown = [
+            read_json(f)["omero"]["channels"][0]["color"]
+            for f in (exp / "images.zarr").glob("fov_*/.zattrs")
+        ]
+        assert shown and set(shown) == {"12AB34"}, shown
     if projection:  # the full stacks stay, NGFF-valid, for other readers
         import zarr
         from ome_zarr_models.v04.hcs import HCS

@@ -39,6 +39,7 @@ from percell.storage import (
     remove_tree,
     replace_directory,
     write_json,
+    write_json_if_changed,
 )
 
 log = logging.getLogger(__name__)
@@ -139,11 +140,15 @@ def projected_view(
         Whether the view was (re)made.
     """
     stamp = _stamp(source / "0", how)
-    if (view / ".zattrs").is_file():
-        made = read_json(view / ".zattrs").get("percell", {})
-        if made.get("projected_from") == stamp:
-            return False
     attrs = ngff.without_z(attrs_of(open_group(source))) | (extra or {})
+    if (view / ".zattrs").is_file():
+        current = read_json(view / ".zattrs")
+        made = current.get("percell", {})
+        if made.get("projected_from") == stamp:
+            if channels:  # an image's pixels stand, but its display
+                # metadata (channel colours, which register sets) may not
+                write_json_if_changed(view / ".zattrs", attrs | {"percell": made})
+            return False
     attrs["percell"] = {"projected_from": stamp, "z_projection": how}
     built = partial_path(view)
     remove_tree(built)
