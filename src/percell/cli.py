@@ -35,6 +35,17 @@ def main(argv: list[str] | None = None) -> int:
         help="remove the run lock a lost run left (one killed on another host)",
     )
     unlock.add_argument("experiment", help="the .percell directory")
+    publish = sub.add_parser(
+        "publish",
+        help="copy the experiment's OME-Zarr stores (images, labels, masks) to "
+        "an S3 prefix for web viewers; again, only what changed is sent",
+    )
+    publish.add_argument("experiment", help="the .percell directory")
+    publish.add_argument(
+        "url",
+        help="s3://bucket/prefix (AWS credentials and "
+        "AWS_ENDPOINT_URL from the environment)",
+    )
     check = sub.add_parser(
         "check-config",
         help="read and validate a workflow config file, naming the line of a "
@@ -75,6 +86,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"percell check-config: {exc}", file=sys.stderr)
             return 2
         print(f"{args.config}: a valid percell config")
+    if args.command == "publish":
+        from percell import run_lock
+        from percell.publish import publish as publish_experiment
+
+        try:
+            with run_lock.held(args.experiment):  # not while a run writes it
+                counts = publish_experiment(args.experiment, args.url)
+        except PercellError as exc:
+            print(f"percell publish: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"{args.experiment} -> {args.url}: "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+        )
     if args.command == "export":
         from percell.export import export_cells
 

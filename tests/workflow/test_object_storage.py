@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +26,8 @@ import tifffile
 import yaml
 import zarr
 
+from percell import remote
+from percell.publish import publish
 from tests.conftest import (
     base_config,
     make_raw_experiment,
@@ -324,3 +328,52 @@ def test_ome_zarr_over_http_and_in_s3_and_a_czi_staged_from_s3(
     # the CZI was staged once, into the cache named, and nothing else was
     staged = list((tmp_path / "staged").iterdir())
     assert [f.suffix for f in staged] == [".czi"], staged
+
+
+def test_publish_sends_the_ngff_stores_and_then_only_what_changed(
+    bucket_run, server, tmp_path
+):
+    exp = tmp_path / "exp.percell"
+    shutil.copytree(bucket_run["experiment"], exp)
+    s3_client(server).create_bucket(Bucket="web")
+    percell = str(Path(sys.executable).with_name("percell"))
+    done = subprocess.run(
+        [percell, "publish", str(exp), "s3://web/screens/exp"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    files = sorted(
+        f.relative_to(exp).as_posix()
+        for store in ("images.zarr", "labels.zarr", "masks.zarr")
+        if (exp / store).is_dir()
+        for f in (exp / store).rglob("*")
+        if f.is_file()
+    )
+    assert "0 removed, 0 unchanged" in done.stdout and str(len(files)) in done.stdout
+    fs, root = remote.filesystem("s3://web/screens/exp")
+    fs.invalidate_cache()
+    published = sorted(k[len(root) + 1 :] for k in fs.find(root))
+    assert published == files  # the stores only: no experiment.db, no .workflow
+    # a reader of the bucket sees the experiment's pixels
+    store = zarr.storage.FsspecStore.from_url(
+        "s3://web/screens/exp/images.zarr/ctrl/t0/r1", read_only=True
+    )
+    np.testing.assert_array_equal(
+        np.asarray(zarr.open_group(store, mode="r")["0"]),
+        level0(exp, "ctrl", "t0", "r1"),
+    )
+    assert publish(exp, "s3://web/screens/exp") == {
+        "uploaded": 0,
+        "removed": 0,
+        "unchanged": len(files),
+    }
+    # a file gone and a file changed: one removal, one upload
+    (exp / files[-1]).unlink()
+    changed = exp / "images.zarr/ctrl/t0/r1/.zattrs"
+    changed.write_text(changed.read_text() + "\n")
+    assert publish(exp, "s3://web/screens/exp") == {
+        "uploaded": 1,
+        "removed": 1,
+        "unchanged": len(files) - 2,
+    }
