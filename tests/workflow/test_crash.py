@@ -31,10 +31,10 @@ STEPS = ["import_images", "pyramid", "segment", "threshold", "measure", "registe
 REGIONS = [("ctrl", "r1"), ("ctrl", "r2"), ("drug", "r1"), ("drug", "r2")]
 
 
-def make_raw(root):
+def make_raw(root, size: int = 1024):
     rows = []
     for i, (cond, region) in enumerate(REGIONS):
-        dapi, gfp, _, _ = synthetic_cells((1024, 1024), np.random.default_rng(40 + i))
+        dapi, gfp, _, _ = synthetic_cells((size, size), np.random.default_rng(40 + i))
         for ch, img in (("DAPI", dapi), ("GFP", gfp)):
             path = root / f"{cond}_{region}_{ch}.tif"
             tifffile.imwrite(path, img)
@@ -182,6 +182,87 @@ def test_sigkill_at_every_step_then_the_readme_command_recovers(tmp_path):
     assert rows["integrity"] == [("ok",)]
     assert rows["journal"] == [("delete",)]
     assert rows == natural_rows(ref)
+    debris = [
+        p for p in exp.rglob("*") if ".partial" in p.name or p.name.endswith(".old")
+    ]
+    assert debris == []
+
+
+def rows_4_0_0(exp) -> dict:
+    """A 4.0.0 experiment's rows keyed by names rather than ids."""
+    conn = sqlite3.connect(exp / "experiment.db")
+    cell = "(SELECT f.display_name FROM fovs f WHERE f.id = c.fov_id), c.label_value"
+    queries = {
+        "fovs": "SELECT display_name, width, height, pixel_size_um FROM fovs",
+        "cells": f"SELECT {cell}, c.centroid_x, c.centroid_y, c.bbox_x, c.bbox_y, "
+        "c.bbox_w, c.bbox_h, c.area_pixels, c.area_um2, c.perimeter FROM cells c",
+        "measurements": f"SELECT {cell}, ch.name, m.metric, m.scope, m.value, "
+        "(SELECT t.name FROM thresholds t WHERE t.id = m.threshold_id) "
+        "FROM measurements m JOIN cells c ON c.id = m.cell_id "
+        "JOIN channels ch ON ch.id = m.channel_id",
+        "segmentations": "SELECT name, cell_count FROM segmentations",
+        "thresholds": "SELECT name, threshold_value FROM thresholds",
+        "fov_config": "SELECT * FROM fov_config",
+    }
+    rows = {name: sorted(conn.execute(q).fetchall()) for name, q in queries.items()}
+    rows["integrity"] = conn.execute("PRAGMA integrity_check").fetchall()
+    conn.close()
+    return rows
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_4_0_0_register_and_its_views_then_recovery(tmp_path):
+    """Schema 4.0.0's register commits, then writes the views the
+    application reads (paths by id): killed at moments across both, the
+    README's command leaves what a clean run leaves, views included."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    config = base_config(
+        {"sample_sheet": str(make_raw(raw, size=512))},
+        segmentation={"channel": "DAPI", "diameter": 16, "min_size": 30},
+        thresholds=[{"channel": "GFP", "method": "otsu", "scope": "experiment"}],
+    )
+    config["experiment"]["format"] = "4.0.0"
+    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
+    for work in (crashed, clean):
+        work.mkdir()
+        write_config(work, config)
+    clean_run = subprocess.run(
+        [*snakemake_command(clean), "--cores", "2"], capture_output=True, text=True
+    )
+    assert clean_run.returncode == 0, clean_run.stderr[-3000:]
+    # how long a register job lasts here (its benchmark): the kills are
+    # spread over it, the later ones in the views written after the commit
+    (bench,) = (clean / "benchmarks").rglob("register*.tsv")
+    header, values = (line.split("\t") for line in bench.read_text().splitlines()[:2])
+    seconds = float(values[header.index("s")])
+    sm = shlex.join(snakemake_command(crashed))
+    before = subprocess.run(
+        ["bash", "-c", f"{sm} --cores 2 --until measure"], capture_output=True
+    )
+    assert before.returncode == 0, before.stderr[-3000:]
+    killed = [
+        share
+        for share in (0.3, 0.7, 0.9, 0.97)
+        if kill_during(RECOVERY.format(sm=sm), "register", share * seconds)
+    ]
+    assert len(killed) >= 3, killed
+    proc = subprocess.run(
+        ["bash", "-c", RECOVERY.format(sm=sm)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp, ref = crashed / "out/exp.percell", clean / "out/exp.percell"
+    got, want = arrays(exp), arrays(ref)
+    assert sorted(got) == sorted(want)
+    assert any(name.startswith("labels.zarr/seg_") for name in want)  # views
+    for name, value in want.items():
+        if isinstance(value, dict):
+            assert got[name] == value, name
+        else:
+            np.testing.assert_array_equal(got[name], value, err_msg=name)
+    rows = rows_4_0_0(exp)
+    assert rows["integrity"] == [("ok",)]
+    assert rows == rows_4_0_0(ref)
     debris = [
         p for p in exp.rglob("*") if ".partial" in p.name or p.name.endswith(".old")
     ]
