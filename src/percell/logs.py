@@ -44,6 +44,18 @@ def setup_logging(
     handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=[handler], force=True)
     logging.captureWarnings(True)
+    sys.excepthook = _report
+
+
+def _report(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+    """A user's error (a file, a URL, a value) ends the job as one line in
+    its log, which the terminal shows; a traceback only for our own bugs."""
+    from percell.errors import PercellError
+
+    if isinstance(exc, PercellError):
+        log.error("%s", exc)
+    else:
+        sys.__excepthook__(kind, exc, tb)  # type: ignore[arg-type]
 
 
 def _clock(seconds: float) -> str:

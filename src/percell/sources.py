@@ -78,6 +78,13 @@ def _ome_metadata(
     return None, None, ()
 
 
+def _naming(path: str | os.PathLike, exc: SourceImageError) -> SourceImageError:
+    """The error with the file's name in front, once (a URL's own errors
+    already name it)."""
+    text = str(exc)
+    return exc if text.startswith(str(path)) else SourceImageError(f"{path}: {text}")
+
+
 def probe_source(
     path: str | os.PathLike, multichannel: bool = False, scene: str | None = None
 ) -> SourceInfo:
@@ -115,7 +122,7 @@ def probe_source(
             if pixel_size is None and tf.is_imagej:
                 pixel_size = _imagej_pixel_size(tf)
     except SourceImageError as exc:
-        raise SourceImageError(f"{p}: {exc}") from None
+        raise _naming(p, exc) from None
     except Exception as exc:  # tifffile raises many types on corrupt files
         raise SourceImageError(
             f"{p}: not a readable TIFF ({type(exc).__name__}: {exc})"
@@ -238,7 +245,7 @@ class SourceReader:
             with self._lock:  # tifffile's zarr store shares one file handle
                 return np.asarray(self._zarr[(*stored, slice(y0, y1))])  # type: ignore[index]
         except SourceImageError as exc:
-            raise SourceImageError(f"{info.path}: {exc}") from None
+            raise _naming(info.path, exc) from None
         except Exception as exc:
             raise SourceImageError(
                 f"{info.path}: reading rows {y0}-{y1} failed "

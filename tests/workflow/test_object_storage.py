@@ -36,6 +36,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.hcs_support import write_plate
+from tests.support.flaky_proxy import fail_each_request_once, flaky_proxy
 from tests.support.ome_zarr_plate import write_ome_zarr_plate
 from tests.support.s3_server import free_port, s3_client, s3_server
 from tests.workflow.test_vendor_formats import write_czi
@@ -254,6 +255,70 @@ def test_a_plate_of_field_files_in_a_bucket_is_stitched_as_on_disk(server, tmp_p
         path = work / f"out/exp.percell/images.zarr/P1/{well[0]}/{well[1:]}/0"
         arr = zarr.open_group(path, mode="r")["0"]
         np.testing.assert_array_equal(np.asarray(arr).reshape(expected.shape), expected)
+
+
+def test_transient_errors_are_retried_and_a_lasting_one_leaves_the_group(
+    server, tmp_path
+):
+    """Through a proxy that answers 503 SlowDown: each request failing once
+    is retried with backoff and the pixels are those of the files; an object
+    whose pixel ranges keep failing fails its import job, naming the URL,
+    and leaves the experiment as it was; the next run finishes the job."""
+    # 1024 x 1024 uint16: 2 MiB, so the pixels are read by ranged GETs
+    _, pixels = make_raw_experiment(tmp_path / "local", REGIONS, shape=(1024, 1024))
+    s3 = s3_client(server)
+    s3.create_bucket(Bucket="flaky")
+    rows = []
+    for (cond, tp, region, ch), img in pixels.items():
+        key = f"{cond}/{region}_{ch}.tif"
+        s3.put_object(Bucket="flaky", Key=key, Body=tiff_bytes(img, False))
+        rows.append(f"{cond}\t{tp}\t{region}\t{ch}\ts3://flaky/{key}")
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text("condition\ttimepoint\tregion\tchannel\tpath\n" + "\n".join(rows))
+    work = tmp_path / "work"
+    work.mkdir()
+    exp = work / "out/exp.percell"
+    with flaky_proxy(server["AWS_ENDPOINT_URL"]) as proxy:
+        config = base_config({"sample_sheet": str(sheet)})
+        config["storage"] = {"endpoints": {"s3://flaky": proxy.url}}
+        write_config(work, config)
+
+        proxy.policy = fail_each_request_once()
+        run_workflow(work, "--until", "import_images")
+        assert any(m == "GET" and r for m, _, r in proxy.refused), proxy.refused
+        for cond, tp, region in REGIONS:
+            stack = level0(exp, cond, tp, region)
+            for c, ch in enumerate(("DAPI", "GFP")):
+                np.testing.assert_array_equal(
+                    stack[c].reshape(stack.shape[-2:]), pixels[(cond, tp, region, ch)]
+                )
+
+        # a new object whose pixel ranges (beyond the first MiB, which holds
+        # the header the plan reads) keep failing
+        changed = (pixels[("ctrl", "t0", "r1", "GFP")] // 2).astype(np.uint16)
+        s3.put_object(
+            Bucket="flaky", Key="ctrl/r1_GFP.tif", Body=tiff_bytes(changed, False)
+        )
+        before = tree_digest(exp)
+
+        def pixel_ranges(method: str, path: str, range_: str) -> bool:
+            end = int(range_.rpartition("-")[2] or 0) if range_ else 0
+            return path.endswith("/ctrl/r1_GFP.tif") and end >= 2**20
+
+        proxy.policy = pixel_ranges
+        proxy.refused.clear()
+        failed = run_workflow(work, "--until", "import_images", check=False)
+        out = failed.stdout + failed.stderr
+        assert failed.returncode != 0, out
+        assert proxy.refused, "the job never read the failing ranges"
+        assert "s3://flaky/ctrl/r1_GFP.tif" in out, out
+        assert "Traceback" not in out, out  # the reason, not our internals
+        assert tree_digest(exp) == before
+
+        proxy.policy = None
+        run_workflow(work, "--until", "import_images")
+        stack = level0(exp, "ctrl", "t0", "r1")
+        np.testing.assert_array_equal(stack[1].reshape(stack.shape[-2:]), changed)
 
 
 @pytest.fixture
