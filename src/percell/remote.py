@@ -147,7 +147,9 @@ def open_url(url: str, cache: str = "readahead") -> IO[bytes]:
         if size is not None and size <= WHOLE_OBJECT:
             import io
 
-            return io.BytesIO(fs.cat_file(path))
+            # one ranged GET: without the range s3fs first asks for the size
+            # (a HEAD, unless a listing in this process left it in its cache)
+            return io.BytesIO(fs.cat_file(path, start=0, end=size) if size else b"")
         known = {} if size is None or not url.startswith("s3://") else {"size": size}
         return fs.open(path, "rb", block_size=READ_BLOCK, cache_type=cache, **known)
     except Exception as exc:

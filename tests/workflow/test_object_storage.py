@@ -167,6 +167,40 @@ def test_a_scan_of_a_bucket_prefix_finds_the_files(bucket_run, tmp_path):
     np.testing.assert_array_equal(stack[0].reshape(stack.shape[-2:]), want)
 
 
+def test_planning_is_one_listing_and_one_get_per_new_file(
+    bucket_run, server, tmp_path, monkeypatch
+):
+    """Counted at the wire, through a proxy: a first dry run lists the folder
+    once and reads each file's header with one GET (no HEAD per object); a
+    second dry run only lists (headers remembered by URL and ETag)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("PERCELL_PROBE_CACHE", str(tmp_path / "probes.json"))
+    with flaky_proxy(server["AWS_ENDPOINT_URL"]) as proxy:
+        config = base_config({"sample_sheet": str(bucket_run["sheet"])})
+        config["storage"] = {"endpoints": {"s3://raw": proxy.url}}
+        write_config(work, config)
+
+        def requests() -> tuple[list[str], list[str]]:
+            seen = [(m, p.partition("?")[0], p) for m, p, _ in proxy.passed]
+            proxy.passed.clear()
+            objects = [f"{m} {path}" for m, path, _ in seen if path.endswith(".tif")]
+            listings = [p for m, _, p in seen if "list-type" in p]
+            return objects, listings
+
+        run_workflow(work, "-n")
+        objects, listings = requests()
+        assert sorted(objects) == sorted(
+            f"GET /raw/demo/{c}/{t}/{r}_{ch}.tif"
+            for c, t, r in REGIONS
+            for ch in ("DAPI", "GFP")
+        )
+        assert len(listings) == 1, listings
+        run_workflow(work, "-n")
+        objects, listings = requests()
+        assert objects == [] and len(listings) == 1, (objects, listings)
+
+
 def refused(bucket_run, tmp_path, edit) -> str:
     """Rerun the bucket's experiment with a bad input; it must stop before
     any job with the experiment unchanged. Returns the output."""
