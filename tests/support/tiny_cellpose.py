@@ -9,6 +9,7 @@ cached under ~/.cache/percell, keyed by the training settings.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -86,6 +87,16 @@ def _trained(name, settings, make_images, channels, channel_axis) -> Path:
     target = cache_dir() / f"{name}-{key}"
     if target.is_file():
         return target
+    # the test workers (pytest-xdist) may all ask at once: one trains, the
+    # others wait for its file
+    with open(cache_dir() / f"{name}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            _train(target, key, settings, make_images, channels, channel_axis)
+    return target
+
+
+def _train(target, key, settings, make_images, channels, channel_axis) -> None:
     import torch
     from cellpose import models, resnet_torch, train
 
@@ -126,7 +137,6 @@ def _trained(name, settings, make_images, channels, channel_axis) -> Path:
     tmp = target.with_suffix(".partial")
     tmp.write_bytes(path.read_bytes())
     tmp.replace(target)
-    return target
 
 
 def load_tiny(path: Path):
