@@ -33,6 +33,7 @@ plane's background is the region's; smoothing and seeds in y and x).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 from skimage import segmentation
-from skimage.feature import peak_local_max
+
+from percell.watershed_kernels import flood, label_maxima, quantise, spaced_peaks
 
 #: detection level: signal above this many noise σ
 DETECTION_SIGMAS = 6.0
@@ -106,12 +108,25 @@ class RegionBackground:
     def window(self, y: tuple[int, int], x: tuple[int, int]) -> np.ndarray:
         """The background of level-0 rows y[0]:y[1], columns x[0]:x[1]
         (bilinear between block centres, constant beyond the outer ones)."""
-        ys = (np.arange(*y) + 0.5) / self.block - 0.5
-        xs = (np.arange(*x) + 0.5) / self.block - 0.5
-        coords = np.meshgrid(ys, xs, indexing="ij")
-        return ndimage.map_coordinates(
-            self.grid, coords, order=1, mode="nearest"
-        ).astype(np.float32)
+        rows = _linear_weights(y, self.block, self.grid.shape[0])
+        columns = _linear_weights(x, self.block, self.grid.shape[1])
+        # bilinear is separable: two small matrix products
+        return (rows @ self.grid @ columns.T).astype(np.float32)
+
+
+def _linear_weights(span: tuple[int, int], block: float, n: int) -> np.ndarray:
+    """The weights of the ``n`` block centres in the linear interpolation of
+    level-0 pixels span[0]:span[1] (constant beyond the outer centres):
+    ``ndimage.map_coordinates(order=1, mode="nearest")`` along one axis."""
+    at = (np.arange(*span) + 0.5) / block - 0.5
+    below = np.floor(at)
+    share = at - below
+    below = below.astype(np.int64)
+    weights = np.zeros((at.size, n))
+    rows = np.arange(at.size)
+    np.add.at(weights, (rows, np.clip(below, 0, n - 1)), 1 - share)
+    np.add.at(weights, (rows, np.clip(below + 1, 0, n - 1)), share)
+    return weights
 
 
 def region_background(
@@ -138,8 +153,14 @@ def region_background(
     h, w = smoothed.shape
     ny, nx = max(1, math.ceil(h / step)), max(1, math.ceil(w / step))
     grid = np.empty((ny, nx), np.float64)
-    for i in range(ny):
-        for j in range(nx):
+    # the whole blocks at once, then the partial ones of the last row/column
+    fy, fx = h // step, w // step
+    if fy and fx:
+        whole = smoothed[: fy * step, : fx * step].reshape(fy, step, fx, step)
+        blocks = whole.transpose(0, 2, 1, 3).reshape(fy, fx, step * step)
+        grid[:fy, :fx] = np.percentile(blocks, BACKGROUND_PERCENTILE, axis=-1)
+    for i, j in itertools.product(range(ny), range(nx)):
+        if i >= fy or j >= fx:
             part = smoothed[i * step : (i + 1) * step, j * step : (j + 1) * step]
             grid[i, j] = np.percentile(part, BACKGROUND_PERCENTILE)
     grid = ndimage.median_filter(grid, 3, mode="nearest")
@@ -154,26 +175,53 @@ def region_background(
 
 
 def _peaks(
-    surface: np.ndarray, spacing: float, mask: np.ndarray | None = None, **kwargs: Any
+    surface: np.ndarray,
+    spacing: float,
+    mask: np.ndarray,
+    threshold: float | None = None,
 ) -> np.ndarray:
-    """Seed markers at the local maxima of ``surface`` (ids 1..n). A stack's
-    seeds are found on its maximum over z and run through every plane (a
-    nucleus is one column of planes, never split between them)."""
+    """Seed markers (ids 1..n) at the local maxima of ``surface`` inside
+    ``mask``, ``spacing`` apart, above ``threshold`` (default: the surface's
+    minimum), as ``peak_local_max`` finds them. A stack's seeds are found on
+    its maximum over z and run through every plane (a nucleus is one column
+    of planes, never split between them)."""
     flat = surface.max(axis=0) if surface.ndim == 3 else surface
-    if mask is not None:
-        kwargs["labels"] = (mask.any(axis=0) if mask.ndim == 3 else mask).astype(
-            np.int32
-        )
-    found = peak_local_max(
-        flat, min_distance=max(1, int(spacing)), exclude_border=False, **kwargs
-    )
-    markers = np.zeros(flat.shape, np.int32)
-    markers[tuple(found.T)] = np.arange(1, len(found) + 1)
+    inside = mask.any(axis=0) if mask.ndim == 3 else mask
+    level = float(flat.min()) if threshold is None else threshold
+    markers = spaced_peaks(flat, max(1, int(spacing)), level, inside)
     if surface.ndim == 3:
         markers = np.broadcast_to(markers, surface.shape).copy()
-        if mask is not None:
-            markers[~mask] = 0
+        markers[~mask] = 0
     return markers
+
+
+def _watershed(
+    surface: np.ndarray, markers: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """scikit-image's seeded watershed of ``surface`` inside ``mask``, on the
+    surface's values cut into ``LEVELS`` levels (``watershed_kernels.flood``).
+
+    Only the parts of the mask that hold two seeds or more are flooded: a
+    part with one seed is all that seed's, one without stays 0, whatever the
+    order of the flood."""
+    parts, _ = ndimage.label(mask)  # 4- (6-) connected, as the flood
+    seeded = markers > 0
+    pairs = np.unique(
+        parts[seeded].astype(np.int64) * (int(markers.max()) + 1) + markers[seeded]
+    )
+    part_of, seed_of = np.divmod(pairs, int(markers.max()) + 1)
+    seeds = np.bincount(part_of, minlength=parts.max() + 1)
+    owner = np.zeros(seeds.size, np.int32)
+    lone = seeds[part_of] == 1
+    owner[part_of[lone]] = seed_of[lone]
+    owner[0] = 0
+    labels = owner[parts]
+    shared = (seeds >= 2)[parts] & mask
+    if shared.any():
+        levels = quantise(surface, mask)
+        flooded = flood(levels, np.where(shared, markers, 0), shared)
+        labels[shared] = flooded[shared]
+    return labels
 
 
 def _laplace_yx(image: np.ndarray, scale: float) -> np.ndarray:
@@ -214,10 +262,11 @@ def watershed_segment(
     # blobs of the nucleus size: a dim nucleus on a bright one's shoulder is
     # still a maximum of the negative Laplacian of Gaussian
     blobs = -_laplace_yx(signal, d * BLOB_SCALE)
-    markers = _peaks(blobs, d * SEED_SPACING, mask=signal > level, threshold_abs=0)
+    inside = signal > level
+    markers = _peaks(blobs, d * SEED_SPACING, mask=inside, threshold=0.0)
     if not markers.any():
         return np.zeros(image.shape, np.int32)
-    basins = segmentation.watershed(-blobs, markers, mask=signal > level)
+    basins = _watershed(-blobs, markers, inside)
     return _trim_and_split(
         signal,
         basins,
@@ -246,15 +295,14 @@ def _trim_and_split(
     the voxel's size by axis; ``smoothing``: its Gaussian sigmas), from the
     ``seeds(distance, nuclei)`` markers; objects under ``smallest`` pixels
     go."""
-    peak = np.zeros(n + 1, np.float64)
-    peak[1:] = ndimage.maximum(signal, basins, np.arange(1, n + 1))
+    peak = label_maxima(signal, basins, n)
     basins[signal < fraction * peak[basins]] = 0
     nuclei = basins > 0
     # split what is still joined: distance to the background or to a seam
     seams = segmentation.find_boundaries(basins, mode="inner") & nuclei
     distance = ndimage.distance_transform_edt(nuclei & ~seams, sampling=sampling)
     distance = ndimage.gaussian_filter(distance, smoothing)
-    labels = segmentation.watershed(-distance, seeds(distance, nuclei), mask=nuclei)
+    labels = _watershed(-distance, seeds(distance, nuclei), nuclei)
     sizes = np.bincount(labels.ravel())
     labels[sizes[labels] < smallest] = 0
     return labels.astype(np.int32)
@@ -292,7 +340,7 @@ def volume_segment(
     markers = _maxima(blobs, d * VOLUME_SEED_SPACING, per_axis, inside & (blobs > 0))
     if not markers.any():
         return np.zeros(image.shape, np.int32)
-    basins = segmentation.watershed(-blobs, markers, mask=inside)
+    basins = _watershed(-blobs, markers, inside)
     sphere = math.pi / 6 * d**3 / anisotropy  # a nucleus's volume in voxels
     return _trim_and_split(
         signal,

@@ -1,0 +1,98 @@
+"""The watershed's compiled kernels, exact against scikit-image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage import segmentation
+from skimage.feature import peak_local_max
+
+from percell.watershed import _watershed
+from percell.watershed_kernels import LEVELS, flood, quantise, spaced_peaks
+
+
+def _case(rng: np.random.Generator, ndim: int):
+    high = 60 if ndim == 2 else 16
+    shape = tuple(int(n) for n in rng.integers(3, high, ndim))
+    surface = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0, 3))
+    mask = ndimage.gaussian_filter(rng.random(shape), 1.5) > rng.uniform(0.4, 0.6)
+    return shape, surface, mask
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_flood_is_scikit_images_watershed_on_the_same_levels(ndim):
+    rng = np.random.default_rng(ndim)
+    for trial in range(150):
+        shape, surface, mask = _case(rng, ndim)
+        if not mask.any():
+            continue
+        inside = np.flatnonzero(mask)
+        seeds = np.unique(
+            rng.choice(inside, size=min(int(rng.integers(1, 12)), inside.size))
+        )
+        if trial % 2:
+            # every seed below three levels of ties: the fronts meet on ties,
+            # which only scikit-image's order (oldest first) decides alike
+            levels = rng.integers(40, 43, shape).astype(np.uint16)
+            levels.ravel()[seeds] = rng.choice(40, seeds.size, replace=False)
+        else:
+            levels = quantise(surface, mask)
+            # distinct levels: scikit-image leaves markers' ties to its heap
+            levels.ravel()[seeds] = rng.choice(LEVELS, seeds.size, replace=False)
+        markers = np.zeros(shape, np.int32)
+        markers.ravel()[seeds] = np.arange(1, seeds.size + 1)
+        expected = segmentation.watershed(levels, markers, mask=mask)
+        np.testing.assert_array_equal(flood(levels, markers, mask), expected)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_flooding_only_parts_with_two_seeds_changes_nothing(ndim):
+    rng = np.random.default_rng(10 + ndim)
+    for _ in range(150):
+        shape, surface, mask = _case(rng, ndim)
+        markers = np.zeros(shape, np.int32)
+        if mask.any():
+            spots = rng.choice(np.flatnonzero(mask), size=int(rng.integers(1, 15)))
+            # ids repeat: a seed of several pixels (a plateau, a column)
+            markers.ravel()[spots] = rng.integers(1, 6, spots.size)
+        everywhere = flood(quantise(surface, mask), markers, mask)
+        np.testing.assert_array_equal(_watershed(surface, markers, mask), everywhere)
+
+
+def test_quantised_levels_keep_the_surfaces_order():
+    rng = np.random.default_rng(5)
+    surface = rng.normal(size=(200, 300)).astype(np.float32)
+    mask = np.ones(surface.shape, bool)
+    levels = quantise(surface, mask)
+    assert levels.min() == 0 and levels.max() == LEVELS - 1
+    order = np.argsort(surface, axis=None, kind="stable")
+    assert np.all(np.diff(levels.ravel()[order].astype(np.int64)) >= 0)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_spaced_peaks_are_peak_local_maxs_with_a_mask(ndim):
+    rng = np.random.default_rng(20 + ndim)
+    for trial in range(150):
+        _, surface, mask = _case(rng, ndim)
+        if trial % 4 == 0:  # plateaus
+            surface = np.round(surface * 20)
+        elif trial % 4 == 1:  # the dtype of the watershed's blobs
+            surface = surface.astype(np.float32)
+        elif trial % 4 == 2:
+            surface = (surface * 1000).astype(np.int32) - 300
+        spacing = int(rng.integers(1, 6))
+        threshold = float(np.quantile(surface, rng.uniform(0, 0.9)))
+        expected = peak_local_max(
+            surface,
+            min_distance=spacing,
+            threshold_abs=threshold,
+            labels=mask.astype(np.int32),
+            exclude_border=False,
+        )
+        markers = spaced_peaks(surface, spacing, threshold, mask)
+        # the same peaks, numbered from the highest as scikit-image lists them
+        assert markers.max() == len(expected)
+        assert [int(markers[tuple(p)]) for p in expected] == list(
+            range(1, len(expected) + 1)
+        )
