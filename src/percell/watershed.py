@@ -367,10 +367,43 @@ def _maxima(
     pixels; ``per_axis`` converts to voxels); a plateau is one seed."""
     radii = [max(1, round(spacing * k)) for k in per_axis]
     grid = np.ogrid[tuple(slice(-r, r + 1) for r in radii)]
-    footprint = sum((g / r) ** 2 for g, r in zip(grid, radii, strict=True)) <= 1
-    top = ndimage.maximum_filter(surface, footprint=footprint, mode="nearest")
+    footprint = np.asarray(
+        sum((g / r) ** 2 for g, r in zip(grid, radii, strict=True)) <= 1
+    )
+    top = footprint_maximum(surface, footprint)
     markers, _ = ndimage.label((surface == top) & mask, np.ones((3,) * surface.ndim))
     return markers.astype(np.int32)
+
+
+def footprint_maximum(surface: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """``ndimage.maximum_filter(surface, footprint=footprint, mode="nearest")``
+    for a footprint whose rows along the last axis are centred runs (a disk,
+    an ellipsoid): the maximum of shifted 1-D running maxima, one per row,
+    linear in the row's length where the footprint filter is quadratic."""
+    radii = [n // 2 for n in footprint.shape]
+    padded = np.pad(surface, [(r, r) for r in radii], mode="edge")
+    rx = radii[-1]
+    halves: dict[int, list[tuple[int, ...]]] = {}
+    for lead in np.ndindex(footprint.shape[:-1]):
+        run = np.flatnonzero(footprint[lead])
+        if run.size:
+            half = rx - int(run[0])
+            if not np.array_equal(run, np.arange(rx - half, rx + half + 1)):
+                raise ValueError("footprint rows must be centred runs")
+            halves.setdefault(half, []).append(lead)
+    top = np.full(surface.shape, -np.inf, dtype=np.result_type(surface, np.float32))
+    for half, leads in halves.items():
+        running = ndimage.maximum_filter1d(
+            padded, 2 * half + 1, axis=-1, mode="nearest"
+        )
+        for lead in leads:
+            window = tuple(
+                slice(o, o + n) for o, n in zip(lead, surface.shape, strict=False)
+            )
+            np.maximum(
+                top, running[(*window, slice(rx, rx + surface.shape[-1]))], out=top
+            )
+    return top.astype(surface.dtype, copy=False)
 
 
 def segment_nuclei(

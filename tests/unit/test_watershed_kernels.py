@@ -8,7 +8,7 @@ from scipy import ndimage
 from skimage import segmentation
 from skimage.feature import peak_local_max
 
-from percell.watershed import _watershed
+from percell.watershed import _watershed, footprint_maximum
 from percell.watershed_kernels import LEVELS, flood, quantise, spaced_peaks
 
 
@@ -96,3 +96,18 @@ def test_spaced_peaks_are_peak_local_maxs_with_a_mask(ndim):
         assert [int(markers[tuple(p)]) for p in expected] == list(
             range(1, len(expected) + 1)
         )
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_footprint_maximum_is_ndimages_maximum_filter(ndim):
+    rng = np.random.default_rng(30 + ndim)
+    for trial in range(60):
+        shape = tuple(int(n) for n in rng.integers(3, 30, ndim))
+        radii = [int(r) for r in rng.integers(1, 6, ndim)]
+        grid = np.ogrid[tuple(slice(-r, r + 1) for r in radii)]
+        footprint = sum((g / r) ** 2 for g, r in zip(grid, radii, strict=True)) <= 1
+        surface = rng.random(shape).astype(np.float32 if trial % 2 else np.float64)
+        if trial % 3 == 0:  # plateaus
+            surface = np.round(surface * 5)
+        expected = ndimage.maximum_filter(surface, footprint=footprint, mode="nearest")
+        np.testing.assert_array_equal(footprint_maximum(surface, footprint), expected)
