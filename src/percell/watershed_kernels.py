@@ -87,23 +87,40 @@ def flood(levels: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarr
     # scikit-image's neighbour order: by offset, lowest first
     offsets = np.concatenate([-strides, strides[::-1]]).astype(np.int64)
     padded = np.pad(levels.astype(np.uint32), pad)
-    _flood(padded.ravel(), labels.ravel(), offsets, LEVELS)
+    # queue links as int32 where the pixels' indices fit: half the memory
+    index = np.int32 if labels.size < np.iinfo(np.int32).max else np.int64
+    _flood(
+        padded.ravel(),
+        labels.ravel(),
+        offsets,
+        np.full(LEVELS, -1, index),
+        np.full(LEVELS, -1, index),
+        np.empty(labels.size, index),
+    )
     labels[labels < 0] = 0
     return labels[tuple(slice(1, -1) for _ in range(levels.ndim))]
 
 
 @_jit
 def _flood(
-    levels: np.ndarray, labels: np.ndarray, offsets: np.ndarray, n_levels: int
+    levels: np.ndarray,
+    labels: np.ndarray,
+    offsets: np.ndarray,
+    head: np.ndarray,
+    tail: np.ndarray,
+    after: np.ndarray,
 ) -> None:
     """Flood ``labels`` (ids > 0: markers; 0: to flood; -1: never) in place.
+
     A pixel is queued at its level, or at its flooder's where that is higher
     (scikit-image: reaching a pixel costs at least what reaching its
     neighbour did), so the level only rises. Level v's queue is a list
-    through ``after``, from ``head[v]`` to ``tail[v]``."""
-    head = np.full(n_levels, -1, np.int64)
-    tail = np.full(n_levels, -1, np.int64)
-    after = np.empty(labels.size, np.int64)
+    through ``after``, from ``head[v]`` to ``tail[v]``, of pixels queued
+    before the flood reached v; those queued while v is flooded are younger
+    than all of them and go to a plain first-in-first-out array, ``now``,
+    which keeps the hot path in cache."""
+    n_levels = head.size
+    now = np.empty(labels.size, after.dtype)
     level = n_levels
     for i in range(labels.size):  # the markers, in raster order
         if labels[i] > 0:
@@ -116,23 +133,36 @@ def _flood(
             tail[v] = i
             level = min(level, v)
     while level < n_levels:
-        i = head[level]
-        if i == -1:
-            level += 1
-            continue
-        head[level] = after[i]
-        label = labels[i]
-        for k in range(offsets.size):
-            j = i + offsets[k]
-            if labels[j] == 0:
-                labels[j] = label
-                v = max(levels[j], level)
-                after[j] = -1
-                if head[v] == -1:
-                    head[v] = j
-                else:
-                    after[tail[v]] = j
-                tail[v] = j
+        queued = head[level]
+        n_now = 0
+        read = 0
+        while True:
+            if queued != -1:
+                i = queued
+                queued = after[i]
+            elif read < n_now:
+                i = now[read]
+                read += 1
+            else:
+                break
+            label = labels[i]
+            for k in range(offsets.size):
+                j = i + offsets[k]
+                if labels[j] == 0:
+                    labels[j] = label
+                    v = levels[j]
+                    if v <= level:
+                        now[n_now] = j
+                        n_now += 1
+                    else:
+                        after[j] = -1
+                        if head[v] == -1:
+                            head[v] = j
+                        else:
+                            after[tail[v]] = j
+                        tail[v] = j
+        head[level] = -1
+        level += 1
 
 
 def label_maxima(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
