@@ -124,14 +124,8 @@ def _flood(
     level = n_levels
     for i in range(labels.size):  # the markers, in raster order
         if labels[i] > 0:
-            v = levels[i]
-            after[i] = -1
-            if head[v] == -1:
-                head[v] = i
-            else:
-                after[tail[v]] = i
-            tail[v] = i
-            level = min(level, v)
+            _enqueue(levels[i], i, head, tail, after)
+            level = min(level, levels[i])
     while level < n_levels:
         queued = head[level]
         n_now = 0
@@ -155,14 +149,22 @@ def _flood(
                         now[n_now] = j
                         n_now += 1
                     else:
-                        after[j] = -1
-                        if head[v] == -1:
-                            head[v] = j
-                        else:
-                            after[tail[v]] = j
-                        tail[v] = j
+                        _enqueue(v, j, head, tail, after)
         head[level] = -1
         level += 1
+
+
+@_jit
+def _enqueue(
+    v: int, i: int, head: np.ndarray, tail: np.ndarray, after: np.ndarray
+) -> None:
+    """Append pixel i to level v's list."""
+    after[i] = -1
+    if head[v] == -1:
+        head[v] = i
+    else:
+        after[tail[v]] = i
+    tail[v] = i
 
 
 def label_maxima(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
