@@ -8,7 +8,16 @@ from scipy import ndimage
 from skimage import segmentation
 from skimage.feature import peak_local_max
 
-from percell.watershed import _watershed, footprint_maximum
+from percell.watershed import (
+    BACKGROUND_PERCENTILE,
+    BLOCK_DIAMETERS,
+    RegionBackground,
+    _watershed,
+    footprint_maximum,
+    region_background,
+    smooth,
+    smoothing_sigma,
+)
 from percell.watershed_kernels import LEVELS, flood, quantise, spaced_peaks
 
 
@@ -111,3 +120,49 @@ def test_footprint_maximum_is_ndimages_maximum_filter(ndim):
             surface = np.round(surface * 5)
         expected = ndimage.maximum_filter(surface, footprint=footprint, mode="nearest")
         np.testing.assert_array_equal(footprint_maximum(surface, footprint), expected)
+
+
+def test_background_window_is_map_coordinates_bilinear():
+    rng = np.random.default_rng(40)
+    for _ in range(40):
+        ny, nx = (int(n) for n in rng.integers(1, 40, 2))
+        background = RegionBackground(
+            rng.random((ny, nx)) * 1000, float(rng.uniform(8, 80)), 1.0
+        )
+        y0, x0 = (int(n) for n in rng.integers(0, 400, 2))
+        y = (y0, y0 + int(rng.integers(1, 500)))
+        x = (x0, x0 + int(rng.integers(1, 500)))
+        ys = (np.arange(*y) + 0.5) / background.block - 0.5
+        xs = (np.arange(*x) + 0.5) / background.block - 0.5
+        expected = ndimage.map_coordinates(
+            background.grid,
+            np.meshgrid(ys, xs, indexing="ij"),
+            order=1,
+            mode="nearest",
+        ).astype(np.float32)
+        np.testing.assert_array_equal(background.window(y, x), expected)
+
+
+@pytest.mark.parametrize("shape", [(700, 650), (37, 45), (128, 128)])
+def test_background_grid_is_each_blocks_percentile(shape):
+    rng = np.random.default_rng(41)
+    image = rng.normal(200, 20, shape).astype(np.float32)
+    diameter = 12.0
+    got = region_background(image, 1.0, image[:256, :256], diameter, 1.0)
+    step = round(max(8.0, BLOCK_DIAMETERS * diameter))
+    smoothed = smooth(image, max(smoothing_sigma(diameter, 1.0), 0.5))
+    ny, nx = -(-shape[0] // step), -(-shape[1] // step)
+    grid = np.array(
+        [
+            [
+                np.percentile(
+                    smoothed[i * step : (i + 1) * step, j * step : (j + 1) * step],
+                    BACKGROUND_PERCENTILE,
+                )
+                for j in range(nx)
+            ]
+            for i in range(ny)
+        ]
+    )
+    expected = ndimage.median_filter(grid, 3, mode="nearest")
+    np.testing.assert_array_equal(got.grid, expected)
