@@ -205,18 +205,17 @@ def _watershed(
     part with one seed is all that seed's, one without stays 0, whatever the
     order of the flood."""
     parts, _ = ndimage.label(mask)  # 4- (6-) connected, as the flood
-    seeded = markers > 0
-    pairs = np.unique(
-        parts[seeded].astype(np.int64) * (int(markers.max()) + 1) + markers[seeded]
-    )
-    part_of, seed_of = np.divmod(pairs, int(markers.max()) + 1)
+    seeded = (markers > 0) & mask  # a seed outside the mask floods nothing
+    ids = int(markers.max()) + 1
+    # each (part, seed id) once: a seed may be several pixels
+    pairs = np.unique(parts[seeded].astype(np.int64) * ids + markers[seeded])
+    part_of, seed_of = np.divmod(pairs, ids)
     seeds = np.bincount(part_of, minlength=parts.max() + 1)
     owner = np.zeros(seeds.size, np.int32)
     lone = seeds[part_of] == 1
     owner[part_of[lone]] = seed_of[lone]
-    owner[0] = 0
     labels = owner[parts]
-    shared = (seeds >= 2)[parts] & mask
+    shared = (seeds >= 2)[parts]
     if shared.any():
         levels = quantise(surface, mask)
         flooded = flood(levels, np.where(shared, markers, 0), shared)

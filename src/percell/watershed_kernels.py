@@ -1,4 +1,5 @@
-"""The watershed's two hot loops, compiled (numba): flooding and seed spacing.
+"""The watershed's hot loops, compiled (numba): flooding (with the levels it
+floods on), seed spacing, and each label's maximum.
 
 ``flood`` is scikit-image's seeded watershed (``segmentation.watershed`` with
 markers, a mask and connectivity 1) on a surface quantised to ``LEVELS``
