@@ -85,6 +85,33 @@ def kill_during(command: str, step: str, delay: float) -> bool:
     return False
 
 
+def kill_partway(command: str, step: str, delay: float) -> float | None:
+    """Run ``command``; SIGKILL its process group once a job of ``step`` has run
+    ``delay`` seconds. None when the kill landed inside the job; otherwise how
+    long the job was seen running (0.0 if it never ran), the run left to end."""
+    proc = start(command)
+    deadline = time.monotonic() + 600
+    seen = ended = None
+    while proc.poll() is None and time.monotonic() < deadline:
+        running = job_running(proc, step)
+        now = time.monotonic()
+        if running and seen is None:
+            seen = now
+        if running and now - seen >= delay:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=60)
+            return None
+        if seen is not None and not running:
+            time.sleep(0.02)  # a second look: one psutil read may miss the job
+            if not job_running(proc, step):
+                ended = time.monotonic()
+                break  # the job ended before the moment chosen for the kill
+        time.sleep(0.005)
+    ended = ended or time.monotonic()
+    proc.communicate(timeout=600)
+    return 0.0 if seen is None else ended - seen
+
+
 def natural_rows(exp) -> dict:
     """Database rows keyed by names (region path, label, channel, metric, run)
     rather than ids, which may differ between two histories."""
@@ -241,12 +268,22 @@ def test_sigkill_during_a_4_0_0_register_and_its_views_then_recovery(tmp_path):
         ["bash", "-c", f"{sm} --cores 2 --until measure"], capture_output=True
     )
     assert before.returncode == 0, before.stderr[-3000:]
-    killed = [
-        share
-        for share in (0.3, 0.7, 0.9, 0.97)
-        if kill_during(RECOVERY.format(sm=sm), "register", share * seconds)
-    ]
-    assert len(killed) >= 3, killed
+    # The register job may run faster here than in the clean run (the other
+    # test worker's load differs): a kill that misses shortens the estimate and
+    # the same moment is tried again, the completed register forced to rerun.
+    killed, missed, forced = [], 0, ""
+    for share in (0.3, 0.7, 0.9, 0.97):
+        while missed < 6:
+            command = RECOVERY.format(sm=sm) + forced
+            ran = kill_partway(command, "register", share * seconds)
+            if ran is None:
+                killed.append(share)
+                forced = ""
+                break
+            missed += 1
+            forced = " --forcerun register"
+            seconds = min(seconds, ran) if ran else seconds
+    assert len(killed) >= 3, (killed, missed)
     proc = subprocess.run(
         ["bash", "-c", RECOVERY.format(sm=sm)], capture_output=True, text=True
     )
