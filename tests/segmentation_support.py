@@ -1,4 +1,5 @@
-"""Helpers for segmentation tests: matched-object F1 and segmenting in memory."""
+"""Helpers for segmentation tests: matched-object F1, segmenting in memory,
+shape features against regionprops."""
 
 from __future__ import annotations
 
@@ -76,3 +77,14 @@ def segment_in_memory(
         read_tile, method, labels, tile_size, overlap, 0.5, threads=threads
     )
     return labels[:], cells
+
+
+def assert_shape_features_equal(table, ref, columns) -> None:
+    """``table``'s shape ``columns`` equal regionprops' ``ref``: to 1e-12 (the
+    inertia features come from exact moments, regionprops' are rounded), an
+    orientation up to a half turn (±π/2 are one axis)."""
+    for column in columns:
+        got, want = np.asarray(table[column], float), np.asarray(ref[column], float)
+        if column == "orientation":  # compare the doubled angles
+            got, want = np.exp(2j * got), np.exp(2j * want)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=column)
