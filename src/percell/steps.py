@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from percell import demo, layout
+from percell import layout
 from percell.contracts import (
     DemoRegionParams,
     HierarchyParams,
@@ -256,12 +256,12 @@ def export(*, registered: str, csv: str, parquet: str, log_file: str) -> None:
 def demo_region(
     *, params: Mapping[str, Any], tiffs: Sequence[str], log_file: str
 ) -> None:
+    from percell.demo import write_demo_region
+
     setup_logging(log_file)
     spec = DemoRegionParams.read(params, "demo region params")
     paths = dict(zip(spec.channels, tiffs, strict=True))
-    demo.write_demo_region(
-        paths, spec.size, spec.seed, spec.signal_scale, spec.vignette
-    )
+    write_demo_region(paths, spec.size, spec.seed, spec.signal_scale, spec.vignette)
     log.info("wrote %s", ", ".join(tiffs))
 
 
@@ -273,8 +273,10 @@ def demo_well(
     tiffs: Sequence[str],
     log_file: str,
 ) -> None:
+    from percell.demo import write_demo_well
+
     setup_logging(log_file)
-    demo.write_demo_well(PlateInput.read(plate, "input.plate"), well, tiffs, n_channels)
+    write_demo_well(PlateInput.read(plate, "input.plate"), well, tiffs, n_channels)
     log.info("well %s: wrote %d field files", well, len(tiffs))
 
 
