@@ -19,11 +19,16 @@ circularity and the shape features are left empty.
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-from scipy import ndimage
+from typing import TYPE_CHECKING
 
-from percell import shape_kernels
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas, scipy and the compiled kernels are imported where the table is
+# made: the column names below are read by jobs that never make one (the
+# register, the report), which then start half a second sooner
 
 COLUMNS = [
     "label_value",
@@ -55,6 +60,9 @@ def cell_table(
 ) -> pd.DataFrame:
     """One row per label id > 0 in ``labels`` (``COLUMNS`` then
     ``SHAPE_COLUMNS``); ``offset`` = (y, x) of its origin."""
+    import pandas as pd
+    from scipy import ndimage
+
     oy, ox = offset
     if labels.ndim == 2:
         df = _shape_table_2d(labels)
@@ -100,6 +108,10 @@ _PERIMETER_WEIGHTS[[13, 23]] = (1 + np.sqrt(2)) / 2
 def _shape_table_2d(labels: np.ndarray) -> pd.DataFrame:
     """regionprops' values for every object of a 2-D label image, from
     compiled passes over the image (``percell.shape_kernels``)."""
+    import pandas as pd
+
+    from percell import shape_kernels
+
     ids = None
     top = int(labels.max(initial=0))
     if top > labels.size:  # sparse ids: number the objects 1..n
