@@ -124,8 +124,7 @@ def _shape_table_2d(labels: np.ndarray) -> pd.DataFrame:
     # one compiled signature: ids ≤ the pixel count fit int32
     labels = np.ascontiguousarray(labels, dtype=np.int32)
     sums, boxes = shape_kernels.moments_and_boxes(labels, top)
-    present = np.flatnonzero(sums[:, 0] > 0)
-    present = present[present > 0]
+    present = np.flatnonzero(sums[:, 0] > 0)  # row 0 (background) stays empty
     convex = shape_kernels.convex_areas(labels, boxes)[present]
     codes = shape_kernels.perimeter_codes(labels, top)[present]
     sums, boxes = sums[present], boxes[present]

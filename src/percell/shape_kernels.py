@@ -110,6 +110,20 @@ def _cross(oy: int, ox: int, ay: int, ax: int, by: int, bx: int) -> int:
 
 
 @_jit
+def _push(hy: np.ndarray, hx: np.ndarray, size: int, floor: int, y: int, x: int) -> int:
+    """Add (y, x) to the chain hy/hx[:size], first dropping its last points
+    (down to ``floor`` kept) where they would not make a left turn; the new
+    size."""
+    while size >= floor and (
+        _cross(hy[size - 2], hx[size - 2], hy[size - 1], hx[size - 1], y, x) <= 0
+    ):
+        size -= 1
+    hy[size] = y
+    hx[size] = x
+    return size + 1
+
+
+@_jit
 def _hull(ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Convex hull (monotone chain) of points sorted by (y, x), counter-
     clockwise in (y, x): the inside is where ``_cross`` of an edge is ≥ 0."""
@@ -118,24 +132,10 @@ def _hull(ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hx = np.empty(2 * m + 1, np.int64)
     size = 0
     for i in range(m):  # lower chain
-        while size >= 2 and (
-            _cross(hy[size - 2], hx[size - 2], hy[size - 1], hx[size - 1], ys[i], xs[i])
-            <= 0
-        ):
-            size -= 1
-        hy[size] = ys[i]
-        hx[size] = xs[i]
-        size += 1
+        size = _push(hy, hx, size, 2, ys[i], xs[i])
     lower = size + 1
-    for i in range(m - 2, -1, -1):  # upper chain
-        while size >= lower and (
-            _cross(hy[size - 2], hx[size - 2], hy[size - 1], hx[size - 1], ys[i], xs[i])
-            <= 0
-        ):
-            size -= 1
-        hy[size] = ys[i]
-        hx[size] = xs[i]
-        size += 1
+    for i in range(m - 2, -1, -1):  # upper chain, on top of the lower
+        size = _push(hy, hx, size, lower, ys[i], xs[i])
     return hy[: size - 1], hx[: size - 1]  # the last point repeats the first
 
 
