@@ -97,3 +97,28 @@ def assert_shape_features_equal(table, ref, columns) -> None:
         turn = np.abs(np.angle(np.exp(2j * (got - want)))) / 2  # the doubled angle
         bad = ~(turn <= tolerance) & (l1 > l2)  # equal axes: no orientation
         assert not bad.any(), (column, got[bad], want[bad])
+
+
+#: regionprops' properties behind every ``cell_table`` column
+REGIONPROPS_PROPERTIES = ("label", "area", "centroid", "bbox", "perimeter")
+
+
+def assert_cell_table_equals_regionprops(table, ref, shape_columns) -> None:
+    """``percell.cells.cell_table``'s ``table`` equals regionprops' ``ref``
+    (``REGIONPROPS_PROPERTIES`` and ``shape_columns``): bit for bit but for
+    the inertia features (``assert_shape_features_equal``)."""
+    np.testing.assert_array_equal(table.label_value, ref["label"])
+    for column, key in [
+        ("area_pixels", "area"),
+        ("centroid_x", "centroid-1"),
+        ("centroid_y", "centroid-0"),
+        ("bbox_x", "bbox-1"),
+        ("bbox_y", "bbox-0"),
+        ("perimeter", "perimeter"),
+        ("solidity", "solidity"),
+        ("extent", "extent"),
+    ]:
+        np.testing.assert_array_equal(table[column], ref[key], err_msg=column)
+    np.testing.assert_array_equal(table.bbox_w, ref["bbox-3"] - ref["bbox-1"])
+    np.testing.assert_array_equal(table.bbox_h, ref["bbox-2"] - ref["bbox-0"])
+    assert_shape_features_equal(table, ref, shape_columns)

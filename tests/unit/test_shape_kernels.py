@@ -10,9 +10,12 @@ from scipy import ndimage
 from skimage.measure import regionprops_table
 
 from percell.cells import SHAPE_COLUMNS, cell_table
-from tests.segmentation_support import assert_shape_features_equal
+from tests.segmentation_support import (
+    REGIONPROPS_PROPERTIES,
+    assert_cell_table_equals_regionprops,
+)
 
-PROPERTIES = ("label", "area", "centroid", "bbox", "perimeter", *SHAPE_COLUMNS)
+PROPERTIES = (*REGIONPROPS_PROPERTIES, *SHAPE_COLUMNS)
 
 
 def blobs(seed: int, shape=(240, 260)) -> np.ndarray:
@@ -36,21 +39,7 @@ def reference(labels: np.ndarray) -> dict:
 
 
 def check_equal(table, ref) -> None:
-    np.testing.assert_array_equal(table.label_value, ref["label"])
-    for column, key in [
-        ("area_pixels", "area"),
-        ("centroid_x", "centroid-1"),
-        ("centroid_y", "centroid-0"),
-        ("bbox_x", "bbox-1"),
-        ("bbox_y", "bbox-0"),
-        ("perimeter", "perimeter"),
-        ("solidity", "solidity"),
-        ("extent", "extent"),
-    ]:
-        np.testing.assert_array_equal(table[column], ref[key], err_msg=column)
-    np.testing.assert_array_equal(table.bbox_w, ref["bbox-3"] - ref["bbox-1"])
-    np.testing.assert_array_equal(table.bbox_h, ref["bbox-2"] - ref["bbox-0"])
-    assert_shape_features_equal(table, ref, SHAPE_COLUMNS)
+    assert_cell_table_equals_regionprops(table, ref, SHAPE_COLUMNS)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
