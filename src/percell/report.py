@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from percell import layout
 from percell.contracts import QcExperimentParams, ThresholdRun
 from percell.experiment_format import connect_for_reading
+from percell.label_edges import inner_boundaries
 from percell.layout import qc_output_name as output_name
 from percell.storage import array_of, attrs_of, level_paths, open_group, staged_file
 
@@ -92,19 +93,6 @@ def composite(
     return rgb.astype(np.uint8), level
 
 
-def outlines(labels: np.ndarray) -> np.ndarray:
-    """Pixels of a cell that touch another label (scikit-image's
-    ``find_boundaries(mode="inner")``, without its import cost)."""
-    edge = np.zeros(labels.shape, bool)
-    for axis in (0, 1):
-        a = np.swapaxes(labels, 0, axis)
-        e = np.swapaxes(edge, 0, axis)
-        differs = a[:-1] != a[1:]
-        e[:-1] |= differs
-        e[1:] |= differs
-    return edge & (labels > 0)
-
-
 def region_figure(
     experiment: str | Path,
     key: str,
@@ -128,11 +116,11 @@ def region_figure(
         labels_level = array_of(open_group(labels_path), level)
         labels = _plane(labels_level, None)[::step, ::step][:h, :w]
         outlined = rgb.copy()
-        outlined[outlines(labels)] = (255, 255, 0)
+        outlined[inner_boundaries(labels)] = (255, 255, 0)
         nuclei_path = labels_path / "labels" / "nucleus"
         if (nuclei_path / level).is_dir():  # compartments: nuclei in cyan
             nuclei = _plane(array_of(open_group(nuclei_path), level), None)
-            outlined[outlines(nuclei[::step, ::step][:h, :w])] = (0, 255, 255)
+            outlined[inner_boundaries(nuclei[::step, ::step][:h, :w])] = (0, 255, 255)
             panels.append(("cells (yellow), nuclei (cyan)", outlined))
         else:
             panels.append(("cell outlines", outlined))

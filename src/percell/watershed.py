@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage import segmentation
 
+from percell.gaussian_kernels import gaussian_filter
+from percell.label_edges import distance_inside, inner_boundaries
 from percell.watershed_kernels import flood, label_maxima, quantise, spaced_peaks
 
 #: detection level: signal above this many noise σ
@@ -72,7 +73,7 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return image
     sigmas = (0,) * (image.ndim - 2) + (sigma, sigma)
-    return ndimage.gaussian_filter(image, sigmas)
+    return gaussian_filter(image, sigmas)
 
 
 def region_threshold(sample: np.ndarray, sigma: float, method: str = "otsu") -> float:
@@ -227,9 +228,9 @@ def _laplace_yx(image: np.ndarray, scale: float) -> np.ndarray:
     """The Laplacian of Gaussian in y and x only (each plane of a stack)."""
     sigmas = (0,) * (image.ndim - 2) + (scale, scale)
     lead = (0,) * (image.ndim - 2)
-    return ndimage.gaussian_filter(
-        image, sigmas, order=(*lead, 2, 0)
-    ) + ndimage.gaussian_filter(image, sigmas, order=(*lead, 0, 2))
+    return gaussian_filter(image, sigmas, order=(*lead, 2, 0)) + gaussian_filter(
+        image, sigmas, order=(*lead, 0, 2)
+    )
 
 
 def watershed_segment(
@@ -298,9 +299,9 @@ def _trim_and_split(
     basins[signal < fraction * peak[basins]] = 0
     nuclei = basins > 0
     # split what is still joined: distance to the background or to a seam
-    seams = segmentation.find_boundaries(basins, mode="inner") & nuclei
-    distance = ndimage.distance_transform_edt(nuclei & ~seams, sampling=sampling)
-    distance = ndimage.gaussian_filter(distance, smoothing)
+    seams = inner_boundaries(basins)
+    distance = distance_inside(nuclei & ~seams, sampling)
+    distance = gaussian_filter(distance, smoothing)
     labels = _watershed(-distance, seeds(distance, nuclei), nuclei)
     sizes = np.bincount(labels.ravel())
     labels[sizes[labels] < smallest] = 0
@@ -326,7 +327,7 @@ def volume_segment(
     d = float(diameter_px)
     per_axis = (1.0 / anisotropy, 1.0, 1.0)  # voxels per xy pixel, by axis
     smoothing = tuple(smoothing_sigma(d, sigma) * k for k in per_axis)
-    signal = ndimage.gaussian_filter(image.astype(np.float32), smoothing) - background
+    signal = gaussian_filter(image.astype(np.float32), smoothing) - background
     level = DETECTION_SIGMAS * noise
     inside = signal > level
     # the Laplacian of Gaussian in xy-pixel units (z's term scaled back)
@@ -335,7 +336,7 @@ def volume_segment(
     for axis, weight in enumerate((1.0 / anisotropy**2, 1.0, 1.0)):
         order = [0, 0, 0]
         order[axis] = 2
-        blobs -= weight * ndimage.gaussian_filter(signal, scale, order=order)
+        blobs -= weight * gaussian_filter(signal, scale, order=order)
     markers = _maxima(blobs, d * VOLUME_SEED_SPACING, per_axis, inside & (blobs > 0))
     if not markers.any():
         return np.zeros(image.shape, np.int32)

@@ -6,11 +6,10 @@ import tracemalloc
 
 import numpy as np
 from PIL import Image
-from skimage.segmentation import find_boundaries
 
 from percell import ngff
 from percell.contracts import Channel
-from percell.report import composite, nearest_level, outlines, region_figure
+from percell.report import composite, nearest_level, region_figure
 from percell.storage import IMAGE_COMPRESSOR, create_array, open_group
 
 
@@ -48,15 +47,6 @@ def test_composite_uses_the_omero_colours_and_windows(tmp_path):
     np.testing.assert_array_equal(rgb[0, 0], [127, 0, 0])  # 255 x 0.5, truncated
     np.testing.assert_array_equal(rgb[0, 1], [0, 255, 0])
     np.testing.assert_array_equal(rgb[1, 1], [0, 0, 0])
-
-
-def test_outlines_equal_scikit_image_inner_boundaries():
-    rng = np.random.default_rng(0)
-    for _ in range(10):
-        labels = rng.integers(0, 5, (40, 30))
-        np.testing.assert_array_equal(
-            outlines(labels), find_boundaries(labels, mode="inner")
-        )
 
 
 def test_a_huge_region_is_drawn_from_a_small_level(tmp_path):
