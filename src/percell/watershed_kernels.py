@@ -88,84 +88,78 @@ def flood(levels: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarr
     # scikit-image's neighbour order: by offset, lowest first
     offsets = np.concatenate([-strides, strides[::-1]]).astype(np.int64)
     padded = np.pad(levels.astype(np.uint32), pad)
-    # queue links as int32 where the pixels' indices fit: half the memory
+    # pixel indices as int32 where they fit: half the memory
     index = np.int32 if labels.size < np.iinfo(np.int32).max else np.int64
-    _flood(
-        padded.ravel(),
-        labels.ravel(),
-        offsets,
-        np.full(LEVELS, -1, index),
-        np.full(LEVELS, -1, index),
-        np.empty(labels.size, index),
-    )
+    # each pixel's label beside its level: one cache line serves both reads
+    state = np.stack([labels.ravel(), padded.ravel().view(np.int32)], axis=1)
+    _flood(state, offsets, LEVELS, np.zeros(1, index))
+    labels = state[:, 0].reshape(labels.shape)
     labels[labels < 0] = 0
     return labels[tuple(slice(1, -1) for _ in range(levels.ndim))]
 
 
 @_jit
 def _flood(
-    levels: np.ndarray,
-    labels: np.ndarray,
+    state: np.ndarray,
     offsets: np.ndarray,
-    head: np.ndarray,
-    tail: np.ndarray,
-    after: np.ndarray,
+    n_levels: int,
+    like: np.ndarray,
 ) -> None:
-    """Flood ``labels`` (ids > 0: markers; 0: to flood; -1: never) in place.
+    """Flood the labels ``state[:, 0]`` (ids > 0: markers; 0: to flood; -1:
+    never) of pixels at levels ``state[:, 1]`` in place.
 
     A pixel is queued at its level, or at its flooder's where that is higher
     (scikit-image: reaching a pixel costs at least what reaching its
-    neighbour did), so the level only rises. Level v's queue is a list
-    through ``after``, from ``head[v]`` to ``tail[v]``, of pixels queued
-    before the flood reached v; those queued while v is flooded are younger
-    than all of them and go to a plain first-in-first-out array, ``now``,
-    which keeps the hot path in cache."""
-    n_levels = head.size
-    now = np.empty(labels.size, after.dtype)
+    neighbour did), so the level only rises. A pixel queued ahead of the
+    flood waits at its own level, so level v's queue holds at most the
+    pixels of level v: the queues are runs of one array (``slots``), sized
+    by counting the levels first, filled and read in order (no pointer to
+    chase per pixel). Those queued while v is flooded are younger than all
+    of v's and go to a plain first-in-first-out array, ``now``, which keeps
+    the hot path in cache. ``like``: the dtype of pixel indices."""
+    n = state.shape[0]
+    first = np.zeros(n_levels + 1, like.dtype)  # level v's run: first[v]..
+    for i in range(n):
+        if state[i, 0] >= 0:
+            first[state[i, 1] + 1] += 1
+    for v in range(n_levels):
+        first[v + 1] += first[v]
+    fill = first[:-1].copy()  # ..fill[v]: the pixels queued at v so far
+    slots = np.empty(first[n_levels], like.dtype)
+    now = np.empty(first[n_levels], like.dtype)
     level = n_levels
-    for i in range(labels.size):  # the markers, in raster order
-        if labels[i] > 0:
-            _enqueue(levels[i], i, head, tail, after)
-            level = min(level, levels[i])
+    for i in range(n):  # the markers, in raster order
+        if state[i, 0] > 0:
+            v = state[i, 1]
+            slots[fill[v]] = i
+            fill[v] += 1
+            level = min(level, v)
     while level < n_levels:
-        queued = head[level]
+        queued = first[level]
         n_now = 0
         read = 0
         while True:
-            if queued != -1:
-                i = queued
-                queued = after[i]
+            if queued < fill[level]:
+                i = slots[queued]
+                queued += 1
             elif read < n_now:
                 i = now[read]
                 read += 1
             else:
                 break
-            label = labels[i]
+            label = state[i, 0]
             for k in range(offsets.size):
                 j = i + offsets[k]
-                if labels[j] == 0:
-                    labels[j] = label
-                    v = levels[j]
+                if state[j, 0] == 0:
+                    state[j, 0] = label
+                    v = state[j, 1]
                     if v <= level:
                         now[n_now] = j
                         n_now += 1
                     else:
-                        _enqueue(v, j, head, tail, after)
-        head[level] = -1
+                        slots[fill[v]] = j
+                        fill[v] += 1
         level += 1
-
-
-@_jit
-def _enqueue(
-    v: int, i: int, head: np.ndarray, tail: np.ndarray, after: np.ndarray
-) -> None:
-    """Append pixel i to level v's list."""
-    after[i] = -1
-    if head[v] == -1:
-        head[v] = i
-    else:
-        after[tail[v]] = i
-    tail[v] = i
 
 
 def label_maxima(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
@@ -195,8 +189,12 @@ def spaced_peaks(
         return np.zeros(surface.shape, np.int32)
     kind = np.finfo if surface.dtype.kind == "f" else np.iinfo
     masked = np.where(mask, surface, kind(surface.dtype).min)
-    top = ndimage.maximum_filter(masked, size=2 * spacing + 1, mode="nearest")
-    candidate = masked == top
+    if masked.ndim == 2:
+        # only the mask's pixels: the others are never above the threshold
+        candidate = _window_maxima(masked, np.asarray(mask, np.bool_), spacing)
+    else:
+        top = ndimage.maximum_filter(masked, size=2 * spacing + 1, mode="nearest")
+        candidate = masked == top
     if candidate[mask].all():  # a flat object: only its isolated pixels
         candidate[:] = False
         candidate[mask ^ ndimage.binary_opening(mask)] = True
@@ -208,6 +206,37 @@ def spaced_peaks(
     markers = np.zeros(surface.shape, np.int32)
     markers[tuple(chosen.T)] = np.arange(1, len(chosen) + 1, dtype=np.int32)
     return markers
+
+
+@_jit
+def _window_maxima(values: np.ndarray, mask: np.ndarray, spacing: int) -> np.ndarray:
+    """Pixels of ``mask`` that no pixel of their (2 spacing + 1)² window
+    exceeds: ``values == maximum_filter(values, 2 spacing + 1,
+    mode="nearest")`` there (the window clipped to the image holds the same
+    values as one padded with the edge's). A pixel below one of its eight
+    neighbours is no maximum, so the whole window is read only for the few
+    that pass that test."""
+    h, w = values.shape
+    out = np.zeros((h, w), np.bool_)
+    for y in range(h):
+        for x in range(w):
+            if mask[y, x]:
+                v = values[y, x]
+                out[y, x] = _nothing_above(values, y, x, v, 1) and (
+                    spacing <= 1 or _nothing_above(values, y, x, v, spacing)
+                )
+    return out
+
+
+@_jit
+def _nothing_above(values: np.ndarray, y: int, x: int, v: float, r: int) -> bool:
+    """Whether no pixel within ``r`` (Chebyshev) of (y, x) exceeds ``v``."""
+    h, w = values.shape
+    for j in range(max(0, y - r), min(h, y + r + 1)):
+        for i in range(max(0, x - r), min(w, x + r + 1)):
+            if values[j, i] > v:
+                return False
+    return True
 
 
 @_jit

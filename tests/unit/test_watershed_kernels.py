@@ -18,7 +18,13 @@ from percell.watershed import (
     smooth,
     smoothing_sigma,
 )
-from percell.watershed_kernels import LEVELS, flood, quantise, spaced_peaks
+from percell.watershed_kernels import (
+    LEVELS,
+    _window_maxima,
+    flood,
+    quantise,
+    spaced_peaks,
+)
 
 
 def _case(rng: np.random.Generator, ndim: int):
@@ -105,6 +111,25 @@ def test_spaced_peaks_are_peak_local_maxs_with_a_mask(ndim):
         assert [int(markers[tuple(p)]) for p in expected] == list(
             range(1, len(expected) + 1)
         )
+
+
+def test_window_maxima_are_ndimages_maximum_filter_inside_the_mask():
+    """The 2-D kernel behind spaced_peaks: at every mask pixel, whether it
+    equals the maximum of its square window (clipped at the edges as
+    ``mode="nearest"`` pads them), plateaus and all dtypes included."""
+    rng = np.random.default_rng(25)
+    for trial in range(100):
+        shape = tuple(int(n) for n in rng.integers(1, 40, 2))
+        surface = rng.random(shape)
+        if trial % 3 == 0:  # plateaus
+            surface = np.round(surface * 4)
+        surface = surface.astype([np.float64, np.float32, np.int32][trial % 3])
+        mask = rng.random(shape) > 0.3
+        spacing = int(rng.integers(1, 7))
+        size = 2 * spacing + 1
+        expected = surface == ndimage.maximum_filter(surface, size, mode="nearest")
+        got = _window_maxima(surface, mask, spacing)
+        np.testing.assert_array_equal(got, expected & mask)
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
