@@ -44,7 +44,7 @@ from scipy import ndimage
 
 from percell.gaussian_kernels import gaussian_filter
 from percell.label_edges import distance_inside, inner_boundaries
-from percell.watershed_kernels import flood, label_maxima, quantise, spaced_peaks
+from percell.watershed_kernels import flood_parts, label_maxima, spaced_peaks
 
 #: detection level: signal above this many noise σ
 DETECTION_SIGMAS = 6.0
@@ -216,11 +216,9 @@ def _watershed(
     lone = seeds[part_of] == 1
     owner[part_of[lone]] = seed_of[lone]
     labels = owner[parts]
-    shared = (seeds >= 2)[parts]
+    shared = seeds >= 2
     if shared.any():
-        levels = quantise(surface, mask)
-        flooded = flood(levels, np.where(shared, markers, 0), shared)
-        labels[shared] = flooded[shared]
+        flood_parts(surface, markers, mask, parts, shared, labels)
     return labels
 
 

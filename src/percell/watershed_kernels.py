@@ -98,6 +98,81 @@ def flood(levels: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarr
     return labels[tuple(slice(1, -1) for _ in range(levels.ndim))]
 
 
+def flood_parts(
+    surface: np.ndarray,
+    markers: np.ndarray,
+    mask: np.ndarray,
+    parts: np.ndarray,
+    shared: np.ndarray,
+    labels: np.ndarray,
+) -> None:
+    """``flood(quantise(surface, mask), markers, mask)`` on the pixels of the
+    ``parts`` (ids of ``mask``'s connected parts) where ``shared[part]``,
+    written into ``labels`` there; the rest of ``labels`` is left alone.
+
+    The same flood, without the padded and quantised copies of the whole
+    image that ``flood`` makes: each pixel's label and level go straight
+    into the flood's state."""
+    nd = surface.ndim
+    as3 = (lambda a: a) if nd == 3 else (lambda a: a[np.newaxis])
+    flat = np.ascontiguousarray(surface).ravel()
+    low, high = _range_inside(flat, np.ascontiguousarray(mask).ravel())
+    scale = (LEVELS - 1) / (high - low) if high > low else 0.0
+    nz, h, w = as3(surface).shape
+    pz = 1 if nd == 3 else 0  # a plane needs no padding across planes
+    padded = (nz + 2 * pz, h + 2, w + 2)
+    state = np.full((int(np.prod(padded)), 2), -1, np.int32)
+    plane, row = padded[1] * padded[2], padded[2]
+    near = [-plane, -row, -1, 1, row, plane] if nd == 3 else [-row, -1, 1, row]
+    index = np.int32 if state.shape[0] < np.iinfo(np.int32).max else np.int64
+    args = (as3(surface), as3(markers), as3(parts), shared, pz)
+    _fill_state(*args, low, scale, LEVELS - 1, state)
+    _flood(state, np.array(near, np.int64), LEVELS, np.zeros(1, index))
+    _take_labels(state, as3(parts), shared, pz, as3(labels))
+
+
+@_jit
+def _fill_state(
+    surface: np.ndarray,
+    markers: np.ndarray,
+    parts: np.ndarray,
+    shared: np.ndarray,
+    pz: int,
+    low: float,
+    scale: float,
+    top: int,
+    state: np.ndarray,
+) -> None:
+    """Each pixel of a shared part: its marker (0: to flood) and its level,
+    ``_levels``' arithmetic, at its place in the padded state."""
+    nz, h, w = surface.shape
+    for z in range(nz):
+        for y in range(h):
+            base = ((z + pz) * (h + 2) + y + 1) * (w + 2) + 1
+            for x in range(w):
+                if shared[parts[z, y, x]]:
+                    level = (float(surface[z, y, x]) - low) * scale
+                    if level < 0.0:
+                        level = 0.0
+                    elif level > top:
+                        level = float(top)
+                    state[base + x, 0] = markers[z, y, x]
+                    state[base + x, 1] = np.int32(np.uint32(level))
+
+
+@_jit
+def _take_labels(
+    state: np.ndarray, parts: np.ndarray, shared: np.ndarray, pz: int, out: np.ndarray
+) -> None:
+    nz, h, w = parts.shape
+    for z in range(nz):
+        for y in range(h):
+            base = ((z + pz) * (h + 2) + y + 1) * (w + 2) + 1
+            for x in range(w):
+                if shared[parts[z, y, x]]:
+                    out[z, y, x] = state[base + x, 0]
+
+
 @_jit
 def _flood(
     state: np.ndarray,

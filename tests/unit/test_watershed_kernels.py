@@ -22,6 +22,7 @@ from percell.watershed_kernels import (
     LEVELS,
     _window_maxima,
     flood,
+    flood_parts,
     quantise,
     spaced_peaks,
 )
@@ -73,6 +74,29 @@ def test_flooding_only_parts_with_two_seeds_changes_nothing(ndim):
             markers.ravel()[spots] = rng.integers(1, 6, spots.size)
         everywhere = flood(quantise(surface, mask), markers, mask)
         np.testing.assert_array_equal(_watershed(surface, markers, mask), everywhere)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_flood_parts_writes_only_the_shared_parts(ndim):
+    """The flood of the shared parts is ``flood``'s on the whole mask's
+    levels; every other pixel keeps what the caller put there."""
+    rng = np.random.default_rng(40 + ndim)
+    for _ in range(60):
+        shape, surface, mask = _case(rng, ndim)
+        if not mask.any():
+            continue
+        parts, n = ndimage.label(mask)
+        markers = np.zeros(shape, np.int32)
+        spots = rng.choice(np.flatnonzero(mask), size=int(rng.integers(1, 15)))
+        markers.ravel()[spots] = np.arange(1, spots.size + 1)
+        shared = rng.random(n + 1) > 0.5
+        shared[0] = False
+        labels = np.full(shape, -7, np.int32)
+        flood_parts(surface, markers, mask, parts, shared, labels)
+        where = shared[parts]
+        everywhere = flood(quantise(surface, mask), np.where(where, markers, 0), where)
+        np.testing.assert_array_equal(labels[where], everywhere[where])
+        assert (labels[~where] == -7).all()
 
 
 def test_quantised_levels_keep_the_surfaces_order():
