@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import tifffile
+from scipy import ndimage
 
 from percell.contracts import PlateInput
 from percell.demo_names import plate_demo_condition, plate_demo_name, region_seed
-from percell.gaussian_kernels import gaussian_filter
 from percell.storage import staged_file
 from percell.wells import grid_position
 
@@ -68,9 +68,9 @@ def synthetic_cells(
     py, px = rng.integers(0, h, n_p), rng.integers(0, w, n_p)
     inside = cyto_mask[py, px]
     puncta[py[inside], px[inside]] = 1.0
-    dapi = gaussian_filter(nuclei, 1.0) * 3000 + 200
-    gfp = gaussian_filter(cyto, 2.0) * 1500 * signal_scale + 150
-    rfp = gaussian_filter(puncta, 1.5) * 20000 + 100
+    dapi = ndimage.gaussian_filter(nuclei, 1.0) * 3000 + 200
+    gfp = ndimage.gaussian_filter(cyto, 2.0) * 1500 * signal_scale + 150
+    rfp = ndimage.gaussian_filter(puncta, 1.5) * 20000 + 100
     out = []
     for img in (dapi, gfp, rfp):
         img += rng.normal(0, 30, shape).astype(np.float32)
@@ -141,7 +141,7 @@ def write_demo_well(
     outputs = {str(p): p for p in paths}
     for z, weight in enumerate(focus):
         planes = [
-            gaussian_filter(ch.astype(np.float32), 2 * (1 - weight)) * weight
+            ndimage.gaussian_filter(ch.astype(np.float32), 2 * (1 - weight)) * weight
             for ch in channels
         ]
         for f in range(1, rows * cols + 1):
@@ -210,8 +210,8 @@ def synthetic_nuclei(
         labels[y0:y1, x0:x1][free] = n
         brightness = np.exp(rng.normal(0, 0.55))
         clean[y0:y1, x0:x1][free] = brightness
-    texture = 1 + 0.25 * gaussian_filter(rng.normal(0, 1, shape), 1.5)
-    signal = gaussian_filter(clean * texture, 1.5) * 1500
+    texture = 1 + 0.25 * ndimage.gaussian_filter(rng.normal(0, 1, shape), 1.5)
+    signal = ndimage.gaussian_filter(clean * texture, 1.5) * 1500
     background = 100 + 150 * (xx / w) + 80 * (yy / h)
     image = rng.poisson(np.maximum(signal + background, 0)) + rng.normal(0, 8, shape)
     return np.clip(image, 0, 65535).astype(np.uint16), labels
@@ -262,9 +262,9 @@ def synthetic_nuclei_3d(
         n += 1
         labels[box][inside] = n
         clean[box][inside] = np.exp(rng.normal(0, 0.35))
-    texture = 1 + 0.2 * gaussian_filter(rng.normal(0, 1, shape), 1.0)
+    texture = 1 + 0.2 * ndimage.gaussian_filter(rng.normal(0, 1, shape), 1.0)
     blur = (1.5 * 2 / anisotropy, 1.2, 1.2)  # the point spread is longer in z
-    signal = gaussian_filter(clean * texture, blur) * 1200
+    signal = ndimage.gaussian_filter(clean * texture, blur) * 1200
     background = 100 + 60 * (xx / w)
     image = rng.poisson(np.maximum(signal + background, 0)) + rng.normal(0, 8, shape)
     return np.clip(image, 0, 65535).astype(np.uint16), labels
