@@ -262,20 +262,25 @@ def spaced_peaks(
     pixels outside ``mask`` neither are peaks nor hide one."""
     if not mask.any():
         return np.zeros(surface.shape, np.int32)
-    kind = np.finfo if surface.dtype.kind == "f" else np.iinfo
-    masked = np.where(mask, surface, kind(surface.dtype).min)
-    if masked.ndim == 2:
-        # only the mask's pixels: the others are never above the threshold
-        candidate = _window_maxima(masked, np.asarray(mask, np.bool_), spacing)
+    # numpy compares a float image with a Python float in the image's dtype
+    limit = surface.dtype.type(threshold) if surface.dtype.kind == "f" else threshold
+    if surface.ndim == 2:
+        mask = np.asarray(mask, np.bool_)
+        candidate, every = _window_maxima(surface, mask, spacing, limit)
     else:
+        every = False
+    if surface.ndim != 2 or every:
+        # pixels outside the mask hold the dtype's least value: never above
+        kind = np.finfo if surface.dtype.kind == "f" else np.iinfo
+        masked = np.where(mask, surface, kind(surface.dtype).min)
         top = ndimage.maximum_filter(masked, size=2 * spacing + 1, mode="nearest")
         candidate = masked == top
-    if candidate[mask].all():  # a flat object: only its isolated pixels
-        candidate[:] = False
-        candidate[mask ^ ndimage.binary_opening(mask)] = True
-    candidate &= masked > threshold
+        if candidate[mask].all():  # a flat object: only its isolated pixels
+            candidate[:] = False
+            candidate[mask ^ ndimage.binary_opening(mask)] = True
+        candidate &= masked > limit
     where = np.nonzero(candidate)
-    order = np.argsort(-masked[where], kind="stable")
+    order = np.argsort(-surface[where], kind="stable")
     coords = np.stack(where, axis=1)[order].astype(np.int64)
     chosen = coords[_keep_spaced(coords, spacing)]
     markers = np.zeros(surface.shape, np.int32)
@@ -284,32 +289,42 @@ def spaced_peaks(
 
 
 @_jit
-def _window_maxima(values: np.ndarray, mask: np.ndarray, spacing: int) -> np.ndarray:
-    """Pixels of ``mask`` that no pixel of their (2 spacing + 1)² window
-    exceeds: ``values == maximum_filter(values, 2 spacing + 1,
-    mode="nearest")`` there (the window clipped to the image holds the same
-    values as one padded with the edge's). A pixel below one of its eight
-    neighbours is no maximum, so the whole window is read only for the few
-    that pass that test."""
+def _window_maxima(
+    values: np.ndarray, mask: np.ndarray, spacing: int, limit: float
+) -> tuple[np.ndarray, bool]:
+    """Pixels of ``mask`` above ``limit`` that no pixel of the mask in their
+    (2 spacing + 1)² window exceeds (``maximum_filter(values, 2 spacing + 1,
+    mode="nearest")`` of the image with the least value outside the mask:
+    the window clipped to the image holds the same values as one padded
+    with the edge's), and whether every pixel of the mask is such a maximum
+    (a flat object). A pixel below one of its eight neighbours is no
+    maximum, so the whole window is read only for the few that pass that
+    test."""
     h, w = values.shape
     out = np.zeros((h, w), np.bool_)
+    every = True
     for y in range(h):
         for x in range(w):
             if mask[y, x]:
                 v = values[y, x]
-                out[y, x] = _nothing_above(values, y, x, v, 1) and (
-                    spacing <= 1 or _nothing_above(values, y, x, v, spacing)
+                top = _nothing_above(values, mask, y, x, v, 1) and (
+                    spacing <= 1 or _nothing_above(values, mask, y, x, v, spacing)
                 )
-    return out
+                every = every and top
+                out[y, x] = top and v > limit
+    return out, every
 
 
 @_jit
-def _nothing_above(values: np.ndarray, y: int, x: int, v: float, r: int) -> bool:
-    """Whether no pixel within ``r`` (Chebyshev) of (y, x) exceeds ``v``."""
+def _nothing_above(
+    values: np.ndarray, mask: np.ndarray, y: int, x: int, v: float, r: int
+) -> bool:
+    """Whether no pixel of the mask within ``r`` (Chebyshev) of (y, x)
+    exceeds ``v``."""
     h, w = values.shape
     for j in range(max(0, y - r), min(h, y + r + 1)):
         for i in range(max(0, x - r), min(w, x + r + 1)):
-            if values[j, i] > v:
+            if mask[j, i] and values[j, i] > v:
                 return False
     return True
 

@@ -138,22 +138,33 @@ def test_spaced_peaks_are_peak_local_maxs_with_a_mask(ndim):
 
 
 def test_window_maxima_are_ndimages_maximum_filter_inside_the_mask():
-    """The 2-D kernel behind spaced_peaks: at every mask pixel, whether it
-    equals the maximum of its square window (clipped at the edges as
-    ``mode="nearest"`` pads them), plateaus and all dtypes included."""
+    """The 2-D kernel behind spaced_peaks: at every mask pixel above the
+    limit, whether it equals the maximum of its square window of the image
+    with the dtype's least value outside the mask (clipped at the edges as
+    ``mode="nearest"`` pads them), and whether every mask pixel is such a
+    maximum; plateaus and all dtypes included."""
     rng = np.random.default_rng(25)
-    for trial in range(100):
+    flat_seen = 0
+    for trial in range(120):
         shape = tuple(int(n) for n in rng.integers(1, 40, 2))
         surface = rng.random(shape)
         if trial % 3 == 0:  # plateaus
             surface = np.round(surface * 4)
-        surface = surface.astype([np.float64, np.float32, np.int32][trial % 3])
+        if trial % 10 == 0:  # a flat object
+            surface[:] = 2
+        dtype = [np.float64, np.float32, np.int32][trial % 3]
+        surface = surface.astype(dtype)
         mask = rng.random(shape) > 0.3
         spacing = int(rng.integers(1, 7))
-        size = 2 * spacing + 1
-        expected = surface == ndimage.maximum_filter(surface, size, mode="nearest")
-        got = _window_maxima(surface, mask, spacing)
-        np.testing.assert_array_equal(got, expected & mask)
+        limit = dtype(rng.choice([-1, 1, 2]))
+        least = (np.finfo if dtype != np.int32 else np.iinfo)(dtype).min
+        masked = np.where(mask, surface, least)
+        top = masked == ndimage.maximum_filter(masked, 2 * spacing + 1, mode="nearest")
+        got, every = _window_maxima(surface, mask, spacing, limit)
+        np.testing.assert_array_equal(got, top & mask & (surface > limit))
+        assert every == bool(top[mask].all())
+        flat_seen += every
+    assert flat_seen >= 5
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
