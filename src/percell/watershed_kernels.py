@@ -29,7 +29,7 @@ _jit = numba.njit(cache=True, nogil=True)
 
 #: the flooding's resolution: a surface is cut into this many levels (on the
 #: bench's images, fine enough that the labels are those of the unquantised
-#: surface; a queue per level costs 16 MB)
+#: surface; where each level's queue starts and ends costs 8 MB)
 LEVELS = 1 << 20
 
 
