@@ -36,12 +36,22 @@ LEVELS = 1 << 20
 def quantise(surface: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``surface`` as uint32 levels 0..LEVELS-1, its range inside ``mask``
     spread over them (the order of values kept, up to ties within a level)."""
+    spread = _scale_inside(surface, mask)
+    if spread is None:  # nothing inside
+        return np.zeros(surface.shape, np.uint32)
+    flat = np.ascontiguousarray(surface).ravel()
+    return _levels(flat, *spread, LEVELS - 1).reshape(surface.shape)
+
+
+def _scale_inside(surface: np.ndarray, mask: np.ndarray) -> tuple[float, float] | None:
+    """The lowest value inside ``mask`` and the factor that spreads the range
+    inside it over the levels (0 where the range is one value); None where
+    the mask is empty."""
     flat = np.ascontiguousarray(surface).ravel()
     low, high = _range_inside(flat, np.ascontiguousarray(mask).ravel())
-    if low > high:  # nothing inside
-        return np.zeros(surface.shape, np.uint32)
-    scale = (LEVELS - 1) / (high - low) if high > low else 0.0
-    return _levels(flat, low, scale, LEVELS - 1).reshape(surface.shape)
+    if low > high:
+        return None
+    return low, (LEVELS - 1) / (high - low) if high > low else 0.0
 
 
 @_jit
@@ -59,16 +69,21 @@ def _range_inside(values: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
 
 @_jit
 def _levels(values: np.ndarray, low: float, scale: float, top: int) -> np.ndarray:
-    """(value - low) * scale, clipped to [0, top], truncated to an integer."""
     out = np.empty(values.size, np.uint32)
     for i in range(values.size):
-        level = (float(values[i]) - low) * scale
-        if level < 0.0:
-            level = 0.0
-        elif level > top:
-            level = float(top)
-        out[i] = np.uint32(level)
+        out[i] = _level(values[i], low, scale, top)
     return out
+
+
+@_jit
+def _level(value: float, low: float, scale: float, top: int) -> np.uint32:
+    """(value - low) * scale, clipped to [0, top], truncated to an integer."""
+    level = (float(value) - low) * scale
+    if level < 0.0:
+        level = 0.0
+    elif level > top:
+        level = float(top)
+    return np.uint32(level)
 
 
 def flood(levels: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -80,22 +95,11 @@ def flood(levels: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarr
     Returns:
         int32 labels, 0 outside the flooded area.
     """
-    pad = [(1, 1)] * levels.ndim
-    inside = np.pad(mask.astype(bool), pad)
-    # -1: outside the mask (and the padding), never flooded
-    labels = np.where(inside, np.pad(markers.astype(np.int32), pad), np.int32(-1))
-    strides = np.cumprod((1, *inside.shape[::-1][:-1]))[::-1]
-    # scikit-image's neighbour order: by offset, lowest first
-    offsets = np.concatenate([-strides, strides[::-1]]).astype(np.int64)
-    padded = np.pad(levels.astype(np.uint32), pad)
-    # pixel indices as int32 where they fit: half the memory
-    index = np.int32 if labels.size < np.iinfo(np.int32).max else np.int64
-    # each pixel's label beside its level: one cache line serves both reads
-    state = np.stack([labels.ravel(), padded.ravel().view(np.int32)], axis=1)
-    _flood(state, offsets, LEVELS, np.zeros(1, index))
-    labels = state[:, 0].reshape(labels.shape)
-    labels[labels < 0] = 0
-    return labels[tuple(slice(1, -1) for _ in range(levels.ndim))]
+    labels = np.zeros(levels.shape, np.int32)
+    # the mask as one part, flooded; integer levels are their own levels
+    parts = np.asarray(mask, bool).astype(np.int32)
+    _flood_into(levels, markers, parts, np.array([False, True]), labels, 0.0, 1.0)
+    return labels
 
 
 def flood_parts(
@@ -110,20 +114,35 @@ def flood_parts(
     ``parts`` (ids of ``mask``'s connected parts) where ``shared[part]``,
     written into ``labels`` there; the rest of ``labels`` is left alone.
 
-    The same flood, without the padded and quantised copies of the whole
-    image that ``flood`` makes: each pixel's label and level go straight
-    into the flood's state."""
+    Each pixel's label and level go straight into the flood's state: no
+    quantised or masked copy of the whole image."""
+    spread = _scale_inside(surface, mask)
+    if spread is not None:  # (an empty mask has no shared part)
+        _flood_into(surface, markers, parts, shared, labels, *spread)
+
+
+def _flood_into(
+    surface: np.ndarray,
+    markers: np.ndarray,
+    parts: np.ndarray,
+    shared: np.ndarray,
+    labels: np.ndarray,
+    low: float,
+    scale: float,
+) -> None:
+    """The flood of the pixels whose part is ``shared``, at the levels
+    ``_level`` gives ``surface``, its labels written into ``labels``."""
     nd = surface.ndim
     as3 = (lambda a: a) if nd == 3 else (lambda a: a[np.newaxis])
-    flat = np.ascontiguousarray(surface).ravel()
-    low, high = _range_inside(flat, np.ascontiguousarray(mask).ravel())
-    scale = (LEVELS - 1) / (high - low) if high > low else 0.0
     nz, h, w = as3(surface).shape
     pz = 1 if nd == 3 else 0  # a plane needs no padding across planes
     padded = (nz + 2 * pz, h + 2, w + 2)
+    # -1: outside the shared parts (and the padding), never flooded
     state = np.full((int(np.prod(padded)), 2), -1, np.int32)
     plane, row = padded[1] * padded[2], padded[2]
+    # scikit-image's neighbour order: by offset, lowest first
     near = [-plane, -row, -1, 1, row, plane] if nd == 3 else [-row, -1, 1, row]
+    # pixel indices as int32 where they fit: half the memory
     index = np.int32 if state.shape[0] < np.iinfo(np.int32).max else np.int64
     args = (as3(surface), as3(markers), as3(parts), shared, pz)
     _fill_state(*args, low, scale, LEVELS - 1, state)
@@ -143,27 +162,25 @@ def _fill_state(
     top: int,
     state: np.ndarray,
 ) -> None:
-    """Each pixel of a shared part: its marker (0: to flood) and its level,
-    ``_levels``' arithmetic, at its place in the padded state."""
+    """Each pixel of a shared part, at its place in the padded state: its
+    marker (0: to flood) beside its level (each pixel's label beside its
+    level: one cache line serves both reads)."""
     nz, h, w = surface.shape
     for z in range(nz):
         for y in range(h):
             base = ((z + pz) * (h + 2) + y + 1) * (w + 2) + 1
             for x in range(w):
                 if shared[parts[z, y, x]]:
-                    level = (float(surface[z, y, x]) - low) * scale
-                    if level < 0.0:
-                        level = 0.0
-                    elif level > top:
-                        level = float(top)
                     state[base + x, 0] = markers[z, y, x]
-                    state[base + x, 1] = np.int32(np.uint32(level))
+                    level = _level(surface[z, y, x], low, scale, top)
+                    state[base + x, 1] = np.int32(level)
 
 
 @_jit
 def _take_labels(
     state: np.ndarray, parts: np.ndarray, shared: np.ndarray, pz: int, out: np.ndarray
 ) -> None:
+    """The flooded labels of the shared parts' pixels, back from the state."""
     nz, h, w = parts.shape
     for z in range(nz):
         for y in range(h):
