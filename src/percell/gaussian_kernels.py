@@ -1,10 +1,11 @@
 """Gaussian filters equal bit for bit to scipy's, vectorised (numba).
 
 ``ndimage.gaussian_filter`` runs one 1-D correlation per axis, each over
-lines copied into a float64 buffer, one output pixel at a time. The
-smoothing, the Laplacian of Gaussian and the distance smoothing of the
-watershed, the drawing of the demo and the thresholds' smoothing spend most
-of their time there. Here each pass does the same arithmetic in the same
+lines copied into a float64 buffer, one output pixel at a time; the
+watershed's smoothing, Laplacian of Gaussian and distance smoothing spent
+much of their time there. (The demo's drawing and the thresholds keep
+scipy's: for their small jobs, importing numba costs more than it saves.)
+Here each pass does the same arithmetic in the same
 order (the centre tap, then the pairs of taps from the outermost inward, in
 float64, rounded to the image's dtype after each axis) over whole rows at a
 time, which the compiler turns into vector instructions: the results are
