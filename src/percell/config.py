@@ -242,6 +242,13 @@ def check_experiment_is_local(path: str, source: str = "config") -> None:
 def check_config_file(path: str | Path) -> Config:
     """Read a config file as Snakemake would and validate it; ConfigError
     naming the file, and for a YAML error its line and column."""
+    return load_config(read_config_file(path), str(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings in a YAML config file; ConfigError naming the file, and
+    for a YAML error its line and column (Snakemake's own message names
+    neither)."""
     import yaml
 
     try:
@@ -265,7 +272,7 @@ def check_config_file(path: str | Path) -> Config:
         ) from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, not {config!r}")
-    return load_config(config, str(path))
+    return config
 
 
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:

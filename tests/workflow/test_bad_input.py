@@ -3,12 +3,20 @@ existing experiment left byte-for-byte as it was. One test per case."""
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 import tifffile
 import yaml
 
-from tests.conftest import run_workflow, tree_digest, write_config
+from tests.conftest import (
+    REPO,
+    SNAKEMAKE,
+    run_workflow,
+    tree_digest,
+    write_config,
+)
 
 
 def rerun_expecting_failure(experiment_copy, *, sheet_rows=None, config_edit=None):
@@ -173,6 +181,27 @@ def test_wrong_config_type(experiment_copy):
     # a user's mistake: one message naming the config file, no traceback
     assert f"percell: error in {experiment_copy['work'] / 'config.yaml'}" in out
     assert "Traceback" not in out and 'File "' not in out
+
+
+def test_a_tab_in_the_default_config_names_its_line(experiment_copy):
+    """With no --configfile, the Snakefile reads config/config.yaml itself:
+    a tab in its indentation is named by file and line, with no traceback
+    (Snakemake's own message names neither)."""
+    work, exp = experiment_copy["work"], experiment_copy["experiment"]
+    lines = (work / "config.yaml").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  "))
+    lines[at] = "\t" + lines[at].lstrip()
+    (work / "config").mkdir()
+    (work / "config/config.yaml").write_text("\n".join(lines) + "\n")
+    before = tree_digest(exp)
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "-d", str(work)]
+    proc = subprocess.run([*cmd, "--cores", "1"], capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"percell: config/config.yaml, line {at + 1}, column 1: not valid" in out
+    assert "a tab in the indentation" in out
+    assert "Traceback" not in out
+    assert tree_digest(exp) == before
 
 
 def test_bad_channel_name_in_config(experiment_copy):
