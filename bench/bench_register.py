@@ -60,7 +60,7 @@ from percell.contracts import (
     ThresholdRun,
     TimepointSpec,
 )
-from percell.measure import METRICS
+from percell.cells import METRICS
 from percell.register import StepSentinels, register
 from percell.sentinel import write_sentinel
 from percell.storage import create_array

@@ -54,6 +54,18 @@ SHAPE_COLUMNS = [
     "extent",
 ]
 
+#: what is measured per cell, channel and scope (the measure step computes
+#: them, the register stores them)
+METRICS = (
+    "mean_intensity",
+    "max_intensity",
+    "min_intensity",
+    "integrated_intensity",
+    "std_intensity",
+    "median_intensity",
+    "area",
+)
+
 
 def cell_table(
     labels: np.ndarray, pixel_size_um: float, offset: tuple[int, int] = (0, 0)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from percell.contracts import DemoInput, DemoRegionParams, PlateDemo, PlateInput
 from percell.plate_files import split_well
-from percell.sheets import COLUMNS
+
+if TYPE_CHECKING:  # the sheet's pandas loads where the planner builds it: the
+    import pandas as pd  # demo's drawing jobs, which import these names, never do
 
 
 def demo_path(
@@ -39,6 +40,10 @@ def demo_size(
 
 def demo_sheet(demo: DemoInput, channels: Sequence[str]) -> pd.DataFrame:
     """The sample sheet of the demo experiment described by config ``demo``."""
+    import pandas as pd
+
+    from percell.sheets import COLUMNS
+
     rows = []
     for cond in demo.conditions:
         for tp in demo.timepoints or (None,):

@@ -33,6 +33,7 @@ from percell.cell_kernels import (
     count_labels,
     group_by_cell,
 )
+from percell.cells import METRICS
 from percell.compartments import compartment_path
 from percell.contracts import (
     ImportedRegion,
@@ -53,15 +54,6 @@ from percell.storage import Staging, array_of, open_group
 
 log = logging.getLogger(__name__)
 
-METRICS = (
-    "mean_intensity",
-    "max_intensity",
-    "min_intensity",
-    "integrated_intensity",
-    "std_intensity",
-    "median_intensity",
-    "area",
-)
 
 
 class LabelIndex:

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from percell import db, experiment_format, layout, ngff
-from percell.cells import SHAPE_COLUMNS
+from percell.cells import METRICS, SHAPE_COLUMNS
 from percell.contracts import (
     ImportedRegion,
     Measured,
@@ -53,7 +53,6 @@ from percell.contracts import (
 from percell.errors import ExperimentError
 from percell.experiment_format import DEFAULT_BIO_REP, ExperimentFormat
 from percell.matching import MIN_IOU
-from percell.measure import METRICS
 from percell.sentinel import contract_of, read_outputs, read_sentinel, write_sentinel
 from percell.storage import read_json, write_json_if_changed
 

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from scipy import ndimage
-from skimage import filters
 
 from percell import layout, ngff
 from percell.chunks import BlockIO
@@ -62,6 +60,8 @@ def smooth_band(band: np.ndarray, sigma: float, dtype: np.dtype) -> np.ndarray:
     """Gaussian-smooth a (rows, cols) band in both axes, back in ``dtype``."""
     if sigma <= 0:
         return band
+    from scipy import ndimage  # here: most histogram and mask jobs never smooth
+
     # float64: exact for every accepted type (float32 would round 32-bit data)
     return cast_to(ndimage.gaussian_filter(band.astype(np.float64), sigma), dtype)
 
@@ -226,6 +226,8 @@ def threshold_value(
     else:
         counts, centers = hist.dense()
     if method in ("otsu", "yen", "isodata"):
+        from skimage import filters  # here: histogram jobs never choose a value
+
         fn = getattr(filters, f"threshold_{method}")
         return float(fn(hist=(counts, centers)))
     if method == "li":

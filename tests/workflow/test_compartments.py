@@ -18,7 +18,7 @@ from ome_zarr_models.v04 import Image, ImageLabel
 from skimage.measure import regionprops_table
 from skimage.restoration import rolling_ball
 
-from percell.measure import METRICS
+from percell.cells import METRICS
 from percell.storage import open_group
 from tests.conftest import REPO, run_workflow, tree_digest, write_config
 from tests.workflow.test_reruns import planned_jobs
