@@ -55,7 +55,6 @@ from percell.storage import Staging, array_of, open_group
 log = logging.getLogger(__name__)
 
 
-
 class LabelIndex:
     """Which pixels are each cell's: computed once per label image, shared by
     every channel and mask measured on it."""

@@ -127,12 +127,19 @@ def _sample(image_group: zarr.Group, channel: int) -> tuple[np.ndarray, float]:
 
 
 def watershed_background(
-    image_group: zarr.Group, channel: int, diameter_px: float, sigma: float
+    image_group: zarr.Group,
+    channel: int,
+    diameter_px: float,
+    sigma: float,
+    volume: bool = False,
 ) -> RegionBackground:
     """A region's background grid and noise (``watershed.region_background``)
-    from a pyramid level and a window of level 0 at the region's centre."""
+    from a pyramid level and a window of level 0 at the region's centre.
+
+    A stack segmented as columns takes its background from its maximum over
+    z, where its nuclei are on any plane; a ``volume`` from all its planes."""
     sample, scale = _sample(image_group, channel)
-    if sample.ndim == 3:  # a stack: where the nuclei are on any plane
+    if sample.ndim == 3 and not volume:
         sample = sample.max(axis=0)
     level0 = array_of(image_group)
     h, w = level0.shape[-2:]
@@ -313,8 +320,9 @@ def segment_region(
     run: Callable[[np.ndarray], np.ndarray]
     background = None
     if seg.method == "watershed":
+        volume = has_z and seg.stacks == "volume"  # nuclei in 3-D, z scaled
         background = watershed_background(
-            image, channel, diameter_px, seg.smoothing_sigma
+            image, channel, diameter_px, seg.smoothing_sigma, volume
         )
         log.info(
             "region %s: watershed background %.1f..%.1f, noise %.2f",
@@ -324,7 +332,7 @@ def segment_region(
             background.noise,
         )
         anisotropy = None
-        if has_z and seg.stacks == "volume":  # nuclei in 3-D, z scaled
+        if volume:
             anisotropy = anisotropy_of(record, key)
             log.info("region %s: volumes, z step %.2f xy pixels", key, anisotropy)
         method = functools.partial(

@@ -60,9 +60,8 @@ DISTANCE_SMOOTHING = 0.05
 #: objects smaller than this share of a disk of the diameter are dropped
 MIN_AREA_FRACTION = 0.15
 #: in a volume the point spread blurs nuclei along z into their neighbours:
-#: a lower share of each peak, a finer blob scale and seeds further apart
-#: (chosen on bench_watershed's synthetic stacks)
-VOLUME_NUCLEUS_FRACTION = 0.2
+#: a finer blob scale and seeds further apart (chosen on bench_watershed's
+#: synthetic stacks)
 VOLUME_BLOB_SCALE = 0.2
 VOLUME_SEED_SPACING = 0.4
 
@@ -140,9 +139,11 @@ def region_background(
     """The background grid and noise of a region.
 
     Args:
-        sample: A 2-D downsampled plane of the region (a pyramid level; for a
-            stack, its maximum over z).
-        scale: Level-0 pixels per sample pixel.
+        sample: A downsampled plane of the region (a pyramid level), or for
+            a volume the downsampled stack: a block's background is then the
+            percentile of its voxels on every plane (in tissue, a stack's
+            maximum over z is nuclei nearly everywhere).
+        scale: Level-0 pixels per sample pixel (in y and x).
         crop: A 2-D window of level 0, for the noise.
         diameter_px: The nucleus diameter in level-0 pixels.
         sigma: The configured smoothing sigma (level-0 pixels).
@@ -151,18 +152,19 @@ def region_background(
     block = max(8.0, BLOCK_DIAMETERS * diameter_px)
     step = max(1, round(block / scale))  # block edge in sample pixels
     smoothed = smooth(sample, max(s1 / scale, 0.5))
-    h, w = smoothed.shape
+    smoothed = smoothed.reshape(-1, *smoothed.shape[-2:])  # (planes, y, x)
+    nz, h, w = smoothed.shape
     ny, nx = max(1, math.ceil(h / step)), max(1, math.ceil(w / step))
     grid = np.empty((ny, nx), np.float64)
     # the whole blocks at once, then the partial ones of the last row/column
     fy, fx = h // step, w // step
     if fy and fx:
-        whole = smoothed[: fy * step, : fx * step].reshape(fy, step, fx, step)
-        blocks = whole.transpose(0, 2, 1, 3).reshape(fy, fx, step * step)
+        whole = smoothed[:, : fy * step, : fx * step].reshape(nz, fy, step, fx, step)
+        blocks = whole.transpose(1, 3, 0, 2, 4).reshape(fy, fx, nz * step * step)
         grid[:fy, :fx] = np.percentile(blocks, BACKGROUND_PERCENTILE, axis=-1)
     for i, j in itertools.product(range(ny), range(nx)):
         if i >= fy or j >= fx:
-            part = smoothed[i * step : (i + 1) * step, j * step : (j + 1) * step]
+            part = smoothed[:, i * step : (i + 1) * step, j * step : (j + 1) * step]
             grid[i, j] = np.percentile(part, BACKGROUND_PERCENTILE)
     grid = ndimage.median_filter(grid, 3, mode="nearest")
     residual = crop.astype(np.float32) - smooth(crop, s1)
@@ -344,7 +346,7 @@ def volume_segment(
         signal,
         basins,
         int(markers.max()),
-        VOLUME_NUCLEUS_FRACTION,
+        NUCLEUS_FRACTION,
         sampling=(anisotropy, 1.0, 1.0),
         smoothing=tuple(max(0.5, d * DISTANCE_SMOOTHING) * k for k in per_axis),
         seeds=lambda distance, nuclei: _maxima(
@@ -433,12 +435,13 @@ def segment_image(
     """The whole method on one in-memory image, (Y, X) or (Z, Y, X): its
     background and noise from the image itself, then ``watershed_segment``
     (``segment_nuclei``: as a volume where a stack's ``anisotropy`` is given)."""
-    plane = image.max(axis=0) if image.ndim == 3 else image
+    volume = anisotropy is not None and image.ndim == 3
+    sample = image.max(axis=0) if image.ndim == 3 and not volume else image
     middle = image[image.shape[0] // 2] if image.ndim == 3 else image
-    h, w = plane.shape
+    h, w = middle.shape
     y0, x0 = max(0, h // 2 - 256), max(0, w // 2 - 256)
     crop = middle[y0 : y0 + 512, x0 : x0 + 512]
-    background = region_background(plane, 1.0, crop, diameter_px, sigma)
+    background = region_background(sample, 1.0, crop, diameter_px, sigma)
     behind = background.window((0, h), (0, w))
     return segment_nuclei(
         image,
