@@ -105,14 +105,21 @@ def import_group(
     """
     experiment = Path(layout.experiment_of_sentinel(sentinel))
     remote.configure(params.endpoints)
-    planned = _plan_group(params)
-    log.info("group %s: %d region(s) checked, importing", params.group, len(planned))
     records = []
-    # every region is built aside and swapped in only when all of them are
-    # written: a file that fails half-way leaves the whole group as it was
-    with Staging() as staged:
-        for item in planned:
-            records.append(_import_region(staged, experiment, item, params, threads))
+    # an object behind a URL: its size and header fetched once, for the
+    # probe and the read
+    with remote.remembering_heads():
+        planned = _plan_group(params)
+        log.info(
+            "group %s: %d region(s) checked, importing", params.group, len(planned)
+        )
+        # every region is built aside and swapped in only when all of them
+        # are written: a file that fails half-way leaves the group as it was
+        with Staging() as staged:
+            for item in planned:
+                records.append(
+                    _import_region(staged, experiment, item, params, threads)
+                )
     inputs = [f.path for r in params.regions for f in r.files]
     write_sentinel(sentinel, "import", params.group, params, inputs, records)
     return records

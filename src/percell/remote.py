@@ -14,9 +14,12 @@ of a URL, a param or a log line: only URLs and endpoints are.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -136,24 +139,123 @@ def explain(url: str, exc: BaseException) -> SourceImageError:
 #: plate's small field files: their header and pixels in one request)
 WHOLE_OBJECT = 2**20
 
+#: bytes of objects' first blocks kept by ``remembering_heads``
+HEADS_BYTES = 16 * 2**20
+
+#: the first block of each object opened (a whole small object), while a
+#: job has ``remembering_heads`` on: None when off
+_heads: OrderedDict[str, bytes] | None = None
+#: each object's details (size, ETag) while ``remembering_heads`` is on
+_infos: dict[str, dict[str, Any]] = {}
+
+
+@contextlib.contextmanager
+def remembering_heads() -> Iterator[None]:
+    """Within the block, each object's size and first ``READ_BLOCK`` bytes
+    (its TIFF header; a small object whole) are fetched once: an import job
+    probes a file, then opens it again to read it, and each open would ask
+    for the size (a HEAD) and the header again. At most ``HEADS_BYTES`` are
+    kept (the oldest go first); forgotten on leaving, so an object changed
+    since is read afresh by the next job."""
+    global _heads
+    outer, _heads = _heads, OrderedDict()
+    sizes, infos = dict(_sizes), dict(_infos)
+    try:
+        yield
+    finally:
+        _heads = outer
+        _sizes.clear()
+        _sizes.update(sizes)
+        _infos.clear()
+        _infos.update(infos)
+
+
+def _remember(url: str, head: bytes) -> None:
+    assert _heads is not None
+    _heads[url] = head
+    while sum(map(len, _heads.values())) > HEADS_BYTES and len(_heads) > 1:
+        _heads.popitem(last=False)
+
 
 def open_url(url: str, cache: str = "readahead") -> IO[bytes]:
     """A seekable file object over ``url`` that fetches byte ranges: reads
     ahead by ``READ_BLOCK`` (headers, strips, tiles), or with ``cache="none"``
     exactly the ranges asked for (a band of an uncompressed plane)."""
     fs, path = filesystem(url)
-    size = _sizes.get(url)
     try:
+        if _heads is not None and url not in _infos:
+            _infos[url] = fs.info(path)  # once per job, not per open
+            _sizes[url] = int(_infos[url]["size"])
+        size = _sizes.get(url)
         if size is not None and size <= WHOLE_OBJECT:
-            import io
-
+            if _heads is not None and url in _heads:
+                return io.BytesIO(_heads[url])
             # one ranged GET: without the range s3fs first asks for the size
             # (a HEAD, unless a listing in this process left it in its cache)
-            return io.BytesIO(fs.cat_file(path, start=0, end=size) if size else b"")
+            whole = fs.cat_file(path, start=0, end=size) if size else b""
+            if _heads is not None:
+                _remember(url, whole)
+            return io.BytesIO(whole)
         known = {} if size is None or not url.startswith("s3://") else {"size": size}
-        return fs.open(path, "rb", block_size=READ_BLOCK, cache_type=cache, **known)
+
+        def opened() -> IO[bytes]:
+            f = fs.open(path, "rb", block_size=READ_BLOCK, cache_type=cache, **known)
+            if url in _infos:  # else its first read asks for them (a HEAD)
+                f.details = _infos[url]  # (its ETag: a change mid-read fails)
+            return f
+
+        if _heads is None or cache == "none" or size is None:
+            return opened()
+        if url not in _heads:
+            _remember(url, fs.cat_file(path, start=0, end=READ_BLOCK))
+        return io.BufferedReader(_HeadFirst(_heads[url], size, opened))
     except Exception as exc:
         raise explain(url, exc) from None
+
+
+class _HeadFirst(io.RawIOBase):
+    """An object's bytes: its first block from memory, the rest from a file
+    object opened only when a read goes beyond it."""
+
+    def __init__(self, head: bytes, size: int, opened: Any) -> None:
+        self._head, self._size, self._opened = head, size, opened
+        self._rest: Any = None
+        self._pos = 0
+        self.size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}
+        self._pos = max(0, base[whence] + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), max(0, self._size - self._pos))
+        if self._pos + n <= len(self._head):
+            view[:n] = self._head[self._pos : self._pos + n]
+        else:
+            if self._rest is None:
+                self._rest = self._opened()
+            self._rest.seek(self._pos)
+            data = self._rest.read(n)
+            n = len(data)
+            view[:n] = data
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        if self._rest is not None:
+            self._rest.close()
+        super().close()
 
 
 def stamps(urls: Iterable[str]) -> dict[str, tuple[int, str]]:

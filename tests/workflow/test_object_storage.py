@@ -201,6 +201,39 @@ def test_planning_is_one_listing_and_one_get_per_new_file(
         assert objects == [] and len(listings) == 1, (objects, listings)
 
 
+def test_an_import_job_asks_for_each_object_once(
+    bucket_run, server, tmp_path, monkeypatch
+):
+    """Counted at the wire: the import job probes each file and then reads
+    it, and asks for its size (a HEAD) and its header or whole small body (a
+    GET) once, not once per open (it was three HEADs and two GETs). The
+    parse's probe adds its own GET, sizes coming from the listing."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("PERCELL_PROBE_CACHE", str(tmp_path / "probes.json"))
+    with flaky_proxy(server["AWS_ENDPOINT_URL"]) as proxy:
+        config = base_config({"sample_sheet": str(bucket_run["sheet"])})
+        config["storage"] = {"endpoints": {"s3://raw": proxy.url}}
+        write_config(work, config)
+        run_workflow(work, "--until", "import_images")
+        asked: dict[str, list[str]] = {}
+        for method, path, _ in proxy.passed:
+            key = path.partition("?")[0]
+            if key.endswith(".tif"):
+                asked.setdefault(key, []).append(method)
+    assert len(asked) == 2 * len(REGIONS)
+    for key, methods in asked.items():
+        assert sorted(methods) == ["GET", "GET", "HEAD"], (key, methods)
+    for cond, tp, region in REGIONS:  # and the pixels are the objects'
+        got = level0(work / "out/exp.percell", cond, tp, region)
+        for c, ch in enumerate(("DAPI", "GFP")):
+            key = f"demo/{cond}/{tp}/{region}_{ch}.tif"
+            body = bucket_run["s3"].get_object(Bucket="raw", Key=key)["Body"]
+            np.testing.assert_array_equal(
+                got[c], tifffile.imread(io.BytesIO(body.read()))
+            )
+
+
 def refused(bucket_run, tmp_path, edit) -> str:
     """Rerun the bucket's experiment with a bad input; it must stop before
     any job with the experiment unchanged. Returns the output."""
