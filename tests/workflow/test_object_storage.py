@@ -167,19 +167,26 @@ def test_a_scan_of_a_bucket_prefix_finds_the_files(bucket_run, tmp_path):
     np.testing.assert_array_equal(stack[0].reshape(stack.shape[-2:]), want)
 
 
+def through_proxy(bucket_run, proxy, tmp_path, monkeypatch) -> Path:
+    """A work directory whose config reads the bucket through ``proxy``
+    (which counts the requests), with no probe remembered yet."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("PERCELL_PROBE_CACHE", str(tmp_path / "probes.json"))
+    config = base_config({"sample_sheet": str(bucket_run["sheet"])})
+    config["storage"] = {"endpoints": {"s3://raw": proxy.url}}
+    write_config(work, config)
+    return work
+
+
 def test_planning_is_one_listing_and_one_get_per_new_file(
     bucket_run, server, tmp_path, monkeypatch
 ):
     """Counted at the wire, through a proxy: a first dry run lists the folder
     once and reads each file's header with one GET (no HEAD per object); a
     second dry run only lists (headers remembered by URL and ETag)."""
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("PERCELL_PROBE_CACHE", str(tmp_path / "probes.json"))
     with flaky_proxy(server["AWS_ENDPOINT_URL"]) as proxy:
-        config = base_config({"sample_sheet": str(bucket_run["sheet"])})
-        config["storage"] = {"endpoints": {"s3://raw": proxy.url}}
-        write_config(work, config)
+        work = through_proxy(bucket_run, proxy, tmp_path, monkeypatch)
 
         def requests() -> tuple[list[str], list[str]]:
             seen = [(m, p.partition("?")[0], p) for m, p, _ in proxy.passed]
@@ -208,13 +215,8 @@ def test_an_import_job_asks_for_each_object_once(
     it, and asks for its size (a HEAD) and its header or whole small body (a
     GET) once, not once per open (it was three HEADs and two GETs). The
     parse's probe adds its own GET, sizes coming from the listing."""
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("PERCELL_PROBE_CACHE", str(tmp_path / "probes.json"))
     with flaky_proxy(server["AWS_ENDPOINT_URL"]) as proxy:
-        config = base_config({"sample_sheet": str(bucket_run["sheet"])})
-        config["storage"] = {"endpoints": {"s3://raw": proxy.url}}
-        write_config(work, config)
+        work = through_proxy(bucket_run, proxy, tmp_path, monkeypatch)
         run_workflow(work, "--until", "import_images")
         asked: dict[str, list[str]] = {}
         for method, path, _ in proxy.passed:
