@@ -44,6 +44,7 @@ import zarr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from percell import layout, ngff
+from percell.cells import METRICS
 from percell.contracts import (
     Channel,
     ImportedRegion,
@@ -60,7 +61,6 @@ from percell.contracts import (
     ThresholdRun,
     TimepointSpec,
 )
-from percell.cells import METRICS
 from percell.register import StepSentinels, register
 from percell.sentinel import write_sentinel
 from percell.storage import create_array
