@@ -213,8 +213,9 @@ def test_an_import_job_asks_for_each_object_once(
 ):
     """Counted at the wire: the import job probes each file and then reads
     it, and asks for its size (a HEAD) and its header or whole small body (a
-    GET) once, not once per open (it was three HEADs and two GETs). The
-    parse's probe adds its own GET, sizes coming from the listing."""
+    GET) once, not once per open (these small files were asked two or three
+    HEADs and two or three GETs). The parse's probe adds its own GET, sizes
+    coming from the listing."""
     with flaky_proxy(server["AWS_ENDPOINT_URL"]) as proxy:
         work = through_proxy(bucket_run, proxy, tmp_path, monkeypatch)
         run_workflow(work, "--until", "import_images")
