@@ -17,13 +17,9 @@ class Watershed:
     takes (background, image)."""
 
     def __init__(self, image, diameter=16.0, min_size=30, sigma=1.0, anisotropy=None):
-        # a volume's background from all its planes, columns' from the
-        # maximum over z (segmentation.watershed_background)
-        volume = image.ndim == 3 and anisotropy is not None
-        sample = image.max(axis=0) if image.ndim == 3 and not volume else image
         middle = image[image.shape[0] // 2] if image.ndim == 3 else image
         self.background = region_background(
-            sample, 1.0, middle[:512, :512], diameter, sigma
+            image, 1.0, middle[:512, :512], diameter, sigma, anisotropy is not None
         )
         self.diameter, self.min_size, self.sigma = diameter, min_size, sigma
         self.anisotropy = anisotropy  # a stack segmented as a volume

@@ -221,7 +221,6 @@ class _HeadFirst(io.RawIOBase):
         self._head, self._size, self._opened = head, size, opened
         self._rest: Any = None
         self._pos = 0
-        self.size = size
 
     def readable(self) -> bool:
         return True

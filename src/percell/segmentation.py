@@ -134,20 +134,16 @@ def watershed_background(
     volume: bool = False,
 ) -> RegionBackground:
     """A region's background grid and noise (``watershed.region_background``)
-    from a pyramid level and a window of level 0 at the region's centre.
-
-    A stack segmented as columns takes its background from its maximum over
-    z, where its nuclei are on any plane; a ``volume`` from all its planes."""
+    from a pyramid level and a window of level 0 at the region's centre; a
+    stack's from all its planes where it is segmented as a ``volume``."""
     sample, scale = _sample(image_group, channel)
-    if sample.ndim == 3 and not volume:
-        sample = sample.max(axis=0)
     level0 = array_of(image_group)
     h, w = level0.shape[-2:]
     y0, x0 = max(0, h // 2 - 256), max(0, w // 2 - 256)
     window = (slice(y0, y0 + 512), slice(x0, x0 + 512))
     middle = (level0.shape[1] // 2,) if level0.ndim == 4 else ()
     crop = np.asarray(level0[(channel, *middle, *window)])
-    return region_background(sample, scale, crop, diameter_px, sigma)
+    return region_background(sample, scale, crop, diameter_px, sigma, volume)
 
 
 def _grow_cells(

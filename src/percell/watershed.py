@@ -135,19 +135,24 @@ def region_background(
     crop: np.ndarray,
     diameter_px: float,
     sigma: float,
+    volume: bool = False,
 ) -> RegionBackground:
     """The background grid and noise of a region.
 
     Args:
-        sample: A downsampled plane of the region (a pyramid level), or for
-            a volume the downsampled stack: a block's background is then the
-            percentile of its voxels on every plane (in tissue, a stack's
-            maximum over z is nuclei nearly everywhere).
+        sample: A downsampled plane or stack of the region (a pyramid level).
         scale: Level-0 pixels per sample pixel (in y and x).
         crop: A 2-D window of level 0, for the noise.
         diameter_px: The nucleus diameter in level-0 pixels.
         sigma: The configured smoothing sigma (level-0 pixels).
+        volume: A stack segmented as a volume: a block's background is the
+            percentile of its voxels on every plane (in tissue, a stack's
+            maximum over z is nuclei nearly everywhere). A stack segmented as
+            columns takes its maximum over z, where its nuclei are on any
+            plane.
     """
+    if sample.ndim == 3 and not volume:
+        sample = sample.max(axis=0)
     s1 = smoothing_sigma(diameter_px, sigma)
     block = max(8.0, BLOCK_DIAMETERS * diameter_px)
     step = max(1, round(block / scale))  # block edge in sample pixels
@@ -435,13 +440,13 @@ def segment_image(
     """The whole method on one in-memory image, (Y, X) or (Z, Y, X): its
     background and noise from the image itself, then ``watershed_segment``
     (``segment_nuclei``: as a volume where a stack's ``anisotropy`` is given)."""
-    volume = anisotropy is not None and image.ndim == 3
-    sample = image.max(axis=0) if image.ndim == 3 and not volume else image
     middle = image[image.shape[0] // 2] if image.ndim == 3 else image
     h, w = middle.shape
     y0, x0 = max(0, h // 2 - 256), max(0, w // 2 - 256)
     crop = middle[y0 : y0 + 512, x0 : x0 + 512]
-    background = region_background(sample, 1.0, crop, diameter_px, sigma)
+    background = region_background(
+        image, 1.0, crop, diameter_px, sigma, volume=anisotropy is not None
+    )
     behind = background.window((0, h), (0, w))
     return segment_nuclei(
         image,

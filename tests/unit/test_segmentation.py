@@ -185,8 +185,8 @@ def test_a_volume_background_is_that_of_its_voxels_not_of_its_projection():
                 if (y // 12 + 2 * (x // 12)) % 4 == z:
                     stack[z, y : y + 12, x : x + 12] = 1000.0
     crop = stack[2, :64, :64]
-    volume = region_background(stack, 1.0, crop, 12, 1.0)
-    projection = region_background(stack.max(axis=0), 1.0, crop, 12, 1.0)
+    volume = region_background(stack, 1.0, crop, 12, 1.0, volume=True)
+    projection = region_background(stack, 1.0, crop, 12, 1.0)
     np.testing.assert_allclose(volume.grid, 100.0, atol=1.0)
     assert projection.grid.min() > 900
 
