@@ -8,7 +8,10 @@ pixel queued at no lower value than the pixel that reached it; on integer
 levels a queue per level, first in first out, pops the same pixels in the
 same order (lowest level first, the oldest first within it), in constant time
 per pixel instead of a heap's logarithm. The tests hold it equal to
-scikit-image's on the same levels.
+scikit-image's on the same levels. The mask's connected parts never touch,
+so each is flooded on its own: a small part's pixels and queues stay in
+cache, and a large part's flood asks for the pixels it will pop next before
+it needs them.
 
 ``spaced_peaks`` is ``feature.peak_local_max`` with one label (a mask): the
 maxima of a (2k+1)-wide square neighbourhood above a threshold, kept greedily
@@ -21,11 +24,20 @@ Compiled code is cached on disk (numba's ``cache=True``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic
 from scipy import ndimage
 
 _jit = numba.njit(cache=True, nogil=True)
+
+#: how many pixels ahead of the one it pops the flood asks the memory for
+#: (bench: 25 % faster on an image-wide flood, whose pops are scattered)
+PREFETCH_AHEAD = 4
 
 #: the flooding's resolution: a surface is cut into this many levels (on the
 #: bench's images, fine enough that the labels are those of the unquantised
@@ -146,7 +158,8 @@ def _flood_into(
     index = np.int32 if state.shape[0] < np.iinfo(np.int32).max else np.int64
     args = (as3(surface), as3(markers), as3(parts), shared, pz)
     _fill_state(*args, low, scale, LEVELS - 1, state)
-    _flood(state, np.array(near, np.int64), LEVELS, np.zeros(1, index))
+    order, starts = _pixels_by_part(as3(parts), shared, pz, np.zeros(1, index))
+    _flood_each(state, np.array(near, np.int64), order, starts, LEVELS)
     _take_labels(state, as3(parts), shared, pz, as3(labels))
 
 
@@ -191,14 +204,115 @@ def _take_labels(
 
 
 @_jit
+def _pixels_by_part(
+    parts: np.ndarray, shared: np.ndarray, pz: int, like: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The padded-state indices of the shared parts' pixels, part by part,
+    each part's in raster order (``order[starts[p]:starts[p + 1]]``); parts
+    with no pixel are left out. ``like``: the dtype of pixel indices."""
+    nz, h, w = parts.shape
+    sizes = np.zeros(shared.size + 1, np.int64)
+    for z in range(nz):
+        for y in range(h):
+            for x in range(w):
+                p = parts[z, y, x]
+                if shared[p]:
+                    sizes[p + 1] += 1
+    for p in range(shared.size):
+        sizes[p + 1] += sizes[p]
+    order = np.empty(sizes[shared.size], like.dtype)
+    fill = sizes[:-1].copy()
+    for z in range(nz):
+        for y in range(h):
+            base = ((z + pz) * (h + 2) + y + 1) * (w + 2) + 1
+            for x in range(w):
+                p = parts[z, y, x]
+                if shared[p]:
+                    order[fill[p]] = base + x
+                    fill[p] += 1
+    kept = 1
+    for p in range(shared.size):
+        kept += sizes[p + 1] > sizes[p]
+    starts = np.empty(kept, np.int64)
+    starts[0] = 0
+    k = 1
+    for p in range(shared.size):
+        if sizes[p + 1] > sizes[p]:
+            starts[k] = sizes[p + 1]
+            k += 1
+    return order, starts
+
+
+#: a part of fewer pixels than this share of its levels floods on the ranks
+#: of its own levels: queues its own size, not LEVELS long
+RANKED_SHARE = 8
+
+
+@_jit
+def _flood_each(
+    state: np.ndarray,
+    offsets: np.ndarray,
+    order: np.ndarray,
+    starts: np.ndarray,
+    n_levels: int,
+) -> None:
+    """Flood each part on its own (``_pixels_by_part``). Parts never touch,
+    so each floods as it would among the others, while its pixels and their
+    queues stay in cache (one flood of the whole image pops pixels scattered
+    over it). A part much smaller than ``n_levels`` floods on the ranks of
+    its levels (the same order)."""
+    for p in range(starts.size - 1):
+        pixels = order[starts[p] : starts[p + 1]]
+        levels = n_levels
+        if pixels.size * RANKED_SHARE < n_levels:
+            levels = _rank_levels(state, pixels, n_levels)
+        _flood(state, offsets, pixels, levels)
+
+
+@_jit
+def _rank_levels(state: np.ndarray, pixels: np.ndarray, n_levels: int) -> int:
+    """Replace the levels ``state[pixels, 1]`` by their ranks among the
+    distinct ones (a radix sort, 10 bits a pass); returns how many."""
+    m = pixels.size
+    keys = np.empty(m, np.int64)
+    for k in range(m):
+        keys[k] = state[pixels[k], 1]
+    index = np.arange(m)
+    spare = np.empty(m, np.int64)
+    count = np.empty(1025, np.int64)
+    shift = 0
+    while (1 << shift) < n_levels:
+        count[:] = 0
+        for k in range(m):
+            count[((keys[index[k]] >> shift) & 1023) + 1] += 1
+        for d in range(1024):
+            count[d + 1] += count[d]
+        for k in range(m):
+            d = (keys[index[k]] >> shift) & 1023
+            spare[count[d]] = index[k]
+            count[d] += 1
+        index, spare = spare, index
+        shift += 10
+    rank, last = -1, -1
+    for k in range(m):
+        key = keys[index[k]]
+        if key != last:
+            rank += 1
+            last = key
+        state[pixels[index[k]], 1] = rank
+    return rank + 1
+
+
+@_jit
 def _flood(
     state: np.ndarray,
     offsets: np.ndarray,
+    pixels: np.ndarray,
     n_levels: int,
-    like: np.ndarray,
 ) -> None:
-    """Flood the labels ``state[:, 0]`` (ids > 0: markers; 0: to flood; -1:
-    never) of pixels at levels ``state[:, 1]`` in place.
+    """Flood the labels ``state[pixels, 0]`` (ids > 0: markers; 0: to
+    flood; -1: never) of ``pixels`` (a part, in raster order) at levels
+    ``state[pixels, 1]`` (< ``n_levels``) in place.
 
     A pixel is queued at its level, or at its flooder's where that is higher
     (scikit-image: reaching a pixel costs at least what reaching its
@@ -208,19 +322,19 @@ def _flood(
     by counting the levels first, filled and read in order (no pointer to
     chase per pixel). Those queued while v is flooded are younger than all
     of v's and go to a plain first-in-first-out array, ``now``, which keeps
-    the hot path in cache. ``like``: the dtype of pixel indices."""
-    n = state.shape[0]
-    first = np.zeros(n_levels + 1, like.dtype)  # level v's run: first[v]..
-    for i in range(n):
-        if state[i, 0] >= 0:
-            first[state[i, 1] + 1] += 1
+    the hot path in cache. A queue's pixels lie anywhere in the part, so
+    the flood asks for those it will pop next while it floods this one."""
+    row = offsets[offsets.size // 2 + 1]  # the next row's offset
+    first = np.zeros(n_levels + 1, pixels.dtype)  # level v's run: first[v]..
+    for i in pixels:
+        first[state[i, 1] + 1] += 1
     for v in range(n_levels):
         first[v + 1] += first[v]
     fill = first[:-1].copy()  # ..fill[v]: the pixels queued at v so far
-    slots = np.empty(first[n_levels], like.dtype)
-    now = np.empty(first[n_levels], like.dtype)
+    slots = np.empty(pixels.size, pixels.dtype)
+    now = np.empty(pixels.size, pixels.dtype)
     level = n_levels
-    for i in range(n):  # the markers, in raster order
+    for i in pixels:  # the markers, in raster order
         if state[i, 0] > 0:
             v = state[i, 1]
             slots[fill[v]] = i
@@ -233,6 +347,8 @@ def _flood(
         while True:
             if queued < fill[level]:
                 i = slots[queued]
+                if queued + PREFETCH_AHEAD < fill[level]:
+                    _prefetch_pixel(state, slots[queued + PREFETCH_AHEAD], row)
                 queued += 1
             elif read < n_now:
                 i = now[read]
@@ -252,6 +368,43 @@ def _flood(
                         slots[fill[v]] = j
                         fill[v] += 1
         level += 1
+
+
+@_jit
+def _prefetch_pixel(state: np.ndarray, i: int, row: int) -> None:
+    """Ask for the cache lines of pixel ``i`` and its neighbours in the rows
+    above and below (a hint: nothing is read)."""
+    _prefetch(state, i - row)
+    _prefetch(state, i)
+    _prefetch(state, i + row)
+
+
+def _prefetch_typed(typingctx: Any, array: Any, index: Any) -> Any:
+    """LLVM's prefetch of ``array[index]`` (the row of a 2-D array), for
+    writing (the flood writes its neighbours), kept in every cache level."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        kind, at = signature.args
+        view = context.make_array(kind)(context, builder, args[0])
+        intp = numba.types.intp
+        zero = context.get_constant(intp, 0)
+        where = [context.cast(builder, args[1], at, intp)] + [zero] * (kind.ndim - 1)
+        pointer = cgutils.get_item_pointer(
+            context, builder, kind, view, where, wraparound=False
+        )
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [byte], fnty)
+        write, keep, data = (ir.Constant(i32, k) for k in (1, 3, 1))
+        builder.call(fn, [builder.bitcast(pointer, byte), write, keep, data])
+        return context.get_dummy_value()
+
+    return numba.types.void(array, index), codegen
+
+
+#: (typed as Any: mypy would see the typing context as an argument)
+_prefetch: Any = intrinsic(_prefetch_typed)
 
 
 def label_maxima(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from percell.watershed import (
 )
 from percell.watershed_kernels import (
     LEVELS,
+    RANKED_SHARE,
     _window_maxima,
     flood,
     flood_parts,
@@ -60,6 +61,29 @@ def test_flood_is_scikit_images_watershed_on_the_same_levels(ndim):
         markers.ravel()[seeds] = np.arange(1, seeds.size + 1)
         expected = segmentation.watershed(levels, markers, mask=mask)
         np.testing.assert_array_equal(flood(levels, markers, mask), expected)
+
+
+@pytest.mark.parametrize("shape", [(480, 480), (60, 60, 60)])
+def test_a_large_part_and_a_small_one_flood_as_scikit_images_watershed(shape):
+    """A part of more than LEVELS / RANKED_SHARE pixels floods on its levels
+    as they are, reading its queues ahead of the flood; a smaller one on
+    the ranks of its levels: both as scikit-image floods them."""
+    rng = np.random.default_rng(len(shape))
+    surface = ndimage.gaussian_filter(rng.random(shape), 2)
+    mask = np.ones(shape, bool)
+    wall = shape[-1] // 4
+    mask[(slice(None),) * (len(shape) - 1) + (slice(wall, wall + 2),)] = False
+    parts, n = ndimage.label(mask)
+    sizes = np.bincount(parts.ravel())[1:]
+    assert n == 2 and sizes.min() * RANKED_SHARE < LEVELS < sizes.max() * RANKED_SHARE
+    markers = np.zeros(shape, np.int32)
+    for part in (1, 2):
+        seeds = rng.choice(np.flatnonzero(parts == part), 20, replace=False)
+        markers.ravel()[seeds] = np.arange(1, 21) + 20 * (part - 1)
+    labels = np.zeros(shape, np.int32)
+    flood_parts(surface, markers, mask, parts, np.array([False, True, True]), labels)
+    expected = segmentation.watershed(quantise(surface, mask), markers, mask=mask)
+    np.testing.assert_array_equal(labels, expected)
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
