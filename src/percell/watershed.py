@@ -44,7 +44,12 @@ from scipy import ndimage
 
 from percell.gaussian_kernels import gaussian_filter
 from percell.label_edges import distance_inside, inner_boundaries
-from percell.watershed_kernels import flood_parts, label_maxima, spaced_peaks
+from percell.watershed_kernels import (
+    drop_small,
+    flood_parts,
+    keep_above_peak_share,
+    spaced_peaks,
+)
 
 #: detection level: signal above this many noise σ
 DETECTION_SIGMAS = 6.0
@@ -300,17 +305,15 @@ def _trim_and_split(
     the voxel's size by axis; ``smoothing``: its Gaussian sigmas), from the
     ``seeds(distance, nuclei)`` markers; objects under ``smallest`` pixels
     go."""
-    peak = label_maxima(signal, basins, n)
-    basins[signal < fraction * peak[basins]] = 0
+    keep_above_peak_share(signal, basins, n, fraction)
     nuclei = basins > 0
     # split what is still joined: distance to the background or to a seam
     seams = inner_boundaries(basins)
     distance = distance_inside(nuclei & ~seams, sampling)
     distance = gaussian_filter(distance, smoothing)
     labels = _watershed(-distance, seeds(distance, nuclei), nuclei)
-    sizes = np.bincount(labels.ravel())
-    labels[sizes[labels] < smallest] = 0
-    return labels.astype(np.int32)
+    drop_small(labels, smallest)
+    return labels
 
 
 def volume_segment(

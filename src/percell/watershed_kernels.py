@@ -149,16 +149,16 @@ def _flood_into(
     nz, h, w = as3(surface).shape
     pz = 1 if nd == 3 else 0  # a plane needs no padding across planes
     padded = (nz + 2 * pz, h + 2, w + 2)
-    # -1: outside the shared parts (and the padding), never flooded
-    state = np.full((int(np.prod(padded)), 2), -1, np.int32)
+    state = np.empty((int(np.prod(padded)), 2), np.int32)
     plane, row = padded[1] * padded[2], padded[2]
     # scikit-image's neighbour order: by offset, lowest first
     near = [-plane, -row, -1, 1, row, plane] if nd == 3 else [-row, -1, 1, row]
     # pixel indices as int32 where they fit: half the memory
     index = np.int32 if state.shape[0] < np.iinfo(np.int32).max else np.int64
     args = (as3(surface), as3(markers), as3(parts), shared, pz)
-    _fill_state(*args, low, scale, LEVELS - 1, state)
-    order, starts = _pixels_by_part(as3(parts), shared, pz, np.zeros(1, index))
+    order, starts = _fill_state(
+        *args, low, scale, LEVELS - 1, state, np.zeros(1, index)
+    )
     _flood_each(state, np.array(near, np.int64), order, starts, LEVELS)
     _take_labels(state, as3(parts), shared, pz, as3(labels))
 
@@ -174,19 +174,53 @@ def _fill_state(
     scale: float,
     top: int,
     state: np.ndarray,
-) -> None:
-    """Each pixel of a shared part, at its place in the padded state: its
-    marker (0: to flood) beside its level (each pixel's label beside its
-    level: one cache line serves both reads)."""
+    like: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The padded state: each pixel of a shared part its marker (0: to
+    flood) beside its level (one cache line serves both reads), every other
+    place -1 (never flooded). Returns the shared parts' pixels (their places
+    in the state), part by part, each part's in raster order
+    (``order[starts[p]:starts[p + 1]]``), parts without pixels left out.
+    ``like``: the dtype of pixel indices."""
     nz, h, w = surface.shape
+    sizes = np.zeros(shared.size + 1, np.int64)
     for z in range(nz):
         for y in range(h):
-            base = ((z + pz) * (h + 2) + y + 1) * (w + 2) + 1
             for x in range(w):
-                if shared[parts[z, y, x]]:
-                    state[base + x, 0] = markers[z, y, x]
+                p = parts[z, y, x]
+                if shared[p]:
+                    sizes[p + 1] += 1
+    for p in range(shared.size):
+        sizes[p + 1] += sizes[p]
+    order = np.empty(sizes[shared.size], like.dtype)
+    fill = sizes[:-1].copy()
+    for zp in range(nz + 2 * pz):
+        for yp in range(h + 2):
+            base = (zp * (h + 2) + yp) * (w + 2)
+            z, y = zp - pz, yp - 1
+            if z < 0 or z >= nz or y < 0 or y >= h:  # the padding
+                state[base : base + w + 2] = -1
+                continue
+            state[base] = -1
+            state[base + w + 1] = -1
+            for x in range(w):
+                p = parts[z, y, x]
+                if shared[p]:
+                    state[base + 1 + x, 0] = markers[z, y, x]
                     level = _level(surface[z, y, x], low, scale, top)
-                    state[base + x, 1] = np.int32(level)
+                    state[base + 1 + x, 1] = np.int32(level)
+                    order[fill[p]] = base + 1 + x
+                    fill[p] += 1
+                else:
+                    state[base + 1 + x] = -1
+    starts = np.empty(1 + np.count_nonzero(sizes[1:] > sizes[:-1]), np.int64)
+    starts[0] = 0
+    k = 1
+    for p in range(shared.size):
+        if sizes[p + 1] > sizes[p]:
+            starts[k] = sizes[p + 1]
+            k += 1
+    return order, starts
 
 
 @_jit
@@ -203,46 +237,6 @@ def _take_labels(
                     out[z, y, x] = state[base + x, 0]
 
 
-@_jit
-def _pixels_by_part(
-    parts: np.ndarray, shared: np.ndarray, pz: int, like: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The padded-state indices of the shared parts' pixels, part by part,
-    each part's in raster order (``order[starts[p]:starts[p + 1]]``); parts
-    with no pixel are left out. ``like``: the dtype of pixel indices."""
-    nz, h, w = parts.shape
-    sizes = np.zeros(shared.size + 1, np.int64)
-    for z in range(nz):
-        for y in range(h):
-            for x in range(w):
-                p = parts[z, y, x]
-                if shared[p]:
-                    sizes[p + 1] += 1
-    for p in range(shared.size):
-        sizes[p + 1] += sizes[p]
-    order = np.empty(sizes[shared.size], like.dtype)
-    fill = sizes[:-1].copy()
-    for z in range(nz):
-        for y in range(h):
-            base = ((z + pz) * (h + 2) + y + 1) * (w + 2) + 1
-            for x in range(w):
-                p = parts[z, y, x]
-                if shared[p]:
-                    order[fill[p]] = base + x
-                    fill[p] += 1
-    kept = 1
-    for p in range(shared.size):
-        kept += sizes[p + 1] > sizes[p]
-    starts = np.empty(kept, np.int64)
-    starts[0] = 0
-    k = 1
-    for p in range(shared.size):
-        if sizes[p + 1] > sizes[p]:
-            starts[k] = sizes[p + 1]
-            k += 1
-    return order, starts
-
-
 #: a part of fewer pixels than this share of its levels floods on the ranks
 #: of its own levels: queues its own size, not LEVELS long
 RANKED_SHARE = 8
@@ -256,7 +250,7 @@ def _flood_each(
     starts: np.ndarray,
     n_levels: int,
 ) -> None:
-    """Flood each part on its own (``_pixels_by_part``). Parts never touch,
+    """Flood each part on its own (``_fill_state``'s ``order``). Parts never touch,
     so each floods as it would among the others, while its pixels and their
     queues stay in cache (one flood of the whole image pops pixels scattered
     over it). A part much smaller than ``n_levels`` floods on the ranks of
@@ -407,20 +401,52 @@ def _prefetch_typed(typingctx: Any, array: Any, index: Any) -> Any:
 _prefetch: Any = intrinsic(_prefetch_typed)
 
 
-def label_maxima(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    """The largest of ``values`` under each label 0..n (-inf where a label
-    has no pixel): ``ndimage.maximum`` for every label, in one pass."""
-    return _label_maxima(values.ravel(), labels.ravel(), n)
+def keep_above_peak_share(
+    values: np.ndarray, labels: np.ndarray, n: int, fraction: float
+) -> None:
+    """Each label 1..``n`` keeps only its pixels whose value is at least
+    ``fraction`` of its largest, the others set to 0 in place: ``labels[values
+    < fraction * ndimage.maximum(values, labels, range(n + 1))[labels]] = 0``
+    in two passes, without a copy of the image."""
+    _keep_above_peak_share(values.ravel(), _flat_view(labels), n, fraction)
+
+
+def drop_small(labels: np.ndarray, smallest: float) -> None:
+    """Labels of fewer than ``smallest`` pixels set to 0 in place:
+    ``labels[np.bincount(labels.ravel())[labels] < smallest] = 0``."""
+    flat = _flat_view(labels)
+    if flat.size:
+        _drop_small(flat, int(flat.max()), smallest)
+
+
+def _flat_view(array: np.ndarray) -> np.ndarray:
+    if not array.flags.c_contiguous:
+        raise ValueError("labels must be C-contiguous (changed in place)")
+    return array.reshape(-1)
 
 
 @_jit
-def _label_maxima(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+def _keep_above_peak_share(
+    values: np.ndarray, labels: np.ndarray, n: int, fraction: float
+) -> None:
     top = np.full(n + 1, -np.inf)
     for i in range(values.size):
         v = values[i]
         if v > top[labels[i]]:
             top[labels[i]] = v
-    return top
+    for i in range(values.size):
+        if labels[i] and values[i] < fraction * top[labels[i]]:
+            labels[i] = 0
+
+
+@_jit
+def _drop_small(labels: np.ndarray, n: int, smallest: float) -> None:
+    sizes = np.zeros(n + 1, np.int64)
+    for i in range(labels.size):
+        sizes[labels[i]] += 1
+    for i in range(labels.size):
+        if sizes[labels[i]] < smallest:
+            labels[i] = 0
 
 
 def spaced_peaks(

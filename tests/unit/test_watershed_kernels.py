@@ -22,8 +22,10 @@ from percell.watershed_kernels import (
     LEVELS,
     RANKED_SHARE,
     _window_maxima,
+    drop_small,
     flood,
     flood_parts,
+    keep_above_peak_share,
     quantise,
     spaced_peaks,
 )
@@ -250,3 +252,31 @@ def test_background_grid_is_each_blocks_percentile(shape):
     )
     expected = ndimage.median_filter(grid, 3, mode="nearest")
     np.testing.assert_array_equal(got.grid, expected)
+
+
+@pytest.mark.parametrize("shape", [(90, 70), (12, 30, 40)])
+def test_each_label_keeps_its_pixels_above_its_share_of_its_peak(shape):
+    rng = np.random.default_rng(len(shape) + 20)
+    values = rng.normal(size=shape).astype(np.float32)
+    labels = rng.integers(0, 30, shape).astype(np.int32)
+    labels[labels == 7] = 0  # a label with no pixel
+    peak = ndimage.maximum(values, labels, np.arange(30))
+    expected = np.where(values < 0.4 * peak[labels], 0, labels)
+    before = np.count_nonzero(labels)
+    keep_above_peak_share(values, labels, 29, 0.4)
+    np.testing.assert_array_equal(labels, expected)
+    assert 0 < np.count_nonzero(labels) < before
+
+
+@pytest.mark.parametrize("shape", [(90, 70), (12, 30, 40)])
+def test_small_labels_are_dropped(shape):
+    rng = np.random.default_rng(len(shape) + 30)
+    labels = (rng.integers(1, 400, shape) * (rng.random(shape) < 0.7)).astype(np.int32)
+    sizes = np.bincount(labels.ravel())
+    expected = np.where(sizes[labels] < sizes[1:].mean(), 0, labels)
+    before = np.count_nonzero(labels)
+    drop_small(labels, float(sizes[1:].mean()))
+    np.testing.assert_array_equal(labels, expected)
+    assert 0 < np.count_nonzero(labels) < before
+    with pytest.raises(ValueError, match="C-contiguous"):
+        drop_small(labels[:, ::2], 3)
