@@ -441,14 +441,26 @@ def segment_image(
     anisotropy: float | None = None,
 ) -> np.ndarray:
     """The whole method on one in-memory image, (Y, X) or (Z, Y, X): its
-    background and noise from the image itself, then ``watershed_segment``
-    (``segment_nuclei``: as a volume where a stack's ``anisotropy`` is given)."""
+    background and noise from the image itself, as the segment step takes
+    them from a region's pyramid (the smallest 2×2-mean level at least 512
+    px wide), then ``watershed_segment`` (``segment_nuclei``: as a volume
+    where a stack's ``anisotropy`` is given)."""
+    from percell.pyramid import mean_2x2
+
     middle = image[image.shape[0] // 2] if image.ndim == 3 else image
     h, w = middle.shape
     y0, x0 = max(0, h // 2 - 256), max(0, w // 2 - 256)
     crop = middle[y0 : y0 + 512, x0 : x0 + 512]
+    sample = image
+    while max(sample.shape[-2:]) >= 1024:
+        sample = mean_2x2(sample)
     background = region_background(
-        image, 1.0, crop, diameter_px, sigma, volume=anisotropy is not None
+        sample,
+        w / sample.shape[-1],
+        crop,
+        diameter_px,
+        sigma,
+        volume=anisotropy is not None,
     )
     behind = background.window((0, h), (0, w))
     return segment_nuclei(
