@@ -23,32 +23,96 @@ as a ratio against the anchor.
   remembered, one listing). Goal: within 2× of the local dry run.
 
 moto keeps objects in memory in its own process; it is not a fast S3 (one
-Python process answering HTTP), so the ratios are an upper bound of what a
-real object store on a fast network gives.
+Python process answering HTTP, copying the whole object for each ranged
+GET), so the ratios are an upper bound of what a real object store on a fast
+network gives. ``--server s3rver`` runs the same cases against s3rver (npm),
+which keeps objects on disk and streams each range from its file, as object
+stores do; install it once and name it:
+
+    npm install --prefix ~/.cache/percell/s3rver s3rver@3.7.1
+    S3RVER=~/.cache/percell/s3rver/node_modules/.bin/s3rver \
+        python bench/bench_s3.py --part import --server s3rver
+
+Each import case also checks that the experiment built from the bucket holds
+the same pixels as the one built from local files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import yaml
+import zarr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
-from tests.support.s3_server import s3_client, s3_server  # noqa: E402
+from tests.support.s3_server import free_port, s3_client, s3_server  # noqa: E402
 
 CHANNELS = ("DAPI", "GFP", "RFP")
+
+
+@contextlib.contextmanager
+def s3rver(root: Path) -> Iterator[dict[str, str]]:
+    """s3rver (``$S3RVER``, an npm install) on loopback, its objects under
+    ``root``; yields the environment that reaches it (its fixed key)."""
+    binary = os.environ.get("S3RVER") or shutil.which("s3rver")
+    if not binary:
+        raise SystemExit("--server s3rver: set S3RVER to the s3rver command")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [binary, "-d", str(root / "s3rver"), "-a", "127.0.0.1", "-p", str(port), "-s"],
+        env={**os.environ, "NODE_OPTIONS": "--openssl-legacy-provider"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("s3rver did not start") from None
+                time.sleep(0.2)
+        yield {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "S3RVER",
+            "AWS_SECRET_ACCESS_KEY": "S3RVER",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def same_pixels(a: Path, b: Path) -> bool:
+    """Whether two experiments hold the same arrays (NGFF 0.4: zarr v2)
+    with the same values, path by path."""
+    arrays = sorted(p.parent.relative_to(a) for p in a.rglob(".zarray"))
+    for rel in arrays:
+        mine = zarr.open_array(a / rel, mode="r")
+        if not np.array_equal(mine[...], zarr.open_array(b / rel, mode="r")[...]):
+            print(f"  {rel} differs")
+            return False
+    return bool(arrays)
 
 
 def upload(env: dict[str, str], bucket: str, root: Path, prefix: str) -> None:
@@ -105,7 +169,9 @@ def job_peak_mb(work: Path) -> int:
     return int(max(peaks))
 
 
-def bench_import(env: dict[str, str], root: Path, regions: int, size: int) -> None:
+def bench_import(
+    env: dict[str, str], root: Path, regions: int, size: int, server: str
+) -> None:
     rng = np.random.default_rng(0)
     raw = root / "raw"
     rows_local, rows_s3 = [], []
@@ -143,10 +209,15 @@ def bench_import(env: dict[str, str], root: Path, regions: int, size: int) -> No
     )
     print(f"  local (anchor)  {t_local:7.1f} s   peak RSS {rss_local:6d} MB")
     print(
-        f"  s3 (moto)       {t_s3:7.1f} s   peak RSS {rss_s3:6d} MB   "
+        f"  s3 ({server}){' ' * (9 - len(server))} {t_s3:7.1f} s   "
+        f"peak RSS {rss_s3:6d} MB   "
         f"ratio {t_s3 / t_local:.2f}x time, {rss_s3 / rss_local:.2f}x memory"
     )
     print(f"  files staged locally for S3 TIFFs: {len(staged)} (goal: 0)")
+    experiments = [root / f"import-{n}" / "out" / "bench.percell" for n in results]
+    if not same_pixels(*experiments):
+        raise SystemExit("the experiment from the bucket differs from the local one")
+    print("  the same pixels in both experiments (every array of each image)")
 
 
 def make_plate(directory: Path, n_wells: int) -> None:
@@ -163,7 +234,7 @@ def make_plate(directory: Path, n_wells: int) -> None:
                 tifffile.imwrite(path, tile)
 
 
-def bench_plan(env: dict[str, str], root: Path, wells: int) -> None:
+def bench_plan(env: dict[str, str], root: Path, wells: int, server: str) -> None:
     plate = root / "plate"
     make_plate(plate, wells)
     upload(env, "plates", plate, "screen")
@@ -192,7 +263,8 @@ def bench_plan(env: dict[str, str], root: Path, wells: int) -> None:
     print(f"dry run, an HCS plate of {wells} wells ({n_files} field files)")
     print(f"  local (anchor)  first {f_local:6.1f} s   again {a_local:6.1f} s")
     print(
-        f"  s3 (moto)       first {f_s3:6.1f} s   again {a_s3:6.1f} s   "
+        f"  s3 ({server}){' ' * (9 - len(server))} first {f_s3:6.1f} s   "
+        f"again {a_s3:6.1f} s   "
         f"ratio {f_s3 / f_local:.2f}x first, {a_s3 / a_local:.2f}x again"
     )
 
@@ -203,16 +275,22 @@ def main() -> None:
     parser.add_argument("--regions", type=int, default=4)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--wells", type=int, default=1536)
+    parser.add_argument("--server", choices=["moto", "s3rver"], default="moto")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="percell-bench-s3-"))
+    server = (
+        s3_server(root / "moto.log", check_keys=True)
+        if args.server == "moto"
+        else s3rver(root)
+    )
     try:
-        with s3_server(root / "moto.log") as env:
+        with server as env:
             os.environ.update(env)
             os.environ["PERCELL_PROBE_CACHE"] = str(root / "probes.json")
             if args.part in ("import", "all"):
-                bench_import(env, root, args.regions, args.size)
+                bench_import(env, root, args.regions, args.size, args.server)
             if args.part in ("plan", "all"):
-                bench_plan(env, root, args.wells)
+                bench_plan(env, root, args.wells, args.server)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
