@@ -1,5 +1,6 @@
 """The watershed's hot loops, compiled (numba): flooding (with the levels it
-floods on), seed spacing, and each label's maximum.
+floods on), seed spacing, each label's trim to a share of its peak, and the
+drop of small labels.
 
 ``flood`` is scikit-image's seeded watershed (``segmentation.watershed`` with
 markers, a mask and connectivity 1) on a surface quantised to ``LEVELS``
