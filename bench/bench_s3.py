@@ -46,9 +46,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,7 +59,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
-from tests.support.s3_server import free_port, s3_client, s3_server  # noqa: E402
+from tests.support.s3_server import (  # noqa: E402
+    free_port,
+    s3_client,
+    s3_server,
+    wait_until_it_answers,
+)
 
 CHANNELS = ("DAPI", "GFP", "RFP")
 
@@ -81,17 +83,7 @@ def s3rver(root: Path) -> Iterator[dict[str, str]]:
         env={**os.environ, "NODE_OPTIONS": "--openssl-legacy-provider"},
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except urllib.error.HTTPError:
-                break  # it answers
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("s3rver did not start") from None
-                time.sleep(0.2)
+        wait_until_it_answers(endpoint, proc, 30)
         yield {
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ACCESS_KEY_ID": "S3RVER",
@@ -209,8 +201,7 @@ def bench_import(
     )
     print(f"  local (anchor)  {t_local:7.1f} s   peak RSS {rss_local:6d} MB")
     print(
-        f"  s3 ({server}){' ' * (9 - len(server))} {t_s3:7.1f} s   "
-        f"peak RSS {rss_s3:6d} MB   "
+        f"  {'s3 (' + server + ')':15s} {t_s3:7.1f} s   peak RSS {rss_s3:6d} MB   "
         f"ratio {t_s3 / t_local:.2f}x time, {rss_s3 / rss_local:.2f}x memory"
     )
     print(f"  files staged locally for S3 TIFFs: {len(staged)} (goal: 0)")
@@ -263,8 +254,7 @@ def bench_plan(env: dict[str, str], root: Path, wells: int, server: str) -> None
     print(f"dry run, an HCS plate of {wells} wells ({n_files} field files)")
     print(f"  local (anchor)  first {f_local:6.1f} s   again {a_local:6.1f} s")
     print(
-        f"  s3 ({server}){' ' * (9 - len(server))} first {f_s3:6.1f} s   "
-        f"again {a_s3:6.1f} s   "
+        f"  {'s3 (' + server + ')':15s} first {f_s3:6.1f} s   again {a_s3:6.1f} s   "
         f"ratio {f_s3 / f_local:.2f}x first, {a_s3 / a_local:.2f}x again"
     )
 
@@ -278,11 +268,7 @@ def main() -> None:
     parser.add_argument("--server", choices=["moto", "s3rver"], default="moto")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="percell-bench-s3-"))
-    server = (
-        s3_server(root / "moto.log", check_keys=True)
-        if args.server == "moto"
-        else s3rver(root)
-    )
+    server = s3_server(root / "moto.log") if args.server == "moto" else s3rver(root)
     try:
         with server as env:
             os.environ.update(env)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_until_it_answers(
+    url: str, proc: subprocess.Popen, seconds: float, log: Path | None = None
+) -> None:
+    """Return once the server ``proc`` started answers ``url`` with any HTTP
+    response; raise if it exits or stays silent for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # an error status is an answer
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                said = log.read_text() if log is not None else ""
+                raise RuntimeError(f"{proc.args[0]} did not start: {said}") from None
+            time.sleep(0.2)
 
 
 @contextmanager
@@ -50,17 +70,7 @@ def s3_server(log: Path, check_keys: bool = True) -> Iterator[dict[str, str]]:
             else dict(os.environ),
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"moto_server did not start: {log.read_text()}"
-                    ) from None
-                time.sleep(0.2)
+        wait_until_it_answers(f"{endpoint}/moto-api/", proc, 60, log)
         iam = boto3.client(
             "iam",
             endpoint_url=endpoint,
