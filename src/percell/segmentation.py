@@ -58,6 +58,7 @@ from percell.storage import (
 )
 from percell.tiling import Tile, segment_tiled
 from percell.watershed import (
+    SAMPLE_PX,
     RegionBackground,
     region_background,
     region_threshold,
@@ -109,17 +110,18 @@ def tile_overlap_pixels(seg: SegmentationSettings, diameter_px: float) -> int:
 
 
 def _threshold_sample(image_group: zarr.Group, channel: int) -> np.ndarray:
-    """A plane of the smallest pyramid level at least 512 px, for a threshold."""
+    """A plane of the smallest pyramid level at least ``SAMPLE_PX`` wide, for
+    a threshold."""
     return _sample(image_group, channel)[0]
 
 
 def _sample(image_group: zarr.Group, channel: int) -> tuple[np.ndarray, float]:
-    """A channel of the smallest pyramid level at least 512 px, and the
-    level-0 pixels per pixel of it."""
+    """A channel of the smallest pyramid level at least ``SAMPLE_PX`` wide,
+    and the level-0 pixels per pixel of it."""
     levels = level_paths(image_group)
     chosen = levels[0]
     for path in levels:
-        if max(array_of(image_group, path).shape[-2:]) >= 512:
+        if max(array_of(image_group, path).shape[-2:]) >= SAMPLE_PX:
             chosen = path
     level = array_of(image_group, chosen)
     scale = array_of(image_group).shape[-1] / level.shape[-1]

@@ -58,6 +58,8 @@ NUCLEUS_FRACTION = 0.5
 #: the background: this percentile of blocks of BLOCK_DIAMETERS diameters
 BACKGROUND_PERCENTILE = 2.0
 BLOCK_DIAMETERS = 2.0
+#: the background is read from the smallest pyramid level at least this wide
+SAMPLE_PX = 512
 #: seeds: the Laplacian of Gaussian's scale and the seeds' spacing, in diameters
 BLOB_SCALE = 0.3
 SEED_SPACING = 0.25
@@ -442,8 +444,8 @@ def segment_image(
 ) -> np.ndarray:
     """The whole method on one in-memory image, (Y, X) or (Z, Y, X): its
     background and noise from the image itself, as the segment step takes
-    them from a region's pyramid (the smallest 2×2-mean level at least 512
-    px wide), then ``watershed_segment`` (``segment_nuclei``: as a volume
+    them from a region's pyramid (the smallest 2×2-mean level at least
+    ``SAMPLE_PX`` wide), then ``watershed_segment`` (``segment_nuclei``: as a volume
     where a stack's ``anisotropy`` is given)."""
     from percell.pyramid import mean_2x2
 
@@ -452,7 +454,7 @@ def segment_image(
     y0, x0 = max(0, h // 2 - 256), max(0, w // 2 - 256)
     crop = middle[y0 : y0 + 512, x0 : x0 + 512]
     sample = image
-    while max(sample.shape[-2:]) >= 1024:
+    while max(sample.shape[-2:]) >= 2 * SAMPLE_PX:  # its next level is wide enough
         sample = mean_2x2(sample)
     background = region_background(
         sample,
