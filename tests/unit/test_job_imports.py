@@ -13,7 +13,7 @@ import pytest
 # the step module a job imports -> what it must not import
 NOT_IMPORTED = {
     "percell.thresholds": ["scipy.ndimage", "skimage", "pandas", "numba"],
-    "percell.demo": ["pandas", "numba"],
+    "percell.demo": ["pandas", "numba", "percell.wells"],
     "percell.register": ["numba", "scipy.ndimage", "skimage"],
     "percell.pyramid": ["pandas", "numba", "scipy.ndimage", "skimage"],
     "percell.hierarchy": ["pandas", "numba", "scipy.ndimage", "skimage"],
