@@ -44,7 +44,25 @@ def synthetic_cells(
     cx = (cx[keep] + rng.uniform(-jitter, jitter, keep.sum())).astype(int)
     n = cy.size
     radii = rng.uniform(0.75, 1.25, n) * nucleus_radius
-    labels, cyto_mask = _paint_cells(shape, cy, cx, radii)
+    labels = np.zeros(shape, np.int32)
+    cyto_mask = np.zeros(shape, bool)
+    r_cell = int(np.ceil(radii.max() * 2.0)) + 1
+    yy, xx = np.mgrid[-r_cell : r_cell + 1, -r_cell : r_cell + 1]
+    dist2 = yy**2 + xx**2
+    for i in range(n):
+        y0, x0 = cy[i] - r_cell, cx[i] - r_cell
+        sl = (
+            slice(max(y0, 0), min(y0 + 2 * r_cell + 1, h)),
+            slice(max(x0, 0), min(x0 + 2 * r_cell + 1, w)),
+        )
+        sub = (
+            slice(sl[0].start - y0, sl[0].stop - y0),
+            slice(sl[1].start - x0, sl[1].stop - x0),
+        )
+        d2 = dist2[sub]
+        nuc = d2 <= radii[i] ** 2
+        labels[sl][nuc & (labels[sl] == 0)] = i + 1
+        cyto_mask[sl] |= d2 <= (radii[i] * 2.0) ** 2
     nuclei = (labels > 0).astype(np.float32)
     cyto = (cyto_mask & (labels == 0)).astype(np.float32)
     puncta = np.zeros(shape, np.float32)
@@ -60,40 +78,6 @@ def synthetic_cells(
         img += rng.normal(0, 30, shape).astype(np.float32)
         out.append(np.clip(img, 0, 65535).astype(np.uint16))
     return out[0], out[1], out[2], labels
-
-
-def _paint_cells(
-    shape: tuple[int, int], cy: np.ndarray, cx: np.ndarray, radii: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each cell's nucleus (a disc of its radius, labelled i + 1; where discs
-    overlap, the lower id) and the union of the cells (discs of twice it).
-
-    One pass per offset from a centre, over all cells at once: a few
-    thousand small vector operations instead of one Python step per cell
-    (seconds at 4096²). Centres on a jittered grid are distinct, so one
-    offset never sends two cells to the same pixel.
-    """
-    h, w = shape
-    labels = np.zeros(shape, np.int32)
-    cyto_mask = np.zeros(shape, bool)
-    ids = np.arange(1, cy.size + 1, dtype=np.int32)
-    r_cell = int(np.ceil(radii.max() * 2.0)) + 1 if cy.size else 0
-    nucleus2, cell2 = radii**2, (radii * 2.0) ** 2
-    for dy in range(-r_cell, r_cell + 1):
-        y = cy + dy
-        for dx in range(-r_cell, r_cell + 1):
-            d2 = dy * dy + dx * dx
-            in_cell = d2 <= cell2
-            if not in_cell.any():
-                continue
-            x = cx + dx
-            keep = in_cell & (y >= 0) & (y < h) & (x >= 0) & (x < w)
-            cyto_mask[y[keep], x[keep]] = True
-            nuc = keep & (d2 <= nucleus2)
-            ny, nx, nid = y[nuc], x[nuc], ids[nuc]
-            held = labels[ny, nx]
-            labels[ny, nx] = np.where((held == 0) | (held > nid), nid, held)
-    return labels, cyto_mask
 
 
 def vignette_profile(shape: tuple[int, int], strength: float) -> np.ndarray:
