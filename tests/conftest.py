@@ -29,17 +29,6 @@ CHANNELS = [
 ]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Unit tests (seconds each) after every other file (minutes each).
-
-    The two workers take one file at a time (``--dist loadfile``) in this
-    order: short files at the end keep both busy until the suite ends, where
-    a workflow file taken last kept one working for minutes alone.
-    """
-    unit = REPO / "tests" / "unit"
-    items.sort(key=lambda item: item.path.is_relative_to(unit))
-
-
 def run_workflow(
     workdir: Path, *args: str, check: bool = True, configfile: str = "config.yaml"
 ) -> subprocess.CompletedProcess:
