@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from percell.wells import grid_position
+from percell.plate_files import grid_position
 
 
 def write_plate(

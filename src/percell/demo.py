@@ -15,6 +15,7 @@ import tifffile
 from scipy import ndimage
 
 from percell.demo_names import plate_demo_condition, plate_demo_name, region_seed
+from percell.plate_files import grid_position
 from percell.storage import staged_file
 
 if TYPE_CHECKING:
@@ -123,8 +124,6 @@ def write_demo_well(
     plate) and cut into fields on the configured grid, neighbours sharing
     the configured overlap; z-planes differ by focus (intensity and blur).
     """
-    from percell.wells import grid_position  # the plate reader: only wells need it
-
     demo, grid = plate.demo, plate.grid
     if demo is None or grid is None:
         raise ValueError(f"plate {plate.name} is not a demo plate on a grid")

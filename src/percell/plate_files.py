@@ -103,6 +103,15 @@ def split_well(token: str) -> tuple[str, str]:
     return m.group(1).upper(), f"{int(m.group(2)):02d}"
 
 
+def grid_position(field: int, rows: int, columns: int, order: str) -> tuple[int, int]:
+    """(grid row, grid column) of 1-based field number ``field``."""
+    i = field - 1
+    r, c = divmod(i, columns)
+    if order == "snake" and r % 2:
+        c = columns - 1 - c
+    return r, c
+
+
 def timepoint_name(token: str | None) -> str | None:
     """Timepoint number in a file name → the PerCell timepoint name ("t1")."""
     return None if token is None else f"t{int(token)}"

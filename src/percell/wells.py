@@ -37,6 +37,7 @@ from percell.plate_files import (
     MatchedFile,
     channel_of,
     discover_files,
+    grid_position,
     split_well,
     timepoint_name,
 )
@@ -45,15 +46,6 @@ from percell.source_info import SourceInfo
 from percell.sources import open_source, probe_source
 
 log = logging.getLogger(__name__)
-
-
-def grid_position(field: int, rows: int, columns: int, order: str) -> tuple[int, int]:
-    """(grid row, grid column) of 1-based field number ``field``."""
-    i = field - 1
-    r, c = divmod(i, columns)
-    if order == "snake" and r % 2:
-        c = columns - 1 - c
-    return r, c
 
 
 def _clusters(values: list[float]) -> list[float]:

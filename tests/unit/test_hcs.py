@@ -11,13 +11,12 @@ from percell.chunks import BlockIO
 from percell.contracts import Channel, PlateInput, Region, WellSpec
 from percell.errors import ConfigError, SourceImageError
 from percell.importer import write_well
-from percell.plate_files import compile_pattern, parse_names, split_well
+from percell.plate_files import compile_pattern, grid_position, parse_names, split_well
 from percell.plate_layout import plate_attrs, row_index, row_name, well_attrs
 from percell.pyramid import build_levels, count_levels, mean_2x2
 from percell.storage import IMAGE_COMPRESSOR, open_group
 from percell.wells import (
     field_records,
-    grid_position,
     place_by_positions,
     plan_well,
     plate_regions,
