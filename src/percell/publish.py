@@ -59,7 +59,6 @@ def publish(experiment: str | Path, url: str) -> dict[str, int]:
     if not (experiment / layout.IMAGES).is_dir():
         raise ExperimentError(f"{experiment}: no {layout.IMAGES} to publish")
     base = url.rstrip("/")
-    fs, root = remote.filesystem(base)
     record_path = (
         experiment
         / layout.WORKFLOW_DIR
@@ -70,16 +69,9 @@ def publish(experiment: str | Path, url: str) -> dict[str, int]:
         record = json.loads(record_path.read_text())
     except (OSError, ValueError):
         record = {}
-    try:
-        fs.invalidate_cache()  # what the bucket holds now
-        remote_now = {
-            key[len(root) + 1 :]: str(entry.get("ETag", "")).strip('"')
-            for key, entry in fs.find(root, detail=True).items()
-        }
-    except FileNotFoundError:
-        remote_now = {}
-    except Exception as exc:
-        raise remote.explain(base, exc) from None
+    remote_now = {  # what the prefix holds now
+        key[len(base) + 1 :]: etag for key, (_, etag) in remote.listing(base).items()
+    }
 
     local = list(_local_files(experiment))
     todo, kept = [], {}
@@ -95,20 +87,14 @@ def publish(experiment: str | Path, url: str) -> dict[str, int]:
         else:
             todo.append((rel, st.st_size, st.st_mtime_ns))
 
-    def upload(item: tuple[str, int, int]) -> tuple[str, list]:
+    def send(item: tuple[str, int, int]) -> tuple[str, list]:
         rel, size, mtime = item
-        fs.put_file(str(experiment / rel), f"{root}/{rel}")
-        etag = str(fs.info(f"{root}/{rel}").get("ETag", "")).strip('"')
-        return rel, [size, mtime, etag]
+        return rel, [size, mtime, remote.upload(experiment / rel, f"{base}/{rel}")]
 
-    try:
-        with ThreadPoolExecutor(UPLOADS) as pool:
-            sent_now = dict(pool.map(upload, todo))
-        gone = sorted(set(remote_now) - set(local))
-        if gone:
-            fs.rm([f"{root}/{rel}" for rel in gone])
-    except Exception as exc:
-        raise remote.explain(base, exc) from None
+    with ThreadPoolExecutor(UPLOADS) as pool:
+        sent_now = dict(pool.map(send, todo))
+    gone = sorted(set(remote_now) - set(local))
+    remote.remove(f"{base}/{rel}" for rel in gone)
     write_json(record_path, kept | sent_now)
     counts = {"uploaded": len(todo), "removed": len(gone), "unchanged": len(kept)}
     log.info("published %s to %s: %s", experiment, base, counts)
