@@ -139,7 +139,8 @@ def run(work: Path, config: dict, *args: str) -> tuple[float, int]:
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
         "e = time.perf_counter() - t; "
         "sys.stderr.write((p.stdout + p.stderr)[-6000:] if p.returncode else ''); "
-        "print(e, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print(e, u.ru_maxrss, u.ru_utime + u.ru_stime); "
         "sys.exit(p.returncode)"
     )
     proc = subprocess.run(
@@ -147,8 +148,22 @@ def run(work: Path, config: dict, *args: str) -> tuple[float, int]:
     )
     if proc.returncode:
         raise SystemExit(f"snakemake failed:\n{proc.stderr}")
-    seconds, kb = proc.stdout.split()
-    return float(seconds), int(kb) // 1024
+    seconds, kb, cpu = proc.stdout.split()
+    return float(seconds), int(kb) // 1024, float(cpu)
+
+
+def server_cpu(env: dict[str, str]) -> float:
+    """CPU seconds the S3 server's process has used so far (it shares the
+    machine's cores with the workflow)."""
+    import psutil
+
+    port = env["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "-p" in cmdline and port in cmdline:
+            times = proc.cpu_times()
+            return float(times.user + times.system)
+    raise SystemExit(f"no S3 server process on port {port}")
 
 
 def job_peak_mb(work: Path) -> int:
@@ -193,7 +208,7 @@ def bench_import(
         }
         results[name] = run(work, config, "--until", "import_images", "--cores", "1")
     mb = regions * len(CHANNELS) * size * size * 2 / 1e6
-    (t_local, rss_local), (t_s3, rss_s3) = results["local"], results["s3"]
+    (t_local, rss_local, _), (t_s3, rss_s3, _) = results["local"], results["s3"]
     staged = list(staging.rglob("*")) if staging.exists() else []
     print(
         f"import, {regions} regions x 3 channels of {size}x{size} uint16 "
@@ -247,16 +262,26 @@ def bench_plan(env: dict[str, str], root: Path, wells: int, server: str) -> None
             "pixel_size_um": 0.5,
             "segmentation": {"channel": "DAPI", "diameter": 8},
         }
-        first = run(work, config, "-n", "--cores", "2")[0]
-        again = run(work, config, "-n", "--cores", "2")[0]
-        results[name] = (first, again)
+        runs = []
+        for _ in ("first", "again"):
+            served = server_cpu(env)
+            seconds, _, cpu = run(work, config, "-n", "--cores", "2")
+            runs.append((seconds, cpu, server_cpu(env) - served))
+        results[name] = runs
     (f_local, a_local), (f_s3, a_s3) = results["local"], results["s3"]
     print(f"dry run, an HCS plate of {wells} wells ({n_files} field files)")
-    print(f"  local (anchor)  first {f_local:6.1f} s   again {a_local:6.1f} s")
+    print(f"  local (anchor)  first {f_local[0]:6.1f} s   again {a_local[0]:6.1f} s")
     print(
-        f"  {'s3 (' + server + ')':15s} first {f_s3:6.1f} s   again {a_s3:6.1f} s   "
-        f"ratio {f_s3 / f_local:.2f}x first, {a_s3 / a_local:.2f}x again"
+        f"  {'s3 (' + server + ')':15s} first {f_s3[0]:6.1f} s   "
+        f"again {a_s3[0]:6.1f} s   "
+        f"ratio {f_s3[0] / f_local[0]:.2f}x first, {a_s3[0] / a_local[0]:.2f}x again"
     )
+    print("  CPU seconds (snakemake and percell; the S3 server, on the same cores):")
+    for label, (local, s3) in (("first", (f_local, f_s3)), ("again", (a_local, a_s3))):
+        print(
+            f"    {label}: local {local[1]:6.1f}   s3 {s3[1]:6.1f} "
+            f"+ server {s3[2]:6.1f}"
+        )
 
 
 def main() -> None:

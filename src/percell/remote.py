@@ -273,10 +273,9 @@ def _remember(url: str, head: bytes) -> None:
         _heads.popitem(last=False)
 
 
-def open_url(url: str, cache: str = "readahead") -> IO[bytes]:
-    """A seekable file object over ``url`` that fetches byte ranges: reads
-    ahead by ``READ_BLOCK`` (headers, strips, tiles), or with ``cache="none"``
-    exactly the ranges asked for (a band of an uncompressed plane)."""
+def open_url(url: str) -> IO[bytes]:
+    """A seekable file object over ``url`` that fetches byte ranges, reading
+    ahead by ``READ_BLOCK`` (headers, strips, tiles)."""
     try:
         if _heads is not None and url not in _infos:
             _infos[url] = _head(url)  # once per job, not per open
@@ -293,27 +292,35 @@ def open_url(url: str, cache: str = "readahead") -> IO[bytes]:
                 _remember(url, whole)
             return io.BytesIO(whole)
         head = b""
-        if _heads is not None and cache != "none":
+        if _heads is not None:
             if url not in _heads:
                 _remember(url, bytes(_fetch(url, 0, READ_BLOCK, etag)))
             head = _heads[url]
-        ranged = _Ranged(url, size, etag, readahead=cache != "none", head=head)
-        return cast(IO[bytes], ranged)
+        return cast(IO[bytes], _Ranged(url, size, etag, head))
+    except Exception as exc:
+        raise explain(url, exc) from None
+
+
+def read_range(url: str, start: int, end: int) -> Any:
+    """Bytes ``start:end`` of ``url`` by one ranged GET (a band of an
+    uncompressed plane), as the response's buffer: not copied. A small
+    object remembered whole (``remembering_heads``) is not asked again."""
+    head = None if _heads is None else _heads.get(url)
+    if head is not None and end <= len(head):
+        return memoryview(head)[start:end]
+    try:
+        return _fetch(url, start, end, _infos[url][1] if url in _infos else None)
     except Exception as exc:
         raise explain(url, exc) from None
 
 
 class _Ranged(io.RawIOBase):
-    """An object's bytes by ranged GETs. With ``readahead``, each GET asks
-    for at least ``READ_BLOCK`` bytes and the last block is kept (a TIFF's
-    header and IFDs are many small reads near each other); without, each
-    read is exactly one GET of its own size (a band)."""
+    """An object's bytes by ranged GETs, each asking for at least
+    ``READ_BLOCK`` bytes; the last block is kept (a TIFF's header and IFDs
+    are many small reads near each other)."""
 
-    def __init__(
-        self, url: str, size: int, etag: str | None, readahead: bool, head: bytes
-    ) -> None:
+    def __init__(self, url: str, size: int, etag: str | None, head: bytes) -> None:
         self._url, self._size, self._etag = url, size, etag
-        self._readahead = readahead
         self._block_at, self._block = 0, memoryview(head)
         self._pos = 0
 
@@ -337,18 +344,11 @@ class _Ranged(io.RawIOBase):
         n = min(len(view), max(0, self._size - start))
         at = start - self._block_at
         if n and not (0 <= at and at + n <= len(self._block)):
-            end = start + n
-            if self._readahead:
-                end = min(self._size, start + max(n, READ_BLOCK))
+            end = min(self._size, start + max(n, READ_BLOCK))
             try:
                 data = memoryview(_fetch(self._url, start, end, self._etag))
             except Exception as exc:
                 raise explain(self._url, exc) from None
-            if not self._readahead:
-                n = min(n, len(data))
-                view[:n] = data[:n]
-                self._pos += n
-                return n
             self._block_at, self._block, at = start, data, 0
             n = min(n, len(data))
         view[:n] = self._block[at : at + n]

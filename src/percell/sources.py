@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -198,7 +198,6 @@ class SourceReader:
     _zarr: zarr.Array[Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _tf: tifffile.TiffFile | None = None
-    _remote: IO[bytes] | None = None
     _files: ExitStack | None = None
 
     def __enter__(self) -> SourceReader:
@@ -208,9 +207,7 @@ class SourceReader:
         offset = series.dataoffset
         if offset is not None and series.keyframe.compression == 1:
             self._offset = int(offset)
-            if remote.is_url(self.info.path):  # a band is one ranged GET
-                self._remote = remote.open_url(self.info.path, cache="none")
-            else:
+            if not remote.is_url(self.info.path):  # (a URL: a band, one GET)
                 self._fd = os.open(self.info.path, os.O_RDONLY)
         else:
             self._zarr = zarr.open_array(series.aszarr(), mode="r")
@@ -219,8 +216,6 @@ class SourceReader:
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
             os.close(self._fd)
-        if self._remote is not None:
-            self._remote.close()
         if self._files is not None:
             self._files.close()
 
@@ -252,13 +247,11 @@ class SourceReader:
                 f"({type(exc).__name__}: {exc})"
             ) from None
 
-    def _read_at(self, start: int, nbytes: int) -> bytes:
+    def _read_at(self, start: int, nbytes: int) -> Any:
         if self._fd is not None:
             return os.pread(self._fd, nbytes, start)
-        assert self._remote is not None
-        with self._lock:  # one file object: its position is shared
-            self._remote.seek(start)
-            return self._remote.read(nbytes)
+        # the response's own buffer, not copied (numpy views it)
+        return remote.read_range(self.info.path, start, start + nbytes)
 
     def _stored_lead(self) -> tuple[int, ...]:
         """Shape of the non-YX axes in the file's own order."""
