@@ -2,12 +2,13 @@
 
 Raw files may live in object storage. They are read where they are, by
 byte ranges (a TIFF's header, its strips or tiles, a band), never copied
-whole: S3 through obstore (the Rust ``object_store`` client: ~1 ms of CPU
-per request where botocore spends ~5, and no botocore to import in every
-job), HTTP through fsspec. OME-Zarr inputs are read by zarr and bioio
-through fsspec (s3fs), which they speak. Planning stamps every object by its ETag with
-one paged listing per bucket prefix, not one request per file, so a changed
-object reruns exactly its region group and an unchanged bucket plans nothing.
+whole: S3 through obstore (the Rust ``object_store`` client: 0.3-1.8 ms of
+CPU per request in bench/bench_s3.py where botocore spent ~5, and no
+botocore to import in every job), HTTP through fsspec. OME-Zarr inputs are
+read by zarr and bioio through fsspec (s3fs), which they speak. Planning
+stamps every object by its ETag with one paged listing per bucket prefix,
+not one request per file, so a changed object reruns exactly its region
+group and an unchanged bucket plans nothing.
 
 Credentials and the endpoint come the way the AWS tools take them
 (environment, ``AWS_PROFILE`` and the shared files read by boto3,
@@ -144,10 +145,22 @@ def _profile_credentials() -> Any:
         ) from None
 
 
+def _bucket_and_key(url: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` → ("bucket", "a/b")."""
+    bucket, _, key = url[len("s3://") :].partition("/")
+    return bucket, key
+
+
 def _s3_object(url: str) -> tuple[Any, str]:
     """The client of ``url``'s bucket and the object's key in it."""
-    bucket, _, key = url[len("s3://") :].partition("/")
+    bucket, key = _bucket_and_key(url)
     return _store(bucket, endpoint_for(url)), key
+
+
+def _stamped_etag(url: str) -> str | None:
+    """The ETag an object had when this job first asked (``remembering_heads``),
+    which its reads must still match; None when not asked."""
+    return _infos[url][1] if url in _infos else None
 
 
 @functools.cache
@@ -283,7 +296,7 @@ def open_url(url: str) -> IO[bytes]:
         if url not in _sizes:
             _sizes[url] = _head(url)[0]
         size = _sizes[url]
-        etag = _infos[url][1] if url in _infos else None
+        etag = _stamped_etag(url)
         if size <= WHOLE_OBJECT:
             if _heads is not None and url in _heads:
                 return io.BytesIO(_heads[url])
@@ -309,7 +322,7 @@ def read_range(url: str, start: int, end: int) -> Any:
     if head is not None and end <= len(head):
         return memoryview(head)[start:end]
     try:
-        return _fetch(url, start, end, _infos[url][1] if url in _infos else None)
+        return _fetch(url, start, end, _stamped_etag(url))
     except Exception as exc:
         raise explain(url, exc) from None
 
@@ -369,7 +382,7 @@ def stamps(urls: Iterable[str]) -> dict[str, tuple[int, str]]:
         elif url in _listed:
             out[url] = _listed.pop(url)
         elif url.startswith("s3://"):
-            by_bucket.setdefault(url[5:].split("/", 1)[0], []).append(url)
+            by_bucket.setdefault(_bucket_and_key(url)[0], []).append(url)
         else:
             out[url] = _http_stamp(url)
     for group in by_bucket.values():
@@ -407,7 +420,7 @@ def listing(prefix_url: str) -> dict[str, tuple[int, str]]:
     import obstore
 
     out = {}
-    bucket = prefix_url[len("s3://") :].split("/", 1)[0]
+    bucket = _bucket_and_key(prefix_url)[0]
     try:
         store, prefix = _s3_object(prefix_url)
         for page in obstore.list(store, prefix=prefix or None, chunk_size=1000):
@@ -440,11 +453,11 @@ def remove(urls: Iterable[str]) -> None:
 
     by_bucket: dict[str, list[str]] = {}
     for url in urls:
-        by_bucket.setdefault(url[len("s3://") :].split("/", 1)[0], []).append(url)
+        by_bucket.setdefault(_bucket_and_key(url)[0], []).append(url)
     for objects in by_bucket.values():
         try:
             store = _s3_object(objects[0])[0]
-            obstore.delete(store, [_s3_object(url)[1] for url in objects])
+            obstore.delete(store, [_bucket_and_key(url)[1] for url in objects])
         except Exception as exc:
             raise explain(objects[0], exc) from None
 
