@@ -304,12 +304,13 @@ def open_url(url: str) -> IO[bytes]:
             if _heads is not None:
                 _remember(url, whole)
             return io.BytesIO(whole)
-        head = b""
+        head, fresh = b"", False
         if _heads is not None:
             if url not in _heads:
                 _remember(url, bytes(_fetch(url, 0, READ_BLOCK, etag)))
+                fresh = True
             head = _heads[url]
-        return cast(IO[bytes], _Ranged(url, size, etag, head))
+        return cast(IO[bytes], _Ranged(url, size, etag, head, trim_head=fresh))
     except Exception as exc:
         raise explain(url, exc) from None
 
@@ -330,12 +331,32 @@ def read_range(url: str, start: int, end: int) -> Any:
 class _Ranged(io.RawIOBase):
     """An object's bytes by ranged GETs, each asking for at least
     ``READ_BLOCK`` bytes; the last block is kept (a TIFF's header and IFDs
-    are many small reads near each other)."""
+    are many small reads near each other).
 
-    def __init__(self, url: str, size: int, etag: str | None, head: bytes) -> None:
+    ``trim_head``: the remembered first block was fetched for this reader; on
+    closing, only as much of it as was read stays remembered (a TIFF's
+    header, kilobytes, for the reopening reader), not the pixels after it: a
+    job that probes many large files would otherwise hold a megabyte each."""
+
+    def __init__(
+        self,
+        url: str,
+        size: int,
+        etag: str | None,
+        head: bytes,
+        trim_head: bool = False,
+    ) -> None:
         self._url, self._size, self._etag = url, size, etag
         self._block_at, self._block = 0, memoryview(head)
         self._pos = 0
+        self._head = head if trim_head else None
+        self._head_read = 0  # bytes of the head read, from its start
+
+    def close(self) -> None:
+        head, self._head = self._head, None
+        if head is not None and _heads is not None and _heads.get(self._url) is head:
+            _heads[self._url] = head[: self._head_read]
+        super().close()
 
     def readable(self) -> bool:
         return True
@@ -365,6 +386,8 @@ class _Ranged(io.RawIOBase):
             self._block_at, self._block, at = start, data, 0
             n = min(n, len(data))
         view[:n] = self._block[at : at + n]
+        if self._head is not None and self._block.obj is self._head:
+            self._head_read = max(self._head_read, at + n)
         self._pos += n
         return n
 

@@ -26,7 +26,9 @@ import tifffile
 import yaml
 import zarr
 
+from percell import remote
 from percell.publish import publish
+from percell.sources import open_source, probe_source
 from tests.conftest import (
     base_config,
     make_raw_experiment,
@@ -234,6 +236,34 @@ def test_an_import_job_asks_for_each_object_once(
             np.testing.assert_array_equal(
                 got[c], tifffile.imread(io.BytesIO(body.read()))
             )
+
+
+def test_an_import_job_remembers_a_large_files_header_not_its_pixels(server):
+    """Within an import job, probing a large object fetches its first MiB;
+    only the header the probe read stays remembered (a megabyte per file
+    kept had made a job reading twelve 32 MB planes from S3 use 12 MB more
+    than from disk), and the reader that opens it again still finds its
+    header in memory: one HEAD, one GET of the header, one GET of the band."""
+    img = np.random.default_rng(3).integers(0, 60000, (1024, 1024), dtype=np.uint16)
+    body = tiff_bytes(img, compressed=False)  # 2 MiB: over WHOLE_OBJECT
+    s3 = s3_client(server)
+    s3.create_bucket(Bucket="large")
+    s3.put_object(Bucket="large", Key="plane.tif", Body=body)
+    url = "s3://large/plane.tif"
+    with flaky_proxy(server["AWS_ENDPOINT_URL"]) as proxy:
+        remote.configure({"s3://large": proxy.url})
+        try:
+            with remote.remembering_heads():
+                info = probe_source(url)
+                kept = remote._heads[url]
+                with open_source(info) as reader:
+                    rows = reader.read(0, 0, 0, 1024)
+        finally:
+            remote.configure({})
+    assert 0 < len(kept) <= 2**16 and body.startswith(kept)
+    np.testing.assert_array_equal(rows, img)
+    asked = [method for method, path, _ in proxy.passed if "plane.tif" in path]
+    assert asked == ["HEAD", "GET", "GET"], proxy.passed
 
 
 def refused(bucket_run, tmp_path, edit) -> str:
