@@ -40,15 +40,13 @@ REGIONS = [("ctrl", "r1"), ("ctrl", "r2"), ("drug", "r1"), ("drug", "r2")]
 LOCAL_STEPS = {"hierarchy", "register"}
 
 
-def make_raw(root, corrupt: str | None = None):
+def make_raw(root):
     rows = []
     for i, (cond, region) in enumerate(REGIONS):
         dapi, gfp, _, _ = synthetic_cells((300, 420), np.random.default_rng(90 + i))
         for ch, img in (("DAPI", dapi), ("GFP", gfp)):
             path = root / f"{cond}_{region}_{ch}.tif"
             tifffile.imwrite(path, img, tile=(128, 128), compression="zlib")
-            if corrupt == f"{cond}_{region}_{ch}":
-                break_tile_data(path)
             rows.append(f"{cond}\t{region}\t{ch}\t{path}")
     sheet = root / "samples.tsv"
     sheet.write_text("condition\tregion\tchannel\tpath\n" + "\n".join(rows) + "\n")
@@ -137,17 +135,35 @@ def arrays(exp):
     return out
 
 
-def test_slurm_run_equals_local_run(tmp_path):
+def test_a_failed_cluster_job_is_named_and_the_rerun_equals_a_local_run(tmp_path):
+    """One story on the cluster (a SLURM run costs minutes, so there is one):
+    a job fails on a garbled TIFF and the terminal names its log; the file is
+    mended and the rerun completes. What the cluster leaves equals a local run
+    of the mended files, array for array and row for row, and every per-group
+    step ran as a SLURM job of its own."""
     raw = tmp_path / "raw"
     raw.mkdir()
     sheet = make_raw(raw)
+    garbled = raw / "drug_r2_GFP.tif"
+    intact = garbled.read_bytes()
+    break_tile_data(garbled)
     local, cluster = tmp_path / "local", tmp_path / "cluster"
     for work in (local, cluster):
         work.mkdir()
         write_config(work, config_for(sheet))
+
+    proc = run(cluster, slurm=True, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "slurm" in out.lower()
+    assert "Error in rule import_images" in out
+    assert "logs/exp/import/drug.log" in out, out[-4000:]
+    log = cluster / "logs/exp/import/drug.log"
+    assert "region drug/r2" in log.read_text() and "drug_r2_GFP.tif" in log.read_text()
+
+    garbled.write_bytes(intact)  # only this file changes: the rest is kept
     run(local, slurm=False)
-    proc = run(cluster, slurm=True)
-    assert "slurm" in (proc.stdout + proc.stderr).lower()
+    run(cluster, slurm=True)
 
     exp = cluster / "out/exp.percell"
     job_ids = {}
@@ -170,29 +186,7 @@ def test_slurm_run_equals_local_run(tmp_path):
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert db_rows(local / "out/exp.percell") == db_rows(exp)
-
-
-def test_failed_cluster_job_is_reported_and_a_rerun_completes(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    sheet = make_raw(raw, corrupt="drug_r2_GFP")
-    work = tmp_path / "work"
-    work.mkdir()
-    write_config(work, config_for(sheet))
-    proc = run(work, slurm=True, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "Error in rule import_images" in out
-    assert "logs/exp/import/drug.log" in out, out[-4000:]
-    log = work / "logs/exp/import/drug.log"
-    assert "region drug/r2" in log.read_text() and "drug_r2_GFP.tif" in log.read_text()
-
-    make_raw(raw)  # the fixed files
-    run(work, slurm=True)
-    exp = work / "out/exp.percell"
     conn = sqlite3.connect(exp / "experiment.db")
-    assert conn.execute("SELECT count(*) FROM regions").fetchone() == (4,)
     assert conn.execute("SELECT count(DISTINCT region_id) FROM cells").fetchone() == (
         4,
     )
-    assert (exp / "masks.zarr/drug/r2/threshold_GFP/0/.zarray").is_file()
