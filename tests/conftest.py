@@ -29,6 +29,40 @@ CHANNELS = [
 ]
 
 
+#: Files of minutes, slowest first (sums of the full run's --durations on
+#: 2026-12-07). The two workers take a file at a time (``--dist loadfile``)
+#: in collection order (``--no-loadscope-reorder``: xdist's default puts
+#: files with the most tests first, which left the crash and SLURM files,
+#: two tests each and minutes long, to one worker at the end).
+SLOWEST_FILES = (
+    "tests/workflow/test_percell3_apps.py",
+    "tests/workflow/test_crash.py",
+    "tests/test_install.py",
+    "tests/cluster/test_slurm.py",
+    "tests/workflow/test_hcs_workflow.py",
+    "tests/workflow/test_compartments.py",
+    "tests/workflow/test_demo.py",
+    "tests/workflow/test_multiplate.py",
+    "tests/workflow/test_segment_workflow.py",
+    "tests/workflow/test_living.py",
+    "tests/workflow/test_failures.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first, the other workflow files next, unit files
+    (seconds each) last: the workers then finish close together."""
+    if missing := [name for name in SLOWEST_FILES if not (REPO / name).is_file()]:
+        raise pytest.UsageError(f"tests/conftest.py SLOWEST_FILES: no {missing}")
+    rank = {REPO / name: i for i, name in enumerate(SLOWEST_FILES)}
+    unit = REPO / "tests" / "unit"
+
+    def order(item: pytest.Item) -> tuple[int, bool]:
+        return rank.get(item.path, len(rank)), item.path.is_relative_to(unit)
+
+    items.sort(key=order)
+
+
 def run_workflow(
     workdir: Path, *args: str, check: bool = True, configfile: str = "config.yaml"
 ) -> subprocess.CompletedProcess:
