@@ -29,23 +29,25 @@ CHANNELS = [
 ]
 
 
-#: Files of minutes, slowest first (sums of the full run's --durations on
-#: 2026-12-07). The two workers take a file at a time (``--dist loadfile``)
-#: in collection order (``--no-loadscope-reorder``: xdist's default puts
-#: files with the most tests first, which left the crash and SLURM files,
-#: two tests each and minutes long, to one worker at the end).
+#: Files of minutes, slowest first (each file's setup, call and teardown
+#: times summed from a full run's --durations=0, two workers, 2026-12-07).
+#: The two workers take a file at a time (``--dist loadfile``) in collection
+#: order (``--no-loadscope-reorder``: xdist's default puts files with the
+#: most tests first, which left the crash and SLURM files, two tests each
+#: and minutes long, to one worker at the end).
 SLOWEST_FILES = (
-    "tests/workflow/test_percell3_apps.py",
-    "tests/workflow/test_crash.py",
-    "tests/test_install.py",
-    "tests/cluster/test_slurm.py",
-    "tests/workflow/test_hcs_workflow.py",
-    "tests/workflow/test_compartments.py",
-    "tests/workflow/test_demo.py",
-    "tests/workflow/test_multiplate.py",
-    "tests/workflow/test_segment_workflow.py",
-    "tests/workflow/test_living.py",
-    "tests/workflow/test_failures.py",
+    "tests/workflow/test_percell3_apps.py",  # 1291 s
+    "tests/workflow/test_crash.py",  # 450 s
+    "tests/workflow/test_compartments.py",  # 393 s
+    "tests/cluster/test_slurm.py",  # 352 s
+    "tests/workflow/test_living.py",  # 292 s
+    "tests/workflow/test_segment_workflow.py",  # 265 s
+    "tests/workflow/test_hcs_workflow.py",  # 248 s
+    "tests/test_install.py",  # 242 s
+    "tests/workflow/test_object_storage.py",  # 200 s
+    "tests/workflow/test_multiplate.py",  # 177 s
+    "tests/workflow/test_vendor_formats.py",  # 165 s
+    "tests/workflow/test_demo.py",  # 143 s
 )
 
 
