@@ -187,6 +187,8 @@ def test_a_failed_cluster_job_is_named_and_the_rerun_equals_a_local_run(tmp_path
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert db_rows(local / "out/exp.percell") == db_rows(exp)
     conn = sqlite3.connect(exp / "experiment.db")
+    assert conn.execute("SELECT count(*) FROM regions").fetchone() == (4,)
     assert conn.execute("SELECT count(DISTINCT region_id) FROM cells").fetchone() == (
         4,
     )
+    assert (exp / "masks.zarr/drug/r2/threshold_GFP/0/.zarray").is_file()
